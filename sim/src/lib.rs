@@ -1,0 +1,1 @@
+//! Simulated Bitbucket Cloud (stub).

@@ -1,0 +1,14 @@
+//! bitbucket-access: an access-governance connector for Bitbucket Cloud.
+//!
+//! See ARCHITECTURE.md for the map of modules and the invariants they keep.
+
+pub mod bitbucket;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod endpoints;
+pub mod jira;
+pub mod manifest;
+pub mod store;
+pub mod sync;
+pub mod telemetry;

@@ -1,0 +1,3 @@
+//! Sync: reads every managed workspace's access into the store within the request budget.
+
+pub mod plan;
