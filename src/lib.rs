@@ -5,6 +5,8 @@
 pub mod bitbucket;
 pub mod cli;
 pub mod config;
+pub mod connect;
+pub mod doctor;
 pub mod domain;
 pub mod endpoints;
 pub mod jira;

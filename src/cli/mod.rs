@@ -1,1 +1,91 @@
-//! (being written)
+//! The command line: `bitbucket-access [--config PATH] [--log-format text|json] <command>`.
+//!
+//! Each command lives in its own file with an `Args` struct and a `run` function; this module
+//! holds the global options, the [`Command`] enum and the dispatch. Exit codes are part of the
+//! interface: 0 success, 1 failure or findings, 2 bad usage or a bad config.
+
+mod manifest;
+mod validate;
+
+use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
+use crate::telemetry::LogFormat;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit status for success.
+pub const EXIT_OK: u8 = 0;
+/// Exit status for a failure, or for findings the user must act on.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit status for bad usage or a bad config.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Access governance for Bitbucket Cloud: sync, explain, grant and audit repository access.
+#[derive(Debug, Parser)]
+#[command(name = "bitbucket-access", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Path of the JSON config file.
+    #[arg(long, global = true, env = "BITBUCKET_ACCESS_CONFIG", default_value = DEFAULT_CONFIG_PATH, value_name = "PATH")]
+    pub config: PathBuf,
+
+    /// How log lines on standard error are written (RUST_LOG sets the level, default info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the config file against the schema and its rules, without any network access.
+    Validate(validate::Args),
+    /// Print the connector manifest (connector.json).
+    Manifest(manifest::Args),
+}
+
+/// Runs the parsed command line and returns the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let code = match &cli.command {
+        Command::Validate(args) => validate::run(&cli, args).await,
+        Command::Manifest(args) => manifest::run(&cli, args).await,
+    };
+    ExitCode::from(code)
+}
+
+/// Loads the config named on the command line, or prints every problem to standard error and
+/// returns the exit code the command should end with.
+pub fn load_config(cli: &Cli) -> Result<Config, u8> {
+    match Config::load(&cli.config) {
+        Ok(config) => Ok(config),
+        Err(error) => {
+            report_config_error(&cli.config, &error);
+            Err(EXIT_USAGE)
+        }
+    }
+}
+
+fn report_config_error(path: &std::path::Path, error: &ConfigError) {
+    match error {
+        ConfigError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "error: no config file at {} (pass --config PATH or set BITBUCKET_ACCESS_CONFIG)",
+                path.display()
+            );
+        }
+        ConfigError::Read { .. } => eprintln!("error: {error}"),
+        ConfigError::Invalid { problems } => {
+            let n = problems.len();
+            eprintln!(
+                "error: the config {} has {n} problem{}:",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            );
+            for problem in problems {
+                eprintln!("  {problem}");
+            }
+        }
+    }
+}

@@ -1,1 +1,27 @@
-//! (being written)
+//! The domain: principals, resources, levels, effective-access rules, grants and drift.
+//!
+//! Architecture invariant: nothing here does IO or reads the clock. Time is passed in, so expiry
+//! and drift are testable, and the store and the clients only translate to and from these types.
+
+mod access;
+mod drift;
+mod grant;
+mod ids;
+mod levels;
+mod model;
+
+pub use access::{
+    effective_access, effective_access_for_account, effective_access_for_repository,
+    EffectiveAccess, GroupMembers, Source, SourcedLevel, WorkspaceFacts,
+};
+pub use drift::{DriftEvent, EntityKind};
+pub use grant::{Grant, GrantId, GrantState, GrantTarget, NewGrant};
+pub use ids::{
+    AccountId, GroupSlug, IdError, Principal, ProjectKey, ProjectRef, RepoRef, RepoSlug,
+    WorkspaceSlug,
+};
+pub use levels::{LevelError, ProjectLevel, RepoLevel, WorkspaceRole};
+pub use model::{
+    Account, Group, Identity, Project, ProjectPermission, Repository, RepositoryPermission,
+    Workspace, WorkspaceMember,
+};

@@ -1,1 +1,466 @@
-//! (being written)
+//! The store: one storage trait, [`Store`], with an SQLite and a PostgreSQL implementation on
+//! sqlx, picked once from the URL scheme by [`open`].
+//!
+//! What it keeps: the facts read from Bitbucket (workspaces, projects, repositories, accounts,
+//! groups and memberships, explicit permissions), identities, listing freshness, sync runs,
+//! grants and an append-only audit log.
+//!
+//! Architecture invariants:
+//! - No sqlx type leaves this module; [`StoreError`] carries driver messages as text, with any
+//!   password removed.
+//! - Facts change only through [`Store::replace_listing`], one complete listing at a time, in
+//!   one transaction. A listing that is never passed in (because its read failed or was cut
+//!   short) keeps its stored facts: a failed read deletes nothing.
+//! - An unchanged listing writes no fact or audit row, only its freshness (kept in its own table).
+//! - The audit log is append-only: the trait has no way to change or delete an entry, and a
+//!   trigger refuses `UPDATE` and `DELETE` on both backends.
+//!
+//! Drift: every difference a replace finds is a drift event (written to the audit log as kind
+//! `drift`, actor `bitbucket`) unless the caller names it in [`ReplaceListing::expected`] as a
+//! change the connector made itself. The caller, not the store, knows which changes it made: the
+//! grants module records its own changes and passes them along. The first complete read of a
+//! listing is a baseline and records no drift (there is nothing to differ from).
+//!
+//! Deleting a repository, project or group from its workspace listing also removes its
+//! permissions (or members) and their freshness, since Bitbucket removes them with it.
+
+mod error;
+mod listing;
+mod postgres;
+mod sqlite;
+mod types;
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+
+use crate::domain::{
+    Account, AccountId, Grant, GrantId, GrantState, Group, GroupMembers, Identity, NewGrant,
+    Project, ProjectPermission, Repository, RepositoryPermission, Workspace, WorkspaceFacts,
+    WorkspaceMember, WorkspaceSlug,
+};
+
+pub use error::{redact_url, DatabaseUrl, StoreError};
+pub use types::{
+    AuditEntry, AuditFilter, AuditId, AuditKind, Backend, ExpectedChange, Fact, ListingFreshness,
+    ListingKey, ListingStatus, NewAuditEntry, ReplaceListing, ReplaceOutcome, SyncOutcome,
+    SyncRun, SyncRunFinish, SyncRunId,
+};
+
+/// The future every store method returns.
+pub type StoreFuture<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
+
+/// The storage operations of the connector. Obtain one with [`open`].
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
+
+    /// Applies the embedded migrations. Idempotent; [`open`] already calls it.
+    fn migrate(&self) -> StoreFuture<'_, ()>;
+
+    // ----- Facts -----
+
+    /// Replaces the complete content of one listing, records drift, and marks it fresh, in one
+    /// transaction. Writes no fact or audit row when nothing changed.
+    fn replace_listing(&self, request: ReplaceListing) -> StoreFuture<'_, ReplaceOutcome>;
+
+    /// The freshness of one listing, `None` if it was never read completely.
+    fn listing_freshness<'a>(
+        &'a self,
+        key: &'a ListingKey,
+    ) -> StoreFuture<'a, Option<ListingFreshness>>;
+
+    /// Every listing of a workspace the store knows should exist (the five workspace listings,
+    /// then the permission listings of each stored project and repository and the member
+    /// listing of each stored group), never-read first, then oldest first.
+    fn listings_by_age<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+    ) -> StoreFuture<'a, Vec<ListingStatus>>;
+
+    /// Saves (or clears) a resume cursor on a listing read before.
+    fn save_listing_cursor<'a>(
+        &'a self,
+        key: &'a ListingKey,
+        cursor: Option<&'a str>,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Every stored workspace.
+    fn workspaces(&self) -> StoreFuture<'_, Vec<Workspace>>;
+
+    /// The projects of a workspace.
+    fn projects<'a>(&'a self, workspace: &'a WorkspaceSlug) -> StoreFuture<'a, Vec<Project>>;
+
+    /// The repositories of a workspace.
+    fn repositories<'a>(&'a self, workspace: &'a WorkspaceSlug)
+        -> StoreFuture<'a, Vec<Repository>>;
+
+    /// The members of a workspace with their roles.
+    fn workspace_members<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+    ) -> StoreFuture<'a, Vec<WorkspaceMember>>;
+
+    /// The groups of a workspace.
+    fn groups<'a>(&'a self, workspace: &'a WorkspaceSlug) -> StoreFuture<'a, Vec<Group>>;
+
+    /// The members of each group of a workspace (groups without members are left out).
+    fn group_members<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+    ) -> StoreFuture<'a, Vec<GroupMembers>>;
+
+    /// The explicit user and group permissions on the projects of a workspace.
+    fn project_permissions<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+    ) -> StoreFuture<'a, Vec<ProjectPermission>>;
+
+    /// The explicit user and group permissions on the repositories of a workspace.
+    fn repository_permissions<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+    ) -> StoreFuture<'a, Vec<RepositoryPermission>>;
+
+    /// Everything [`crate::domain::effective_access`] needs for one workspace.
+    fn workspace_facts<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+    ) -> StoreFuture<'a, WorkspaceFacts>;
+
+    /// Every known account.
+    fn accounts(&self) -> StoreFuture<'_, Vec<Account>>;
+
+    /// One account by its id.
+    fn account<'a>(&'a self, id: &'a AccountId) -> StoreFuture<'a, Option<Account>>;
+
+    /// The account an email was matched to (case-insensitive), if any.
+    fn account_by_email<'a>(&'a self, email: &'a str) -> StoreFuture<'a, Option<Account>>;
+
+    // ----- Identities -----
+
+    /// Records or replaces the identity match of an account.
+    fn upsert_identity<'a>(&'a self, identity: &'a Identity) -> StoreFuture<'a, ()>;
+
+    /// Every identity match.
+    fn identities(&self) -> StoreFuture<'_, Vec<Identity>>;
+
+    // ----- Sync runs -----
+
+    /// Records the start of a sync run.
+    fn start_sync_run<'a>(
+        &'a self,
+        started_at: DateTime<Utc>,
+        workspaces: &'a [WorkspaceSlug],
+    ) -> StoreFuture<'a, SyncRunId>;
+
+    /// Records the end of a sync run.
+    fn finish_sync_run<'a>(
+        &'a self,
+        run: SyncRunId,
+        finish: &'a SyncRunFinish,
+    ) -> StoreFuture<'a, ()>;
+
+    /// The most recent sync run, finished or not.
+    fn last_sync_run(&self) -> StoreFuture<'_, Option<SyncRun>>;
+
+    /// The most recent sync run that never finished (interrupted), to resume.
+    fn unfinished_sync_run(&self) -> StoreFuture<'_, Option<SyncRun>>;
+
+    /// The listings a run has completed (passed to `replace_listing` with `run` set), so a
+    /// resumed run can skip them.
+    fn completed_listings(&self, run: SyncRunId) -> StoreFuture<'_, Vec<ListingKey>>;
+
+    // ----- Grants -----
+
+    /// Records a grant and returns it with its id.
+    fn insert_grant<'a>(&'a self, grant: &'a NewGrant) -> StoreFuture<'a, Grant>;
+
+    /// One grant by id.
+    fn grant(&self, id: GrantId) -> StoreFuture<'_, Option<Grant>>;
+
+    /// Moves a grant from `from` to `to` if it is still in `from`; returns whether it moved.
+    /// Compare-and-set, so two instances cannot both apply the same expiry.
+    fn transition_grant(
+        &self,
+        id: GrantId,
+        from: GrantState,
+        to: GrantState,
+        at: DateTime<Utc>,
+    ) -> StoreFuture<'_, bool>;
+
+    /// Every grant in state `active`.
+    fn active_grants(&self) -> StoreFuture<'_, Vec<Grant>>;
+
+    /// Active grants whose expiry is at or before `now`.
+    fn grants_due(&self, now: DateTime<Utc>) -> StoreFuture<'_, Vec<Grant>>;
+
+    // ----- Audit -----
+
+    /// Appends an entry to the audit log.
+    fn append_audit<'a>(&'a self, entry: &'a NewAuditEntry) -> StoreFuture<'a, AuditId>;
+
+    /// Lists audit entries, oldest first.
+    fn list_audit<'a>(&'a self, filter: &'a AuditFilter) -> StoreFuture<'a, Vec<AuditEntry>>;
+}
+
+/// Opens the store the URL names and applies its migrations.
+///
+/// `sqlite://PATH` (or `sqlite:PATH`, `sqlite::memory:`) opens an SQLite file, creating it and
+/// its folder if missing; `postgres://` or `postgresql://` connects to PostgreSQL.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    let store = SqlStore::connect(url).await?;
+    store.migrate().await?;
+    Ok(Arc::new(store))
+}
+
+/// Which backend a URL names, without connecting.
+pub fn backend_of(url: &str) -> Result<Backend, StoreError> {
+    let lower = url.trim_start().to_ascii_lowercase();
+    if lower.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        Ok(Backend::Postgres)
+    } else {
+        Err(StoreError::UnsupportedUrl {
+            url: redact_url(url),
+        })
+    }
+}
+
+enum Pool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// The sqlx implementation of [`Store`] for both backends.
+pub struct SqlStore {
+    pool: Pool,
+    url: DatabaseUrl,
+}
+
+impl fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("backend", &self.backend())
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl SqlStore {
+    /// Connects without applying migrations (use [`open`] unless you mean to migrate yourself).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let database_url = DatabaseUrl::new(url);
+        let pool = match backend_of(url)? {
+            Backend::Sqlite => Pool::Sqlite(sqlite::connect(&database_url).await?),
+            Backend::Postgres => Pool::Postgres(postgres::connect(&database_url).await?),
+        };
+        Ok(Self {
+            pool,
+            url: database_url,
+        })
+    }
+
+    /// The URL with its password hidden.
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    /// Closes the connections (tests drop their database afterwards).
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// Calls the same function of the backend module that matches the pool.
+macro_rules! dispatch {
+    ($self:ident, $func:ident ( $($arg:expr),* )) => {
+        Box::pin(async move {
+            match &$self.pool {
+                Pool::Sqlite(pool) => sqlite::$func(pool $(, $arg)*).await,
+                Pool::Postgres(pool) => postgres::$func(pool $(, $arg)*).await,
+            }
+        })
+    };
+}
+
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    fn migrate(&self) -> StoreFuture<'_, ()> {
+        dispatch!(self, migrate())
+    }
+
+    fn replace_listing(&self, request: ReplaceListing) -> StoreFuture<'_, ReplaceOutcome> {
+        dispatch!(self, replace_listing(request))
+    }
+
+    fn listing_freshness<'a>(
+        &'a self,
+        key: &'a ListingKey,
+    ) -> StoreFuture<'a, Option<ListingFreshness>> {
+        dispatch!(self, listing_freshness(key))
+    }
+
+    fn listings_by_age<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+    ) -> StoreFuture<'a, Vec<ListingStatus>> {
+        dispatch!(self, listings_by_age(workspace))
+    }
+
+    fn save_listing_cursor<'a>(
+        &'a self,
+        key: &'a ListingKey,
+        cursor: Option<&'a str>,
+    ) -> StoreFuture<'a, ()> {
+        dispatch!(self, save_listing_cursor(key, cursor))
+    }
+
+    fn workspaces(&self) -> StoreFuture<'_, Vec<Workspace>> {
+        dispatch!(self, workspaces())
+    }
+
+    fn projects<'a>(&'a self, workspace: &'a WorkspaceSlug) -> StoreFuture<'a, Vec<Project>> {
+        dispatch!(self, projects(workspace))
+    }
+
+    fn repositories<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+    ) -> StoreFuture<'a, Vec<Repository>> {
+        dispatch!(self, repositories(workspace))
+    }
+
+    fn workspace_members<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+    ) -> StoreFuture<'a, Vec<WorkspaceMember>> {
+        dispatch!(self, workspace_members(workspace))
+    }
+
+    fn groups<'a>(&'a self, workspace: &'a WorkspaceSlug) -> StoreFuture<'a, Vec<Group>> {
+        dispatch!(self, groups(workspace))
+    }
+
+    fn group_members<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+    ) -> StoreFuture<'a, Vec<GroupMembers>> {
+        dispatch!(self, group_members(workspace))
+    }
+
+    fn project_permissions<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+    ) -> StoreFuture<'a, Vec<ProjectPermission>> {
+        dispatch!(self, project_permissions(workspace))
+    }
+
+    fn repository_permissions<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+    ) -> StoreFuture<'a, Vec<RepositoryPermission>> {
+        dispatch!(self, repository_permissions(workspace))
+    }
+
+    fn workspace_facts<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+    ) -> StoreFuture<'a, WorkspaceFacts> {
+        dispatch!(self, workspace_facts(workspace))
+    }
+
+    fn accounts(&self) -> StoreFuture<'_, Vec<Account>> {
+        dispatch!(self, accounts())
+    }
+
+    fn account<'a>(&'a self, id: &'a AccountId) -> StoreFuture<'a, Option<Account>> {
+        dispatch!(self, account(id))
+    }
+
+    fn account_by_email<'a>(&'a self, email: &'a str) -> StoreFuture<'a, Option<Account>> {
+        dispatch!(self, account_by_email(email))
+    }
+
+    fn upsert_identity<'a>(&'a self, identity: &'a Identity) -> StoreFuture<'a, ()> {
+        dispatch!(self, upsert_identity(identity))
+    }
+
+    fn identities(&self) -> StoreFuture<'_, Vec<Identity>> {
+        dispatch!(self, identities())
+    }
+
+    fn start_sync_run<'a>(
+        &'a self,
+        started_at: DateTime<Utc>,
+        workspaces: &'a [WorkspaceSlug],
+    ) -> StoreFuture<'a, SyncRunId> {
+        dispatch!(self, start_sync_run(started_at, workspaces))
+    }
+
+    fn finish_sync_run<'a>(
+        &'a self,
+        run: SyncRunId,
+        finish: &'a SyncRunFinish,
+    ) -> StoreFuture<'a, ()> {
+        dispatch!(self, finish_sync_run(run, finish))
+    }
+
+    fn last_sync_run(&self) -> StoreFuture<'_, Option<SyncRun>> {
+        dispatch!(self, last_sync_run(false))
+    }
+
+    fn unfinished_sync_run(&self) -> StoreFuture<'_, Option<SyncRun>> {
+        dispatch!(self, last_sync_run(true))
+    }
+
+    fn completed_listings(&self, run: SyncRunId) -> StoreFuture<'_, Vec<ListingKey>> {
+        dispatch!(self, completed_listings(run))
+    }
+
+    fn insert_grant<'a>(&'a self, grant: &'a NewGrant) -> StoreFuture<'a, Grant> {
+        dispatch!(self, insert_grant(grant))
+    }
+
+    fn grant(&self, id: GrantId) -> StoreFuture<'_, Option<Grant>> {
+        dispatch!(self, grant(id))
+    }
+
+    fn transition_grant(
+        &self,
+        id: GrantId,
+        from: GrantState,
+        to: GrantState,
+        at: DateTime<Utc>,
+    ) -> StoreFuture<'_, bool> {
+        dispatch!(self, transition_grant(id, from, to, at))
+    }
+
+    fn active_grants(&self) -> StoreFuture<'_, Vec<Grant>> {
+        dispatch!(self, grants_in_state(GrantState::Active, None))
+    }
+
+    fn grants_due(&self, now: DateTime<Utc>) -> StoreFuture<'_, Vec<Grant>> {
+        dispatch!(self, grants_in_state(GrantState::Active, Some(now)))
+    }
+
+    fn append_audit<'a>(&'a self, entry: &'a NewAuditEntry) -> StoreFuture<'a, AuditId> {
+        dispatch!(self, append_audit(entry))
+    }
+
+    fn list_audit<'a>(&'a self, filter: &'a AuditFilter) -> StoreFuture<'a, Vec<AuditEntry>> {
+        dispatch!(self, list_audit(filter))
+    }
+}

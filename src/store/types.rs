@@ -1,0 +1,573 @@
+//! The values the store takes and gives: listing keys and facts, replace outcomes, freshness,
+//! sync runs and audit entries. None of them holds an sqlx type.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{
+    Account, DriftEvent, EntityKind, GroupSlug, ProjectKey, ProjectLevel, ProjectRef,
+    RepoLevel, RepoRef, RepoSlug, WorkspaceRole, WorkspaceSlug,
+};
+
+use super::error::StoreError;
+
+/// One complete listing the sync reads from Bitbucket: the unit of replacement and of freshness.
+///
+/// Its string form (`Display`, [`ListingKey::parse`]) is the scope key stored in the freshness
+/// table, for example `repo:acme/payments-api:users`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum ListingKey {
+    /// The workspace's own attributes (`/workspaces/{ws}`): zero or one [`Fact::Workspace`].
+    Workspace(WorkspaceSlug),
+    /// Members and roles (`/workspaces/{ws}/permissions`): [`Fact::WorkspaceMember`].
+    WorkspaceMembers(WorkspaceSlug),
+    /// Projects (`/workspaces/{ws}/projects`): [`Fact::Project`].
+    Projects(WorkspaceSlug),
+    /// Repositories (`/repositories/{ws}`): [`Fact::Repository`].
+    Repositories(WorkspaceSlug),
+    /// Groups (`/1.0/groups/{ws}`): [`Fact::Group`].
+    Groups(WorkspaceSlug),
+    /// Members of one group: [`Fact::GroupMember`].
+    GroupMembers {
+        /// The workspace.
+        workspace: WorkspaceSlug,
+        /// The group.
+        group: GroupSlug,
+    },
+    /// Explicit user permissions of a project: [`Fact::ProjectUserPermission`].
+    ProjectUserPermissions(ProjectRef),
+    /// Explicit group permissions of a project: [`Fact::ProjectGroupPermission`].
+    ProjectGroupPermissions(ProjectRef),
+    /// Explicit user permissions of a repository: [`Fact::RepositoryUserPermission`].
+    RepositoryUserPermissions(RepoRef),
+    /// Explicit group permissions of a repository: [`Fact::RepositoryGroupPermission`].
+    RepositoryGroupPermissions(RepoRef),
+}
+
+impl ListingKey {
+    /// The workspace the listing belongs to.
+    pub fn workspace(&self) -> &WorkspaceSlug {
+        match self {
+            ListingKey::Workspace(ws)
+            | ListingKey::WorkspaceMembers(ws)
+            | ListingKey::Projects(ws)
+            | ListingKey::Repositories(ws)
+            | ListingKey::Groups(ws)
+            | ListingKey::GroupMembers { workspace: ws, .. } => ws,
+            ListingKey::ProjectUserPermissions(p) | ListingKey::ProjectGroupPermissions(p) => {
+                &p.workspace
+            }
+            ListingKey::RepositoryUserPermissions(r)
+            | ListingKey::RepositoryGroupPermissions(r) => &r.workspace,
+        }
+    }
+
+    /// The kind of entity the listing's facts are.
+    pub fn entity_kind(&self) -> EntityKind {
+        match self {
+            ListingKey::Workspace(_) => EntityKind::Workspace,
+            ListingKey::WorkspaceMembers(_) => EntityKind::WorkspaceMember,
+            ListingKey::Projects(_) => EntityKind::Project,
+            ListingKey::Repositories(_) => EntityKind::Repository,
+            ListingKey::Groups(_) => EntityKind::Group,
+            ListingKey::GroupMembers { .. } => EntityKind::GroupMember,
+            ListingKey::ProjectUserPermissions(_) => EntityKind::ProjectUserPermission,
+            ListingKey::ProjectGroupPermissions(_) => EntityKind::ProjectGroupPermission,
+            ListingKey::RepositoryUserPermissions(_) => EntityKind::RepositoryUserPermission,
+            ListingKey::RepositoryGroupPermissions(_) => EntityKind::RepositoryGroupPermission,
+        }
+    }
+
+    /// The scope as people read it: `acme`, `acme/PAY`, `acme/payments-api`, `acme/devs`.
+    pub fn scope_label(&self) -> String {
+        match self {
+            ListingKey::Workspace(ws)
+            | ListingKey::WorkspaceMembers(ws)
+            | ListingKey::Projects(ws)
+            | ListingKey::Repositories(ws)
+            | ListingKey::Groups(ws) => ws.to_string(),
+            ListingKey::GroupMembers { workspace, group } => format!("{workspace}/{group}"),
+            ListingKey::ProjectUserPermissions(p) | ListingKey::ProjectGroupPermissions(p) => {
+                p.to_string()
+            }
+            ListingKey::RepositoryUserPermissions(r)
+            | ListingKey::RepositoryGroupPermissions(r) => r.to_string(),
+        }
+    }
+
+    /// Parses the stored string form.
+    pub fn parse(value: &str) -> Result<Self, StoreError> {
+        let bad = |why: &str| StoreError::Corrupt {
+            what: "listing key",
+            detail: format!("{value:?}: {why}"),
+        };
+        let mut parts = value.split(':');
+        let (Some(kind), Some(scope)) = (parts.next(), parts.next()) else {
+            return Err(bad("expected KIND:SCOPE[:PART]"));
+        };
+        let part = parts.next();
+        if parts.next().is_some() {
+            return Err(bad("too many ':'"));
+        }
+        let ws = |s: &str| WorkspaceSlug::parse(s).map_err(|e| bad(&e.to_string()));
+        let pair = |s: &str| -> Result<(WorkspaceSlug, String), StoreError> {
+            let (w, rest) = s.split_once('/').ok_or_else(|| bad("expected WS/NAME"))?;
+            Ok((ws(w)?, rest.to_owned()))
+        };
+        let project = |s: &str| -> Result<ProjectRef, StoreError> {
+            let (workspace, key) = pair(s)?;
+            let key = ProjectKey::parse(key).map_err(|e| bad(&e.to_string()))?;
+            Ok(ProjectRef { workspace, key })
+        };
+        let repo = |s: &str| -> Result<RepoRef, StoreError> {
+            let (workspace, slug) = pair(s)?;
+            let slug = RepoSlug::parse(slug).map_err(|e| bad(&e.to_string()))?;
+            Ok(RepoRef { workspace, slug })
+        };
+        match (kind, part) {
+            ("workspace", None) => Ok(ListingKey::Workspace(ws(scope)?)),
+            ("workspace", Some("members")) => Ok(ListingKey::WorkspaceMembers(ws(scope)?)),
+            ("workspace", Some("projects")) => Ok(ListingKey::Projects(ws(scope)?)),
+            ("workspace", Some("repositories")) => Ok(ListingKey::Repositories(ws(scope)?)),
+            ("workspace", Some("groups")) => Ok(ListingKey::Groups(ws(scope)?)),
+            ("group", Some("members")) => {
+                let (workspace, group) = pair(scope)?;
+                let group = GroupSlug::parse(group).map_err(|e| bad(&e.to_string()))?;
+                Ok(ListingKey::GroupMembers { workspace, group })
+            }
+            ("project", Some("users")) => Ok(ListingKey::ProjectUserPermissions(project(scope)?)),
+            ("project", Some("groups")) => {
+                Ok(ListingKey::ProjectGroupPermissions(project(scope)?))
+            }
+            ("repo", Some("users")) => Ok(ListingKey::RepositoryUserPermissions(repo(scope)?)),
+            ("repo", Some("groups")) => Ok(ListingKey::RepositoryGroupPermissions(repo(scope)?)),
+            _ => Err(bad("unknown listing kind")),
+        }
+    }
+}
+
+impl fmt::Display for ListingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListingKey::Workspace(ws) => write!(f, "workspace:{ws}"),
+            ListingKey::WorkspaceMembers(ws) => write!(f, "workspace:{ws}:members"),
+            ListingKey::Projects(ws) => write!(f, "workspace:{ws}:projects"),
+            ListingKey::Repositories(ws) => write!(f, "workspace:{ws}:repositories"),
+            ListingKey::Groups(ws) => write!(f, "workspace:{ws}:groups"),
+            ListingKey::GroupMembers { workspace, group } => {
+                write!(f, "group:{workspace}/{group}:members")
+            }
+            ListingKey::ProjectUserPermissions(p) => write!(f, "project:{p}:users"),
+            ListingKey::ProjectGroupPermissions(p) => write!(f, "project:{p}:groups"),
+            ListingKey::RepositoryUserPermissions(r) => write!(f, "repo:{r}:users"),
+            ListingKey::RepositoryGroupPermissions(r) => write!(f, "repo:{r}:groups"),
+        }
+    }
+}
+
+impl TryFrom<String> for ListingKey {
+    type Error = StoreError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<ListingKey> for String {
+    fn from(value: ListingKey) -> Self {
+        value.to_string()
+    }
+}
+
+/// One item of a listing. Its scope (workspace, project, repository, group) comes from the
+/// [`ListingKey`] it is passed with; the variant must match the listing.
+///
+/// Facts naming an account carry the account's profile, which the store upserts (without drift:
+/// a changed display name is not a change of access).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Fact {
+    /// The workspace's attributes.
+    Workspace {
+        /// Bitbucket's UUID.
+        uuid: Option<String>,
+        /// Display name.
+        name: String,
+        /// Privacy.
+        is_private: bool,
+    },
+    /// A member of the workspace with its role.
+    WorkspaceMember {
+        /// The member.
+        account: Account,
+        /// The role.
+        role: WorkspaceRole,
+    },
+    /// A project.
+    Project {
+        /// Key.
+        key: ProjectKey,
+        /// Bitbucket's UUID.
+        uuid: Option<String>,
+        /// Display name.
+        name: String,
+        /// Privacy.
+        is_private: bool,
+    },
+    /// A repository.
+    Repository {
+        /// Slug.
+        slug: RepoSlug,
+        /// Bitbucket's UUID.
+        uuid: Option<String>,
+        /// Display name.
+        name: String,
+        /// Its project.
+        project: Option<ProjectKey>,
+        /// Privacy.
+        is_private: bool,
+    },
+    /// A group.
+    Group {
+        /// Slug.
+        slug: GroupSlug,
+        /// Display name.
+        name: String,
+    },
+    /// A member of the listing's group.
+    GroupMember {
+        /// The member.
+        account: Account,
+    },
+    /// An explicit user permission on the listing's project.
+    ProjectUserPermission {
+        /// The user.
+        account: Account,
+        /// The level.
+        level: ProjectLevel,
+    },
+    /// An explicit group permission on the listing's project.
+    ProjectGroupPermission {
+        /// The group.
+        group: GroupSlug,
+        /// The level.
+        level: ProjectLevel,
+    },
+    /// An explicit user permission on the listing's repository.
+    RepositoryUserPermission {
+        /// The user.
+        account: Account,
+        /// The level.
+        level: RepoLevel,
+    },
+    /// An explicit group permission on the listing's repository.
+    RepositoryGroupPermission {
+        /// The group.
+        group: GroupSlug,
+        /// The level.
+        level: RepoLevel,
+    },
+}
+
+/// A change the connector made itself and expects the next read of the listing to show.
+///
+/// A difference matching one is applied without a drift event. `item` is the account id or
+/// group slug (or the project key, repository slug, group slug for the entity listings), and
+/// `level` the level now expected, `None` when the item was removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectedChange {
+    /// The item within the listing.
+    pub item: String,
+    /// The level the connector set, `None` when it removed the item.
+    pub level: Option<String>,
+}
+
+/// A request to replace one listing with its complete new content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplaceListing {
+    /// Which listing.
+    pub key: ListingKey,
+    /// Its complete content, as just read. Duplicates are merged (the last one wins).
+    pub facts: Vec<Fact>,
+    /// When the read completed.
+    pub observed_at: DateTime<Utc>,
+    /// How many requests the read cost (pages).
+    pub cost_requests: u64,
+    /// The sync run that read it, so an interrupted run can tell what it already did.
+    pub run: Option<SyncRunId>,
+    /// Changes the connector made itself since the last read (not drift).
+    pub expected: Vec<ExpectedChange>,
+}
+
+impl ReplaceListing {
+    /// A request with no run and no expected changes.
+    pub fn new(key: ListingKey, facts: Vec<Fact>, observed_at: DateTime<Utc>) -> Self {
+        Self {
+            key,
+            facts,
+            observed_at,
+            cost_requests: 1,
+            run: None,
+            expected: Vec::new(),
+        }
+    }
+}
+
+/// What a replace changed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ReplaceOutcome {
+    /// Facts that were not stored before.
+    pub inserted: u64,
+    /// Facts whose attributes changed.
+    pub updated: u64,
+    /// Facts that disappeared.
+    pub deleted: u64,
+    /// Dependent rows removed with a deleted repository, project or group (its permissions,
+    /// members and freshness), which Bitbucket removes with it.
+    pub cascaded: u64,
+    /// Account rows inserted or updated from the profiles the facts carried.
+    pub accounts_written: u64,
+    /// Whether this was the listing's first complete read (a baseline: no drift is recorded).
+    pub baseline: bool,
+    /// The differences the connector did not cause, each also written to the audit log.
+    pub drift: Vec<DriftEvent>,
+    /// Entity and audit rows written (freshness bookkeeping is not counted). Zero when nothing
+    /// changed.
+    pub rows_written: u64,
+}
+
+/// What the store knows about the last complete read of a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingFreshness {
+    /// Which listing.
+    pub key: ListingKey,
+    /// When it was last read completely.
+    pub read_at: DateTime<Utc>,
+    /// What that read cost in requests.
+    pub cost_requests: u64,
+    /// How many facts it held.
+    pub item_count: u64,
+    /// A resume cursor saved by an interrupted read, if any.
+    pub cursor: Option<String>,
+    /// The sync run that read it last.
+    pub last_run: Option<SyncRunId>,
+}
+
+/// A listing the sync should read, with its age: `read_at` is `None` when it was never read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingStatus {
+    /// Which listing.
+    pub key: ListingKey,
+    /// When it was last read completely, `None` if never.
+    pub read_at: Option<DateTime<Utc>>,
+    /// What the last read cost, `None` if never read.
+    pub cost_requests: Option<u64>,
+}
+
+/// The store's id of a sync run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SyncRunId(pub i64);
+
+impl fmt::Display for SyncRunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// How a sync run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncOutcome {
+    /// Every planned listing was read.
+    Complete,
+    /// The budget ran out; some listings keep older facts.
+    Partial,
+    /// The run failed.
+    Failed,
+}
+
+impl SyncOutcome {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncOutcome::Complete => "complete",
+            SyncOutcome::Partial => "partial",
+            SyncOutcome::Failed => "failed",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(value: &str) -> Result<Self, StoreError> {
+        match value {
+            "complete" => Ok(SyncOutcome::Complete),
+            "partial" => Ok(SyncOutcome::Partial),
+            "failed" => Ok(SyncOutcome::Failed),
+            other => Err(StoreError::Corrupt {
+                what: "sync outcome",
+                detail: format!("{other:?}"),
+            }),
+        }
+    }
+}
+
+/// The end of a sync run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncRunFinish {
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+    /// How.
+    pub outcome: SyncOutcome,
+    /// Counts by name (entities, changes, drift...), free form.
+    pub counts: serde_json::Value,
+    /// Requests made.
+    pub requests_used: u64,
+    /// Requests a complete read would need at 100 items per page.
+    pub minimum_requests: u64,
+}
+
+/// A recorded sync run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncRun {
+    /// Its id.
+    pub id: SyncRunId,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// The workspaces it covers.
+    pub workspaces: Vec<WorkspaceSlug>,
+    /// When it ended, `None` while running or after an interruption.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// How it ended.
+    pub outcome: Option<SyncOutcome>,
+    /// Counts by name.
+    pub counts: serde_json::Value,
+    /// Requests made.
+    pub requests_used: u64,
+    /// Requests a complete read would need.
+    pub minimum_requests: u64,
+}
+
+/// The kind of an audit entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditKind {
+    /// A change observed in Bitbucket that the connector did not make.
+    Drift,
+    /// The connector granted a level.
+    Grant,
+    /// The connector revoked or restored a level.
+    Revoke,
+    /// A grant ended at its expiry.
+    Expire,
+    /// A grant met a level changed by someone else.
+    Conflict,
+    /// A sync run started or ended.
+    Sync,
+    /// An identity match was made or changed.
+    Identity,
+}
+
+impl AuditKind {
+    /// Every kind.
+    pub const ALL: &'static [AuditKind] = &[
+        AuditKind::Drift,
+        AuditKind::Grant,
+        AuditKind::Revoke,
+        AuditKind::Expire,
+        AuditKind::Conflict,
+        AuditKind::Sync,
+        AuditKind::Identity,
+    ];
+
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::Drift => "drift",
+            AuditKind::Grant => "grant",
+            AuditKind::Revoke => "revoke",
+            AuditKind::Expire => "expire",
+            AuditKind::Conflict => "conflict",
+            AuditKind::Sync => "sync",
+            AuditKind::Identity => "identity",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(value: &str) -> Result<Self, StoreError> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == value)
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "audit kind",
+                detail: format!("{value:?}"),
+            })
+    }
+}
+
+/// An audit entry about to be appended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewAuditEntry {
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Who did it (`sync`, `bitbucket` for drift, a user's email for a grant).
+    pub actor: String,
+    /// What kind of event.
+    pub kind: AuditKind,
+    /// What it is about (`repository_user_permission acme/payments-api 557058:…`).
+    pub subject: String,
+    /// The state before, if any.
+    pub before: Option<serde_json::Value>,
+    /// The state after, if any.
+    pub after: Option<serde_json::Value>,
+    /// Anything else (listing, grant id, ticket...).
+    pub details: serde_json::Value,
+}
+
+/// The store's id of an audit entry; ids grow with insertion order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AuditId(pub i64);
+
+/// A stored audit entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Its id.
+    pub id: AuditId,
+    /// The entry.
+    #[serde(flatten)]
+    pub entry: NewAuditEntry,
+}
+
+/// Which audit entries to list. Empty fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only these kinds.
+    pub kinds: Vec<AuditKind>,
+    /// Only entries at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only entries before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many entries (oldest first).
+    pub limit: Option<u64>,
+}
+
+/// Which backend a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file.
+    Sqlite,
+    /// A PostgreSQL database.
+    Postgres,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        })
+    }
+}
