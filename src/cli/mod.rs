@@ -4,7 +4,13 @@
 //! holds the global options, the [`Command`] enum and the dispatch. Exit codes are part of the
 //! interface: 0 success, 1 failure or findings, 2 bad usage or a bad config.
 
+mod access;
+mod demo;
+mod doctor;
 mod manifest;
+mod migrate;
+pub mod output;
+mod sync;
 mod validate;
 
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
@@ -44,6 +50,16 @@ pub enum Command {
     Validate(validate::Args),
     /// Print the connector manifest (connector.json).
     Manifest(manifest::Args),
+    /// Test the connection: credentials, workspaces, token scopes, Jira and the request budget.
+    Doctor(doctor::Args),
+    /// Apply the store's migrations (SQLite or PostgreSQL, from `database_url`).
+    Migrate(migrate::Args),
+    /// Read the managed workspaces' access into the store, within the request budget.
+    Sync(sync::Args),
+    /// Explain effective access from the store: `access repo WS/REPO`, `access user ID|EMAIL`.
+    Access(access::Args),
+    /// Try everything on a built-in simulated Bitbucket, no account or config needed.
+    Demo(demo::Args),
 }
 
 /// Runs the parsed command line and returns the process exit code.
@@ -51,6 +67,11 @@ pub async fn run(cli: Cli) -> ExitCode {
     let code = match &cli.command {
         Command::Validate(args) => validate::run(&cli, args).await,
         Command::Manifest(args) => manifest::run(&cli, args).await,
+        Command::Doctor(args) => doctor::run(&cli, args).await,
+        Command::Migrate(args) => migrate::run(&cli, args).await,
+        Command::Sync(args) => sync::run(&cli, args).await,
+        Command::Access(args) => access::run(&cli, args).await,
+        Command::Demo(args) => demo::run(&cli, args).await,
     };
     ExitCode::from(code)
 }

@@ -14,7 +14,15 @@
 //! scopes, a `PUT` and a `DELETE` of the explicit permission of an account that cannot exist
 //! (`{00000000-0000-4000-8000-000000000000}`) on one repository and one project. Such a write
 //! changes nothing: Bitbucket checks scopes first and then answers 404 or 400 for the unknown
-//! account. Any answer other than 401 or 403 therefore proves the scopes of that request.
+//! account. A success, or a 400/402/404/409/422 (answers given after the scope check), proves the
+//! scopes of that request; 401, 410, 429, 5xx and network failures prove nothing, and leave the
+//! capabilities that depend on them "unverified" rather than "ready". The repository and project
+//! probes use the first managed, administered workspace that has a repository (a project).
+//!
+//! # Problems and warnings
+//! Every missing scope is gathered into one problem naming the capabilities that need it, since
+//! one new token fixes them all. Things that work but not fully (some Jira users hide their
+//! e-mail address) are warnings: they are reported with their fix but keep the report healthy.
 
 use crate::bitbucket::{
     ApiError, BitbucketClient, ErrorDetail, ErrorKind, PermissionLevel, PermissionTarget,
@@ -48,6 +56,9 @@ pub struct DoctorReport {
     pub budget: BudgetCheck,
     /// Every problem, each with its fix. Empty means everything the config asks for will work.
     pub problems: Vec<Problem>,
+    /// Things that work, but less well than they could (some e-mail addresses hidden, say);
+    /// they do not make the report unhealthy.
+    pub warnings: Vec<Problem>,
 }
 
 impl DoctorReport {
@@ -198,12 +209,11 @@ impl ScopeKnowledge {
                     self.not_admin.insert(format!("{method} {path}"));
                 }
             },
-            Err(e) if e.kind == ErrorKind::Unauthorized => {
-                self.unprobed
-                    .push((format!("{method} {path}"), e.to_string()));
+            Err(e) if e.status.is_some_and(answered_after_scope_check) => {
+                self.granted.extend(required)
             }
-            // 404, 400 and any other answer come after Bitbucket's scope check.
-            Err(e) if e.status.is_some() => self.granted.extend(required),
+            // 401, 410, 429, 5xx and transport failures happen before (or instead of) the
+            // scope check, so they prove nothing about the token's scopes.
             Err(e) => self
                 .unprobed
                 .push((format!("{method} {path}"), e.to_string())),
@@ -253,6 +263,13 @@ impl ScopeKnowledge {
     }
 }
 
+/// Whether Bitbucket gives this status only after it has accepted the token's scopes: the
+/// request was well-formed and authorised, and failed on its content (unknown account, bad
+/// body, seat limit, conflict). 401, 403, 410, 429 and 5xx come earlier or say nothing.
+fn answered_after_scope_check(status: u16) -> bool {
+    matches!(status, 400 | 402 | 404 | 409 | 422)
+}
+
 fn ok_or_err<T>(r: Result<T, ApiError>) -> Result<(), ApiError> {
     r.map(|_| ())
 }
@@ -264,6 +281,7 @@ pub async fn run(
     jira: Option<&JiraClient>,
 ) -> DoctorReport {
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
     let mut knowledge = ScopeKnowledge::default();
 
     // 1. Authentication.
@@ -285,13 +303,7 @@ pub async fn run(
             // A missing read:user scope still proves the credentials themselves work.
             let authenticated = e.kind == ErrorKind::Forbidden;
             if !authenticated {
-                problems.push(Problem {
-                    what: format!(
-                        "Bitbucket refused the credentials of {}: {}",
-                        config.email, e.message
-                    ),
-                    fix: e.hint.clone(),
-                });
+                problems.push(refused_credentials(config, e));
             }
             AuthCheck {
                 ok: authenticated,
@@ -316,6 +328,8 @@ pub async fn run(
     // 2. Capabilities.
     let manifest = Manifest::get();
     let mut capabilities = Vec::new();
+    let mut lacking: BTreeSet<String> = BTreeSet::new();
+    let mut lacking_for: Vec<String> = Vec::new();
     for cap in &manifest.capabilities {
         let state = if cap.id == "identity_email_lookup" && config.jira.is_none() {
             CapabilityState::NotConfigured {
@@ -330,14 +344,12 @@ pub async fn run(
             knowledge.state_for(&cap.scopes, &cap.endpoints)
         };
         match &state {
-            CapabilityState::MissingScopes { scopes } => problems.push(Problem {
-                what: format!("capability {} needs scopes the token lacks: {}", cap.id, scopes.join(", ")),
-                fix: format!(
-                    "create a new API token for {} with these scopes added ({}); scopes cannot be added to an existing token",
-                    config.email,
-                    scopes.join(", ")
-                ),
-            }),
+            // One token fixes every missing scope at once, so they become a single problem
+            // (written after the loop) rather than one per capability with the same fix.
+            CapabilityState::MissingScopes { scopes } => {
+                lacking.extend(scopes.iter().cloned());
+                lacking_for.push(cap.id.clone());
+            }
             CapabilityState::NotAdministrator => problems.push(Problem {
                 what: format!("capability {}: {} is not an administrator where it must be", cap.id, config.email),
                 fix: "make the account an administrator of the managed workspaces (or of the repositories and projects it manages)".into(),
@@ -354,10 +366,26 @@ pub async fn run(
         });
     }
 
+    if !lacking.is_empty() {
+        let scopes = lacking.into_iter().collect::<Vec<_>>().join(", ");
+        problems.push(Problem {
+            what: format!(
+                "the API token lacks {scopes}, which {} need{}",
+                lacking_for.join(", "),
+                if lacking_for.len() == 1 { "s" } else { "" }
+            ),
+            fix: format!(
+                "create a new API token for {} with the scopes of the current one plus {scopes} \
+                     (scopes cannot be added to an existing token) and put it in `app_token`.",
+                config.email
+            ),
+        });
+    }
+
     // 3. Jira.
     let jira_check = match (config.jira.as_ref(), jira) {
         (Some(creds), Some(client)) => {
-            Some(check_jira(creds.url.as_str(), client, &mut problems).await)
+            Some(check_jira(creds.url.as_str(), client, &mut problems, &mut warnings).await)
         }
         _ => None,
     };
@@ -386,7 +414,54 @@ pub async fn run(
         jira: jira_check,
         budget,
         problems,
+        warnings,
     }
+}
+
+/// The problem for credentials Bitbucket refused, with the fix that fits the refusal.
+fn refused_credentials(config: &Config, e: &ApiError) -> Problem {
+    if e.kind == ErrorKind::Gone && e.message.contains("CHANGE-3222") {
+        // The one refusal whose fix is not "check the token": app passwords are gone for good,
+        // so say exactly what to create instead.
+        return Problem {
+            what: format!(
+                "`app_token` is a Bitbucket app password, and Bitbucket no longer accepts app \
+                 passwords (HTTP 410, CHANGE-3222) for {}",
+                config.email
+            ),
+            fix: format!(
+                "create an Atlassian API token with scopes at \
+                 https://id.atlassian.com/manage-profile/security/api-tokens (choose Bitbucket and \
+                 select {}), put it in `app_token`, and set `email` to the Atlassian account \
+                 e-mail address of its owner.",
+                connector_scopes().join(", ")
+            ),
+        };
+    }
+    let what = match e.status {
+        Some(401) => format!(
+            "Bitbucket rejected the API token with the username {} (HTTP 401: {})",
+            config.email, e.message
+        ),
+        _ => format!(
+            "Bitbucket refused the credentials of {}: {}",
+            config.email, e.message
+        ),
+    };
+    Problem {
+        what,
+        fix: e.hint.clone(),
+    }
+}
+
+/// Every scope some capability of `connector.json` needs, sorted.
+fn connector_scopes() -> Vec<String> {
+    let all: BTreeSet<String> = Manifest::get()
+        .capabilities
+        .iter()
+        .flat_map(|c| c.scopes.iter().cloned())
+        .collect();
+    all.into_iter().collect()
 }
 
 async fn check_workspaces(
@@ -455,22 +530,28 @@ async fn check_workspaces(
     out
 }
 
-/// Sends the scope probes against the first managed, administered workspace.
+/// Sends the scope probes: the workspace-level reads against the first managed, administered
+/// workspace, and the repository and project probes against the first such workspace that has
+/// a repository (a project), so one empty workspace does not leave capabilities unverified.
 async fn probe_managed(
     bitbucket: &BitbucketClient,
     workspaces: &[WorkspaceCheck],
     knowledge: &mut ScopeKnowledge,
 ) {
-    let Some(ws) = workspaces.iter().find(|w| w.managed && w.administrator) else {
+    let candidates: Vec<&str> = workspaces
+        .iter()
+        .filter(|w| w.managed && w.administrator)
+        .map(|w| w.slug.as_str())
+        .collect();
+    let Some(first) = candidates.first().copied() else {
         knowledge.unprobed.push((
             "workspace probes".into(),
             "no managed workspace the account administers".into(),
         ));
         return;
     };
-    let ws = ws.slug.as_str();
     let first_member = async {
-        let mut s = bitbucket.workspaces().permissions(ws);
+        let mut s = bitbucket.workspaces().permissions(first);
         s.next().await.transpose()
     }
     .await;
@@ -480,33 +561,46 @@ async fn probe_managed(
         &ok_or_err(first_member),
     );
 
-    let project = bitbucket.projects(ws).list().try_next().await;
-    knowledge.record(
-        "GET",
-        "/workspaces/{workspace}/projects",
-        &project.as_ref().map(|_| ()).map_err(Clone::clone),
-    );
-    let repo = bitbucket.repositories(ws).list(None).try_next().await;
-    knowledge.record(
-        "GET",
-        "/repositories/{workspace}",
-        &repo.as_ref().map(|_| ()).map_err(Clone::clone),
-    );
+    let mut repo_target: Option<(&str, String)> = None;
+    let mut project_target: Option<(&str, String)> = None;
+    for ws in &candidates {
+        if repo_target.is_none() {
+            let repo = bitbucket.repositories(ws).list(None).try_next().await;
+            knowledge.record(
+                "GET",
+                "/repositories/{workspace}",
+                &repo.as_ref().map(|_| ()).map_err(Clone::clone),
+            );
+            repo_target = repo
+                .ok()
+                .flatten()
+                .and_then(|r| r.slug().map(str::to_owned))
+                .map(|slug| (*ws, slug));
+        }
+        if project_target.is_none() {
+            let project = bitbucket.projects(ws).list().try_next().await;
+            knowledge.record(
+                "GET",
+                "/workspaces/{workspace}/projects",
+                &project.as_ref().map(|_| ()).map_err(Clone::clone),
+            );
+            project_target = project.ok().flatten().map(|p| (*ws, p.key));
+        }
+        if repo_target.is_some() && project_target.is_some() {
+            break;
+        }
+    }
 
     let perms = bitbucket.permissions();
     const REPO_USER: &str =
         "/repositories/{workspace}/{repo_slug}/permissions-config/users/{selected_user_id}";
     const PROJECT_USER: &str =
         "/workspaces/{workspace}/projects/{project_key}/permissions-config/users/{selected_user_id}";
-    match repo
-        .ok()
-        .flatten()
-        .and_then(|r| r.slug().map(str::to_owned))
-    {
-        Some(slug) => {
+    match &repo_target {
+        Some((ws, slug)) => {
             let target = PermissionTarget::Repository {
                 workspace: ws,
-                repo_slug: &slug,
+                repo_slug: slug,
             };
             let list = perms.list_users(target).try_next().await;
             knowledge.record(
@@ -523,14 +617,14 @@ async fn probe_managed(
         }
         None => knowledge.unprobed.push((
             format!("PUT {REPO_USER}"),
-            format!("workspace {ws} has no repository"),
+            "no managed workspace has a repository".into(),
         )),
     }
-    match project.ok().flatten() {
-        Some(p) => {
+    match &project_target {
+        Some((ws, key)) => {
             let target = PermissionTarget::Project {
                 workspace: ws,
-                project_key: &p.key,
+                project_key: key,
             };
             let list = perms.list_users(target).try_next().await;
             knowledge.record(
@@ -547,12 +641,17 @@ async fn probe_managed(
         }
         None => knowledge.unprobed.push((
             format!("PUT {PROJECT_USER}"),
-            format!("workspace {ws} has no project"),
+            "no managed workspace has a project".into(),
         )),
     }
 }
 
-async fn check_jira(url: &str, jira: &JiraClient, problems: &mut Vec<Problem>) -> JiraCheck {
+async fn check_jira(
+    url: &str,
+    jira: &JiraClient,
+    problems: &mut Vec<Problem>,
+    warnings: &mut Vec<Problem>,
+) -> JiraCheck {
     let mut check = JiraCheck {
         ok: false,
         url: url.to_string(),
@@ -594,10 +693,26 @@ async fn check_jira(url: &str, jira: &JiraClient, problems: &mut Vec<Problem>) -
             let visible = people.iter().filter(|u| u.email.is_some()).count();
             check.people_sampled = Some(people.len());
             check.emails_visible = Some(visible);
+            let fix = "ask users (or an organization admin, for managed accounts) to set their \
+                e-mail visibility to Anyone, or map the others in identity.overrides_file";
             if !people.is_empty() && visible == 0 {
                 problems.push(Problem {
-                    what: format!("Jira hides the e-mail address of all {} people sampled", people.len()),
-                    fix: "ask users (or an organization admin for managed accounts) to set e-mail visibility to Anyone, or supply identity.overrides_file".into(),
+                    what: format!(
+                        "Jira hides the e-mail address of all {} people sampled, so Jira cannot \
+                         match any account to an e-mail address",
+                        people.len()
+                    ),
+                    fix: fix.into(),
+                });
+            } else if visible < people.len() {
+                warnings.push(Problem {
+                    what: format!(
+                        "Jira hides the e-mail address of {} of the {} people sampled; those \
+                         accounts can only be matched through Bitbucket or the overrides file",
+                        people.len() - visible,
+                        people.len()
+                    ),
+                    fix: fix.into(),
                 });
             }
         }
@@ -610,4 +725,85 @@ async fn check_jira(url: &str, jira: &JiraClient, problems: &mut Vec<Problem>) -
         }
     }
     check
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bitbucket::AuthMethod;
+
+    const REPO_USER: &str =
+        "/repositories/{workspace}/{repo_slug}/permissions-config/users/{selected_user_id}";
+
+    fn answer(status: u16, body: &str, method: &str, path: &'static str) -> Result<(), ApiError> {
+        Err(ApiError::from_response(
+            status,
+            body.as_bytes(),
+            method,
+            path,
+            AuthMethod::ApiToken,
+            1,
+        ))
+    }
+
+    fn scopes(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_404_to_a_write_probe_proves_its_scopes() {
+        let mut k = ScopeKnowledge::default();
+        k.record("PUT", REPO_USER, &answer(404, "", "PUT", REPO_USER));
+        let needed = endpoints::scopes("PUT", REPO_USER).to_vec();
+        assert!(!needed.is_empty());
+        assert_eq!(k.state_for(&needed, &[]), CapabilityState::Ready);
+    }
+
+    #[test]
+    fn rate_limits_and_server_errors_prove_nothing() {
+        for status in [429, 500, 503, 401] {
+            let mut k = ScopeKnowledge::default();
+            k.record("PUT", REPO_USER, &answer(status, "", "PUT", REPO_USER));
+            let needed = endpoints::scopes("PUT", REPO_USER).to_vec();
+            assert!(
+                matches!(
+                    k.state_for(&needed, &[]),
+                    CapabilityState::Unverified { .. }
+                ),
+                "HTTP {status}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_scope_403_names_what_is_missing_for_every_capability() {
+        let mut k = ScopeKnowledge::default();
+        let body = r#"{"type":"error","error":{"message":"Your credentials lack one or more required privilege scopes.","detail":{"granted":["read:repository:bitbucket","admin:repository:bitbucket"],"required":["admin:repository:bitbucket","write:permission:bitbucket"]}}}"#;
+        k.record("PUT", REPO_USER, &answer(403, body, "PUT", REPO_USER));
+        // The granted list is complete, so a scope no probe asked about is known missing too.
+        assert_eq!(
+            k.state_for(
+                &scopes(&["read:repository:bitbucket", "delete:permission:bitbucket"]),
+                &[]
+            ),
+            CapabilityState::MissingScopes {
+                scopes: scopes(&["delete:permission:bitbucket"])
+            }
+        );
+        assert_eq!(
+            k.state_for(&scopes(&["read:repository:bitbucket"]), &[]),
+            CapabilityState::Ready
+        );
+    }
+
+    #[test]
+    fn a_403_without_scopes_means_not_an_administrator() {
+        let mut k = ScopeKnowledge::default();
+        let body = r#"{"type":"error","error":{"message":"You must be an administrator of this repository"}}"#;
+        k.record("PUT", REPO_USER, &answer(403, body, "PUT", REPO_USER));
+        assert_eq!(
+            k.state_for(&[], &[format!("PUT {REPO_USER}")]),
+            CapabilityState::NotAdministrator
+        );
+    }
 }

@@ -161,7 +161,9 @@ fn compute(
     let group_members: BTreeMap<&GroupSlug, BTreeSet<&AccountId>> = {
         let mut map: BTreeMap<&GroupSlug, BTreeSet<&AccountId>> = BTreeMap::new();
         for group in &input.groups {
-            map.entry(&group.slug).or_default().extend(group.members.iter());
+            map.entry(&group.slug)
+                .or_default()
+                .extend(group.members.iter());
         }
         map
     };
@@ -175,7 +177,12 @@ fn compute(
     for permission in &input.repository_permissions {
         match &permission.principal {
             Principal::User { account_id } => {
-                add(&permission.repository, account_id, Source::Direct, permission.level);
+                add(
+                    &permission.repository,
+                    account_id,
+                    Source::Direct,
+                    permission.level,
+                );
             }
             Principal::Group { slug } => {
                 for account in members_of(slug) {
@@ -193,7 +200,10 @@ fn compute(
     let mut repos_of_project: BTreeMap<&ProjectKey, Vec<&RepoSlug>> = BTreeMap::new();
     for repo in &input.repositories {
         if let Some(project) = &repo.project {
-            repos_of_project.entry(project).or_default().push(&repo.slug);
+            repos_of_project
+                .entry(project)
+                .or_default()
+                .push(&repo.slug);
         }
     }
     for permission in &input.project_permissions {
@@ -251,7 +261,7 @@ fn compute(
                 .map(|(source, level)| SourcedLevel { source, level })
                 .collect();
             // Strongest first; the sort is stable, so equal levels keep Source order.
-            sources.sort_by(|a, b| b.level.cmp(&a.level));
+            sources.sort_by_key(|s| std::cmp::Reverse(s.level));
             let level = sources.first()?.level;
             Some(EffectiveAccess {
                 repository,
@@ -350,7 +360,11 @@ mod tests {
         }
     }
 
-    fn find<'a>(all: &'a [EffectiveAccess], repo: &str, account: &str) -> Option<&'a EffectiveAccess> {
+    fn find<'a>(
+        all: &'a [EffectiveAccess],
+        repo: &str,
+        account: &str,
+    ) -> Option<&'a EffectiveAccess> {
         all.iter()
             .find(|e| e.repository.as_str() == repo && e.account_id.as_str() == account)
     }
@@ -360,11 +374,20 @@ mod tests {
         let all = effective_access(&sample());
         let alice = find(&all, "payments-api", "alice").expect("alice reaches payments-api");
         assert_eq!(alice.level, RepoLevel::Write);
-        let sources: Vec<_> = alice.sources.iter().map(|s| (s.source.clone(), s.level)).collect();
+        let sources: Vec<_> = alice
+            .sources
+            .iter()
+            .map(|s| (s.source.clone(), s.level))
+            .collect();
         assert_eq!(
             sources,
             vec![
-                (Source::Group { slug: group("devs") }, RepoLevel::Write),
+                (
+                    Source::Group {
+                        slug: group("devs")
+                    },
+                    RepoLevel::Write
+                ),
                 (Source::Direct, RepoLevel::Read),
                 (
                     Source::ProjectGroup {
@@ -382,8 +405,9 @@ mod tests {
         let all = effective_access(&sample());
         let bob = find(&all, "payments-api", "bob").expect("bob reaches payments-api");
         assert_eq!(bob.level, RepoLevel::Write);
-        assert!(bob.sources.iter().any(|s| s.source == Source::Project { key: key("PAY") }
-            && s.level == RepoLevel::Write));
+        assert!(bob.sources.iter().any(
+            |s| s.source == Source::Project { key: key("PAY") } && s.level == RepoLevel::Write
+        ));
     }
 
     #[test]
@@ -405,9 +429,21 @@ mod tests {
         let facts = sample();
         let all = effective_access(&facts);
         let docs = effective_access_for_repository(&facts, &repo_slug("docs"));
-        assert_eq!(docs, all.iter().filter(|e| e.repository.as_str() == "docs").cloned().collect::<Vec<_>>());
+        assert_eq!(
+            docs,
+            all.iter()
+                .filter(|e| e.repository.as_str() == "docs")
+                .cloned()
+                .collect::<Vec<_>>()
+        );
         let bob = effective_access_for_account(&facts, &acc("bob"));
-        assert_eq!(bob, all.iter().filter(|e| e.account_id.as_str() == "bob").cloned().collect::<Vec<_>>());
+        assert_eq!(
+            bob,
+            all.iter()
+                .filter(|e| e.account_id.as_str() == "bob")
+                .cloned()
+                .collect::<Vec<_>>()
+        );
     }
 
     fn arb_facts() -> impl Strategy<Value = WorkspaceFacts> {
@@ -440,7 +476,11 @@ mod tests {
                 0..2,
             ),
             prop::collection::vec(
-                (prop::sample::select(projects.to_vec()), principal.clone(), project_level),
+                (
+                    prop::sample::select(projects.to_vec()),
+                    principal.clone(),
+                    project_level,
+                ),
                 0..4,
             ),
             prop::collection::vec(
@@ -501,7 +541,7 @@ mod tests {
             let all = effective_access(&facts);
             for permission in &facts.repository_permissions {
                 if let Principal::User { account_id } = &permission.principal {
-                    let entry = all.iter().find(|e| &e.repository == &permission.repository && &e.account_id == account_id);
+                    let entry = all.iter().find(|e| e.repository == permission.repository && &e.account_id == account_id);
                     prop_assert!(entry.is_some_and(|e| e.level >= permission.level
                         && e.sources.iter().any(|s| s.source == Source::Direct)));
                 }

@@ -50,12 +50,9 @@ fn check(kind: &'static str, value: &str) -> Result<(), IdError> {
             max: MAX_ID_LEN,
         });
     }
-    if let Some(ch) = value
-        .chars()
-        .find(|c| {
-            *c == '/' || (*c == ':' && kind != "account id") || c.is_whitespace() || c.is_control()
-        })
-    {
+    if let Some(ch) = value.chars().find(|c| {
+        *c == '/' || (*c == ':' && kind != "account id") || c.is_whitespace() || c.is_control()
+    }) {
         return Err(IdError::BadChar {
             kind,
             value: value.to_owned(),
@@ -213,7 +210,10 @@ mod tests {
     #[test]
     fn identifiers_deserialize_through_parse() {
         let ok: Result<RepoSlug, _> = serde_json::from_str("\"payments-api\"");
-        assert_eq!(ok.map(|s| s.to_string()).ok().as_deref(), Some("payments-api"));
+        assert_eq!(
+            ok.map(|s| s.to_string()).ok().as_deref(),
+            Some("payments-api")
+        );
         let bad: Result<RepoSlug, _> = serde_json::from_str("\"a/b\"");
         assert!(bad.is_err());
     }

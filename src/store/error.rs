@@ -179,6 +179,9 @@ mod tests {
         assert!(!format!("{url}").contains("s3cr"));
         let scrubbed = url.scrub("failed for s3cr@t and s3cr%40t");
         assert!(!scrubbed.contains("s3cr"), "{scrubbed}");
-        assert_eq!(redact_url("sqlite://data/access.db"), "sqlite://data/access.db");
+        assert_eq!(
+            redact_url("sqlite://data/access.db"),
+            "sqlite://data/access.db"
+        );
     }
 }

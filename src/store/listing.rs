@@ -142,15 +142,21 @@ pub(crate) fn scope_of(key: &ListingKey) -> Scope {
         ListingKey::ProjectUserPermissions(p) => {
             (&PROJECT_USER_PERMISSIONS, vec![ws, p.key.to_string()], None)
         }
-        ListingKey::ProjectGroupPermissions(p) => {
-            (&PROJECT_GROUP_PERMISSIONS, vec![ws, p.key.to_string()], None)
-        }
-        ListingKey::RepositoryUserPermissions(r) => {
-            (&REPOSITORY_USER_PERMISSIONS, vec![ws, r.slug.to_string()], None)
-        }
-        ListingKey::RepositoryGroupPermissions(r) => {
-            (&REPOSITORY_GROUP_PERMISSIONS, vec![ws, r.slug.to_string()], None)
-        }
+        ListingKey::ProjectGroupPermissions(p) => (
+            &PROJECT_GROUP_PERMISSIONS,
+            vec![ws, p.key.to_string()],
+            None,
+        ),
+        ListingKey::RepositoryUserPermissions(r) => (
+            &REPOSITORY_USER_PERMISSIONS,
+            vec![ws, r.slug.to_string()],
+            None,
+        ),
+        ListingKey::RepositoryGroupPermissions(r) => (
+            &REPOSITORY_GROUP_PERMISSIONS,
+            vec![ws, r.slug.to_string()],
+            None,
+        ),
     };
     Scope {
         spec,
@@ -258,9 +264,10 @@ pub(crate) fn observe(request: &ReplaceListing) -> Result<Observed, StoreError> 
                 accounts.insert(account.account_id.to_string(), account.clone());
                 (account.account_id.to_string(), vec![text(level.as_str())])
             }
-            (ListingKey::ProjectGroupPermissions(_), Fact::ProjectGroupPermission { group, level }) => {
-                (group.to_string(), vec![text(level.as_str())])
-            }
+            (
+                ListingKey::ProjectGroupPermissions(_),
+                Fact::ProjectGroupPermission { group, level },
+            ) => (group.to_string(), vec![text(level.as_str())]),
             (
                 ListingKey::RepositoryUserPermissions(_),
                 Fact::RepositoryUserPermission { account, level },

@@ -45,8 +45,8 @@ use crate::domain::{
 pub use error::{redact_url, DatabaseUrl, StoreError};
 pub use types::{
     AuditEntry, AuditFilter, AuditId, AuditKind, Backend, ExpectedChange, Fact, ListingFreshness,
-    ListingKey, ListingStatus, NewAuditEntry, ReplaceListing, ReplaceOutcome, SyncOutcome,
-    SyncRun, SyncRunFinish, SyncRunId,
+    ListingKey, ListingStatus, NewAuditEntry, ReplaceListing, ReplaceOutcome, SyncOutcome, SyncRun,
+    SyncRunFinish, SyncRunId,
 };
 
 /// The future every store method returns.

@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 
 use super::error::DatabaseUrl;
 
 type Db = sqlx::Postgres;
 const BEGIN_WRITE: &str = "BEGIN";
+
+const LOCK_LISTING: Option<&str> = Some("SELECT pg_advisory_xact_lock(hashtext($1))");
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -24,6 +26,13 @@ pub(crate) async fn connect(url: &DatabaseUrl) -> Result<PgPool, StoreError> {
         message,
     };
     let options = PgConnectOptions::from_str(url.expose()).map_err(|e| fail(url.scrub(e)))?;
+    // One direct connection first: a pool retries until its timeout and then reports only
+    // "timed out", while the direct attempt fails at once with the server's own reason.
+    let probe = PgConnection::connect_with(&options)
+        .await
+        .map_err(|e| fail(url.scrub(e)))?;
+    // A failed close of the probe leaves nothing behind that the pool below depends on.
+    let _ = probe.close().await;
     PgPoolOptions::new()
         .max_connections(10)
         .acquire_timeout(Duration::from_secs(10))

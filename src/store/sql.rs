@@ -1,9 +1,10 @@
 // The SQL shared by both backends. This file is not a module of its own: `sqlite.rs` and
-// `postgres.rs` each `include!` it with `Db` (the sqlx database type) and `BEGIN_WRITE` (the
-// statement that opens a write transaction) in scope, so the same statements are compiled once
-// per backend without trait gymnastics over sqlx's generic executors. Every statement here must
-// be valid on both SQLite and PostgreSQL: `$N` placeholders, `ON CONFLICT ... DO UPDATE`,
-// `RETURNING`, no backend-specific functions.
+// `postgres.rs` each `include!` it with `Db` (the sqlx database type), `BEGIN_WRITE` (the
+// statement that opens a write transaction) and `LOCK_LISTING` (a statement serialising the
+// replaces of one listing, where the write transaction does not already) in scope, so the same
+// statements are compiled once per backend without trait gymnastics over sqlx's generic
+// executors. Every statement here must be valid on both SQLite and PostgreSQL: `$N`
+// placeholders, `ON CONFLICT ... DO UPDATE`, `RETURNING`, no backend-specific functions.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -103,7 +104,10 @@ fn parse_json(what: &'static str, text: &str) -> Result<serde_json::Value, Store
 fn push_scope(qb: &mut QueryBuilder<'static, Db>, scope: &Scope) {
     qb.push(" WHERE 1 = 1");
     for (col, value) in scope.spec.scope_cols.iter().zip(&scope.values) {
-        qb.push(" AND ").push(*col).push(" = ").push_bind(value.clone());
+        qb.push(" AND ")
+            .push(*col)
+            .push(" = ")
+            .push_bind(value.clone());
     }
     if let Some(key) = &scope.only_key {
         qb.push(" AND ")
@@ -153,7 +157,9 @@ async fn upsert_rows(
     conflict_cols.push(spec.key_col);
     for chunk in rows.chunks(CHUNK) {
         let mut qb = QueryBuilder::<Db>::new("INSERT INTO ");
-        qb.push(spec.table).push(" (").push(conflict_cols.join(", "));
+        qb.push(spec.table)
+            .push(" (")
+            .push(conflict_cols.join(", "));
         for (col, _) in spec.value_cols {
             qb.push(", ").push(*col);
         }
@@ -170,7 +176,9 @@ async fn upsert_rows(
                 };
             }
         });
-        qb.push(" ON CONFLICT (").push(conflict_cols.join(", ")).push(")");
+        qb.push(" ON CONFLICT (")
+            .push(conflict_cols.join(", "))
+            .push(")");
         if spec.value_cols.is_empty() {
             qb.push(" DO NOTHING");
         } else {
@@ -203,7 +211,10 @@ async fn delete_keys(
         let mut qb = QueryBuilder::<Db>::new("DELETE FROM ");
         qb.push(table).push(" WHERE 1 = 1");
         for (col, value) in scope_cols.iter().zip(scope_values) {
-            qb.push(" AND ").push(*col).push(" = ").push_bind(value.clone());
+            qb.push(" AND ")
+                .push(*col)
+                .push(" = ")
+                .push_bind(value.clone());
         }
         qb.push(" AND ").push(key_col).push(" IN (");
         let mut list = qb.separated(", ");
@@ -238,7 +249,12 @@ async fn cascade(tx: &mut Tx, key: &ListingKey, deleted: &[String]) -> Result<u6
             "repo_slug",
             deleted
                 .iter()
-                .flat_map(|slug| [format!("repo:{ws}/{slug}:users"), format!("repo:{ws}/{slug}:groups")])
+                .flat_map(|slug| {
+                    [
+                        format!("repo:{ws}/{slug}:users"),
+                        format!("repo:{ws}/{slug}:groups"),
+                    ]
+                })
                 .collect(),
         ),
         ListingKey::Projects(_) => (
@@ -246,7 +262,12 @@ async fn cascade(tx: &mut Tx, key: &ListingKey, deleted: &[String]) -> Result<u6
             "project_key",
             deleted
                 .iter()
-                .flat_map(|k| [format!("project:{ws}/{k}:users"), format!("project:{ws}/{k}:groups")])
+                .flat_map(|k| {
+                    [
+                        format!("project:{ws}/{k}:users"),
+                        format!("project:{ws}/{k}:groups"),
+                    ]
+                })
                 .collect(),
         ),
         ListingKey::Groups(_) => (
@@ -350,7 +371,9 @@ async fn insert_audit(tx: &mut Tx, entries: &[NewAuditEntry]) -> Result<Vec<Audi
             .await
             .map_err(db_err("append to the audit log"))?;
         for row in rows {
-            ids.push(AuditId(row.try_get(0).map_err(db_err("decode an audit id"))?));
+            ids.push(AuditId(
+                row.try_get(0).map_err(db_err("decode an audit id"))?,
+            ));
         }
     }
     Ok(ids)
@@ -371,6 +394,15 @@ pub(crate) async fn replace_listing(
         .begin_with(BEGIN_WRITE)
         .await
         .map_err(db_err("begin a transaction"))?;
+    if let Some(lock) = LOCK_LISTING {
+        // Two replaces of the same listing must not both diff against the same old state, or
+        // each would record the same drift.
+        sqlx::query(lock)
+            .bind(&listing_text)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("lock a listing"))?;
+    }
     let seen_before = sqlx::query("SELECT listing FROM listing_freshness WHERE listing = $1")
         .bind(&listing_text)
         .fetch_optional(&mut *tx)
@@ -860,7 +892,10 @@ pub(crate) async fn account_by_email(
     row.as_ref().map(account_from_row).transpose()
 }
 
-pub(crate) async fn upsert_identity(pool: &Pool<Db>, identity: &Identity) -> Result<(), StoreError> {
+pub(crate) async fn upsert_identity(
+    pool: &Pool<Db>,
+    identity: &Identity,
+) -> Result<(), StoreError> {
     let conflicts = serde_json::to_string(&identity.conflicts)
         .map_err(|e| corrupt("identity conflicts")(e.to_string()))?;
     sqlx::query(
@@ -910,13 +945,16 @@ pub(crate) async fn start_sync_run(
     workspaces: &[WorkspaceSlug],
 ) -> Result<SyncRunId, StoreError> {
     let names: Vec<&str> = workspaces.iter().map(WorkspaceSlug::as_str).collect();
-    let row = sqlx::query("INSERT INTO sync_runs (started_at, workspaces) VALUES ($1, $2) RETURNING id")
-        .bind(micros(started_at))
-        .bind(serde_json::json!(names).to_string())
-        .fetch_one(pool)
-        .await
-        .map_err(db_err("start a sync run"))?;
-    Ok(SyncRunId(row.try_get(0).map_err(db_err("decode a sync run id"))?))
+    let row =
+        sqlx::query("INSERT INTO sync_runs (started_at, workspaces) VALUES ($1, $2) RETURNING id")
+            .bind(micros(started_at))
+            .bind(serde_json::json!(names).to_string())
+            .fetch_one(pool)
+            .await
+            .map_err(db_err("start a sync run"))?;
+    Ok(SyncRunId(
+        row.try_get(0).map_err(db_err("decode a sync run id"))?,
+    ))
 }
 
 pub(crate) async fn finish_sync_run(
@@ -1127,16 +1165,15 @@ pub(crate) async fn transition_grant(
     to: GrantState,
     at: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let result = sqlx::query(
-        "UPDATE grants SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4",
-    )
-    .bind(to.as_str())
-    .bind(micros(at))
-    .bind(id.0)
-    .bind(from.as_str())
-    .execute(pool)
-    .await
-    .map_err(db_err("change a grant's state"))?;
+    let result =
+        sqlx::query("UPDATE grants SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4")
+            .bind(to.as_str())
+            .bind(micros(at))
+            .bind(id.0)
+            .bind(from.as_str())
+            .execute(pool)
+            .await
+            .map_err(db_err("change a grant's state"))?;
     Ok(result.rows_affected() == 1)
 }
 

@@ -15,6 +15,9 @@ use super::error::DatabaseUrl;
 type Db = sqlx::Sqlite;
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
+// `BEGIN IMMEDIATE` already serialises every write transaction.
+const LOCK_LISTING: Option<&str> = None;
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 include!("sql.rs");

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Account, DriftEvent, EntityKind, GroupSlug, ProjectKey, ProjectLevel, ProjectRef,
-    RepoLevel, RepoRef, RepoSlug, WorkspaceRole, WorkspaceSlug,
+    Account, DriftEvent, EntityKind, GroupSlug, ProjectKey, ProjectLevel, ProjectRef, RepoLevel,
+    RepoRef, RepoSlug, WorkspaceRole, WorkspaceSlug,
 };
 
 use super::error::StoreError;
@@ -139,9 +139,7 @@ impl ListingKey {
                 Ok(ListingKey::GroupMembers { workspace, group })
             }
             ("project", Some("users")) => Ok(ListingKey::ProjectUserPermissions(project(scope)?)),
-            ("project", Some("groups")) => {
-                Ok(ListingKey::ProjectGroupPermissions(project(scope)?))
-            }
+            ("project", Some("groups")) => Ok(ListingKey::ProjectGroupPermissions(project(scope)?)),
             ("repo", Some("users")) => Ok(ListingKey::RepositoryUserPermissions(repo(scope)?)),
             ("repo", Some("groups")) => Ok(ListingKey::RepositoryGroupPermissions(repo(scope)?)),
             _ => Err(bad("unknown listing kind")),

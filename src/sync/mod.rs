@@ -1,3 +1,943 @@
-//! Sync: reads every managed workspace's access into the store within the request budget.
+//! Sync: reads every managed workspace's access into the store, within the request budget.
+//!
+//! # What a run does
+//! For each managed workspace (the config's `workspaces`, else every workspace the token's
+//! account administers):
+//! 1. the five *structural* listings: the workspace itself, its members and roles
+//!    (`/workspaces/{ws}/permissions`), its projects, its repositories and its groups (1.0 API,
+//!    members included; when Bitbucket refuses it the run says so and carries on);
+//! 2. the *permission* listings: explicit user and group permissions of every project and
+//!    repository (`permissions-config`), two listings each, chosen by [`plan`] when the budget
+//!    cannot pay for all of them;
+//! 3. a cross-check of a small sample of repositories against Bitbucket's own effective
+//!    permissions (`/workspaces/{ws}/permissions/repositories/{repo}`), when the budget allows.
+//!
+//! # Correctness rules
+//! - Only a complete listing reaches [`Store::replace_listing`]. A listing that failed, was cut
+//!   short or was not read keeps its stored facts, and its age shows in the freshness table.
+//! - The store turns every difference into a drift event unless the connector made the change.
+//! - An unchanged listing writes nothing but its freshness, so an unchanged sync writes no rows
+//!   beyond the run record.
+//! - An interrupted run is resumed by the next one: it takes over the unfinished run and skips the
+//!   listings that run already completed.
+//!
+//! # Request model
+//! See ARCHITECTURE.md, "Request model". In short: every listing costs its pages at 100 items per
+//! page (at least one request); the run knows each listing's cost from its previous read and
+//! spends at most the budget available to it.
 
 pub mod plan;
+
+use crate::bitbucket::{
+    Account as ApiAccount, ApiError, BitbucketClient, ErrorKind, PermissionLevel, PermissionTarget,
+    WorkspaceRole as ApiRole,
+};
+use crate::domain::{
+    effective_access_for_repository, Account, AccountId, GrantTarget, GroupSlug, ProjectKey,
+    ProjectLevel, RepoLevel, RepoSlug, Source, WorkspaceRole, WorkspaceSlug,
+};
+use crate::store::{
+    Fact, ListingKey, ReplaceListing, ReplaceOutcome, Store, StoreError, SyncOutcome,
+    SyncRunFinish, SyncRunId,
+};
+use chrono::{DateTime, Utc};
+use futures::{stream, StreamExt};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use plan::{pages_for, Candidate, Priority};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::{Duration, Instant};
+use tracing::{info, instrument, warn};
+
+/// Items per page the client asks for.
+pub const PAGE_SIZE: u64 = 100;
+
+/// How long an interrupted run stays resumable.
+const RESUME_WINDOW_HOURS: i64 = 24;
+
+/// What a run should do.
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    /// Workspaces to read; empty means every workspace the account administers.
+    pub workspaces: Vec<String>,
+    /// At most this many requests in this run (on top of the client's hourly budget).
+    pub max_requests: Option<u64>,
+    /// Repositories per workspace to cross-check against Bitbucket's effective permissions.
+    pub cross_check_sample: usize,
+    /// Show progress bars (on a terminal).
+    pub progress: bool,
+}
+
+/// Why a run could not happen at all. Failures of single listings are not errors: they are
+/// reported in [`SyncReport::failures`] and leave the stored facts as they were.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Bitbucket refused the discovery of workspaces.
+    #[error("cannot list the workspaces to sync: {0}")]
+    Discovery(#[source] ApiError),
+    /// No workspace to sync.
+    #[error("no workspace to sync: the account administers none; list them in `workspaces` or make the account an administrator")]
+    NothingToSync,
+    /// A workspace slug in the options is not a valid slug.
+    #[error("workspace {0:?} is not a valid workspace slug")]
+    BadWorkspace(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A listing that could not be read.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    /// The listing (`repo:acme/api:users`).
+    pub listing: String,
+    /// What went wrong, with Bitbucket's hint.
+    pub error: String,
+}
+
+/// A disagreement between the computed effective access and Bitbucket's own.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Finding {
+    /// The repository (`acme/api`).
+    pub repository: String,
+    /// The account.
+    pub account_id: String,
+    /// What the stored facts give, `None` for nothing.
+    pub computed: Option<String>,
+    /// What Bitbucket reports, `None` for nothing.
+    pub bitbucket: Option<String>,
+}
+
+/// Figures of one workspace.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WorkspaceSummary {
+    /// The slug.
+    pub workspace: String,
+    /// Listings read completely in this run.
+    pub listings_read: u64,
+    /// Listings left for a later run by the budget.
+    pub listings_deferred: u64,
+    /// Whether the 1.0 groups API answered.
+    pub groups_available: bool,
+    /// Entities stored after the run, by kind.
+    pub entities: BTreeMap<String, u64>,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    /// The run's id in the store.
+    pub run: i64,
+    /// Whether the run took over an interrupted one.
+    pub resumed: bool,
+    /// How it ended.
+    pub outcome: SyncOutcome,
+    /// Per workspace.
+    pub workspaces: Vec<WorkspaceSummary>,
+    /// Requests sent to Bitbucket by this run.
+    pub requests_used: u64,
+    /// Requests a complete read of every listing needs (its pages at 100 per page).
+    pub minimum_requests: u64,
+    /// Facts inserted, updated and deleted.
+    pub inserted: u64,
+    /// Facts whose attributes changed.
+    pub updated: u64,
+    /// Facts that disappeared.
+    pub deleted: u64,
+    /// Drift events recorded.
+    pub drift: u64,
+    /// Entity and audit rows written (0 when nothing changed).
+    pub rows_written: u64,
+    /// Listings that could not be read.
+    pub failures: Vec<Failure>,
+    /// Cross-check disagreements.
+    pub findings: Vec<Finding>,
+    /// Repositories cross-checked.
+    pub cross_checked: u64,
+    /// Age of the oldest stored fact after the run, in seconds (`None` when a listing was never
+    /// read at all).
+    pub oldest_fact_age_seconds: Option<i64>,
+    /// Listings never read completely yet.
+    pub never_read: u64,
+    /// Wall time.
+    pub duration_ms: u128,
+}
+
+#[derive(Default)]
+struct Totals {
+    inserted: u64,
+    updated: u64,
+    deleted: u64,
+    drift: u64,
+    rows_written: u64,
+    /// Pages of the structural listings (the workspace, members, projects, repositories,
+    /// groups), whether or not a resumed run skipped storing them.
+    structural_pages: u64,
+}
+
+impl Totals {
+    fn add(&mut self, o: &ReplaceOutcome) {
+        self.inserted += o.inserted;
+        self.updated += o.updated;
+        self.deleted += o.deleted;
+        self.drift += o.drift.len() as u64;
+        self.rows_written += o.rows_written;
+    }
+}
+
+/// Runs one sync. `now` is read once per listing from the clock; the run's start is recorded.
+#[instrument(skip_all, fields(workspaces = options.workspaces.len()))]
+pub async fn run(
+    store: &dyn Store,
+    client: &BitbucketClient,
+    options: &SyncOptions,
+) -> Result<SyncReport, SyncError> {
+    let started = Instant::now();
+    let requests_before = client.requests_used();
+    let workspaces = managed_workspaces(client, options).await?;
+
+    // Take over an interrupted run, skipping what it completed.
+    let mut resumed = false;
+    let mut done: HashSet<ListingKey> = HashSet::new();
+    let run_id = match store.unfinished_sync_run().await? {
+        Some(run)
+            if run.workspaces == workspaces
+                && Utc::now() - run.started_at < chrono::Duration::hours(RESUME_WINDOW_HOURS) =>
+        {
+            resumed = true;
+            done.extend(store.completed_listings(run.id).await?);
+            info!(run = %run.id, completed = done.len(), "resuming an interrupted sync run");
+            run.id
+        }
+        _ => store.start_sync_run(Utc::now(), &workspaces).await?,
+    };
+
+    let mut limit = Limit::new(client, options.max_requests);
+    let progress = if options.progress {
+        MultiProgress::new()
+    } else {
+        MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
+    };
+    let active = active_grant_targets(store).await?;
+
+    let mut totals = Totals::default();
+    let mut failures = Vec::new();
+    let mut findings = Vec::new();
+    let mut summaries = Vec::new();
+    let mut minimum = 0u64;
+    let mut cross_checked = 0u64;
+    let mut deferred_total = 0u64;
+
+    for ws in &workspaces {
+        let bar = progress.add(ProgressBar::new(0));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(ws.to_string());
+        let mut ctx = WorkspaceRun {
+            store,
+            client,
+            ws,
+            run: run_id,
+            done: &done,
+            totals: &mut totals,
+            failures: &mut failures,
+            limit: &mut limit,
+            bar: &bar,
+            max_in_flight: client.budget().settings().max_in_flight.max(1),
+        };
+        let mut summary = ctx.structural().await?;
+        let (candidates, skipped_cost) = ctx.candidates(&active).await?;
+        minimum += skipped_cost;
+        let plan = plan::plan(candidates, ctx.limit.left());
+        minimum += plan
+            .read
+            .iter()
+            .chain(&plan.deferred)
+            .map(|c| c.cost)
+            .sum::<u64>();
+        summary.listings_deferred = plan.deferred.len() as u64;
+        deferred_total += plan.deferred.len() as u64;
+        summary.listings_read += ctx.read_permissions(plan.read).await?;
+        if options.cross_check_sample > 0 {
+            let (checked, mut found) = ctx.cross_check(options.cross_check_sample).await?;
+            cross_checked += checked;
+            findings.append(&mut found);
+        }
+        bar.finish_with_message("done");
+        summary.entities = entity_counts(store, ws).await?;
+        summaries.push(summary);
+    }
+
+    // Requests a complete read needs: every listing's pages. The structural listings count the
+    // pages they had in this run, the permission listings their cost from the plan.
+    minimum += totals.structural_pages;
+    let (oldest, never_read) = staleness(store, &workspaces).await?;
+    let requests_used = client.requests_used() - requests_before;
+    let outcome = if failures.is_empty() && deferred_total == 0 {
+        SyncOutcome::Complete
+    } else {
+        SyncOutcome::Partial
+    };
+    let now = Utc::now();
+    let report = SyncReport {
+        run: run_id.0,
+        resumed,
+        outcome,
+        workspaces: summaries,
+        requests_used,
+        minimum_requests: minimum,
+        inserted: totals.inserted,
+        updated: totals.updated,
+        deleted: totals.deleted,
+        drift: totals.drift,
+        rows_written: totals.rows_written,
+        failures,
+        findings,
+        cross_checked,
+        oldest_fact_age_seconds: oldest.map(|t| (now - t).num_seconds()),
+        never_read,
+        duration_ms: started.elapsed().as_millis(),
+    };
+    let counts = serde_json::json!({
+        "inserted": report.inserted, "updated": report.updated, "deleted": report.deleted,
+        "drift": report.drift, "rows_written": report.rows_written,
+        "failures": report.failures.len(), "findings": report.findings.len(),
+        "deferred": deferred_total, "cross_checked": report.cross_checked,
+        "workspaces": report.workspaces,
+    });
+    store
+        .finish_sync_run(
+            run_id,
+            &SyncRunFinish {
+                finished_at: now,
+                outcome,
+                counts,
+                requests_used,
+                minimum_requests: report.minimum_requests,
+            },
+        )
+        .await?;
+    info!(
+        requests = report.requests_used,
+        minimum = report.minimum_requests,
+        drift = report.drift,
+        rows = report.rows_written,
+        "sync finished"
+    );
+    Ok(report)
+}
+
+/// The workspaces of this run, as slugs.
+async fn managed_workspaces(
+    client: &BitbucketClient,
+    options: &SyncOptions,
+) -> Result<Vec<WorkspaceSlug>, SyncError> {
+    let names: Vec<String> = if options.workspaces.is_empty() {
+        client
+            .workspaces()
+            .list_filtered(Some(true))
+            .collect_all()
+            .await
+            .map_err(SyncError::Discovery)?
+            .into_iter()
+            .filter(|w| w.administrator)
+            .map(|w| w.workspace.slug)
+            .collect()
+    } else {
+        options.workspaces.clone()
+    };
+    let mut out: Vec<WorkspaceSlug> = names
+        .into_iter()
+        .map(|n| WorkspaceSlug::parse(n.clone()).map_err(|_| SyncError::BadWorkspace(n)))
+        .collect::<Result<_, _>>()?;
+    out.sort();
+    out.dedup();
+    if out.is_empty() {
+        return Err(SyncError::NothingToSync);
+    }
+    Ok(out)
+}
+
+/// The requests this run may still send: the smaller of the client's budget and the run's cap.
+struct Limit {
+    cap: Option<u64>,
+    start: u64,
+    client: BitbucketClient,
+}
+
+impl Limit {
+    fn new(client: &BitbucketClient, cap: Option<u64>) -> Self {
+        Limit {
+            cap,
+            start: client.requests_used(),
+            client: client.clone(),
+        }
+    }
+
+    fn left(&self) -> u64 {
+        let budget = self.client.budget().available();
+        match self.cap {
+            Some(cap) => budget.min(cap.saturating_sub(self.client.requests_used() - self.start)),
+            None => budget,
+        }
+    }
+}
+
+/// Repositories and projects with an active grant, as listing keys to refresh first.
+async fn active_grant_targets(store: &dyn Store) -> Result<HashSet<ListingKey>, SyncError> {
+    let mut out = HashSet::new();
+    for grant in store.active_grants().await? {
+        match grant.target {
+            GrantTarget::Repository { repository, .. } => {
+                out.insert(ListingKey::RepositoryUserPermissions(repository.clone()));
+                out.insert(ListingKey::RepositoryGroupPermissions(repository));
+            }
+            GrantTarget::Project { project, .. } => {
+                out.insert(ListingKey::ProjectUserPermissions(project.clone()));
+                out.insert(ListingKey::ProjectGroupPermissions(project));
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+struct WorkspaceRun<'a> {
+    store: &'a dyn Store,
+    client: &'a BitbucketClient,
+    ws: &'a WorkspaceSlug,
+    run: SyncRunId,
+    done: &'a HashSet<ListingKey>,
+    totals: &'a mut Totals,
+    failures: &'a mut Vec<Failure>,
+    limit: &'a mut Limit,
+    bar: &'a ProgressBar,
+    max_in_flight: usize,
+}
+
+impl WorkspaceRun<'_> {
+    async fn replace(
+        &mut self,
+        key: ListingKey,
+        facts: Vec<Fact>,
+        pages: u64,
+    ) -> Result<(), StoreError> {
+        let mut request = ReplaceListing::new(key, facts, Utc::now());
+        request.cost_requests = pages;
+        request.run = Some(self.run);
+        let outcome = self.store.replace_listing(request).await?;
+        self.totals.add(&outcome);
+        Ok(())
+    }
+
+    fn fail(&mut self, key: &ListingKey, error: &ApiError) {
+        warn!(listing = %key, error = %error, "listing not read; its stored facts stay");
+        self.failures.push(Failure {
+            listing: key.to_string(),
+            error: error.to_string(),
+        });
+    }
+
+    /// Reads the five structural listings.
+    async fn structural(&mut self) -> Result<WorkspaceSummary, SyncError> {
+        let ws = self.ws.as_str();
+        let mut summary = WorkspaceSummary {
+            workspace: ws.to_string(),
+            ..Default::default()
+        };
+        let c = self.client;
+
+        let key = ListingKey::Workspace(self.ws.clone());
+        if !self.done.contains(&key) {
+            match c.workspaces().get(ws).await {
+                Ok(w) => {
+                    let fact = Fact::Workspace {
+                        uuid: w.uuid,
+                        name: w.name.unwrap_or_else(|| w.slug.clone()),
+                        is_private: w.is_private.unwrap_or(true),
+                    };
+                    self.replace(key, vec![fact], 1).await?;
+                    summary.listings_read += 1;
+                }
+                Err(e) => self.fail(&key, &e),
+            }
+        }
+
+        let groups_api = c.groups_v1(ws);
+        let (members, projects, repos, groups) = tokio::join!(
+            c.workspaces().permissions(ws).collect_all(),
+            c.projects(ws).list().collect_all(),
+            c.repositories(ws).list(None).collect_all(),
+            groups_api.list(),
+        );
+
+        self.totals.structural_pages += 2; // the workspace and the 1.0 groups listing
+        for pages in [
+            members.as_ref().map(|l| l.len()),
+            projects.as_ref().map(|l| l.len()),
+            repos.as_ref().map(|l| l.len()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            self.totals.structural_pages += pages_for(pages as u64, PAGE_SIZE);
+        }
+
+        let key = ListingKey::WorkspaceMembers(self.ws.clone());
+        match members {
+            Ok(list) if !self.done.contains(&key) => {
+                let pages = pages_for(list.len() as u64, PAGE_SIZE);
+                let facts = list
+                    .into_iter()
+                    .filter_map(|m| {
+                        let account = account(&m.user)?;
+                        Some(Fact::WorkspaceMember {
+                            account,
+                            role: role(m.permission),
+                        })
+                    })
+                    .collect();
+                self.replace(key, facts, pages).await?;
+                summary.listings_read += 1;
+            }
+            Ok(_) => {}
+            Err(e) => self.fail(&key, &e),
+        }
+
+        let key = ListingKey::Projects(self.ws.clone());
+        match projects {
+            Ok(list) if !self.done.contains(&key) => {
+                let pages = pages_for(list.len() as u64, PAGE_SIZE);
+                let facts = list
+                    .into_iter()
+                    .filter_map(|p| {
+                        let key = ProjectKey::parse(p.key.clone()).ok()?;
+                        Some(Fact::Project {
+                            key,
+                            uuid: p.uuid,
+                            name: p.name.unwrap_or(p.key),
+                            is_private: p.is_private.unwrap_or(true),
+                        })
+                    })
+                    .collect();
+                self.replace(key, facts, pages).await?;
+                summary.listings_read += 1;
+            }
+            Ok(_) => {}
+            Err(e) => self.fail(&key, &e),
+        }
+
+        let key = ListingKey::Repositories(self.ws.clone());
+        match repos {
+            Ok(list) if !self.done.contains(&key) => {
+                let pages = pages_for(list.len() as u64, PAGE_SIZE);
+                let facts = list
+                    .into_iter()
+                    .filter_map(|r| {
+                        let slug = RepoSlug::parse(r.slug()?.to_string()).ok()?;
+                        Some(Fact::Repository {
+                            name: r.name.clone().unwrap_or_else(|| slug.to_string()),
+                            slug,
+                            uuid: r.uuid,
+                            project: r.project.and_then(|p| ProjectKey::parse(p.key).ok()),
+                            is_private: r.is_private.unwrap_or(true),
+                        })
+                    })
+                    .collect();
+                self.replace(key, facts, pages).await?;
+                summary.listings_read += 1;
+            }
+            Ok(_) => {}
+            Err(e) => self.fail(&key, &e),
+        }
+
+        // The 1.0 groups listing carries every group's members: one request for all of them.
+        let key = ListingKey::Groups(self.ws.clone());
+        match groups {
+            Ok(list) => {
+                summary.groups_available = true;
+                if !self.done.contains(&key) {
+                    let mut facts = Vec::new();
+                    let mut members = Vec::new();
+                    for g in list {
+                        let Ok(slug) = GroupSlug::parse(g.slug.clone()) else {
+                            continue;
+                        };
+                        facts.push(Fact::Group {
+                            slug: slug.clone(),
+                            name: g.name.clone().unwrap_or_else(|| g.slug.clone()),
+                        });
+                        let accounts: Vec<Fact> = g
+                            .members
+                            .iter()
+                            .filter_map(|m| {
+                                let id = m.account_id.clone().or_else(|| m.uuid.clone())?;
+                                Some(Fact::GroupMember {
+                                    account: Account {
+                                        account_id: AccountId::parse(id).ok()?,
+                                        uuid: m.uuid.clone(),
+                                        display_name: m.display_name.clone().unwrap_or_default(),
+                                        nickname: m.nickname.clone(),
+                                    },
+                                })
+                            })
+                            .collect();
+                        members.push((slug, accounts));
+                    }
+                    self.replace(key, facts, 1).await?;
+                    summary.listings_read += 1;
+                    for (group, accounts) in members {
+                        let key = ListingKey::GroupMembers {
+                            workspace: self.ws.clone(),
+                            group,
+                        };
+                        self.replace(key, accounts, 0).await?;
+                    }
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind,
+                    ErrorKind::NotFound
+                        | ErrorKind::Forbidden
+                        | ErrorKind::Gone
+                        | ErrorKind::Unauthorized
+                        | ErrorKind::ClientError
+                ) =>
+            {
+                warn!(workspace = ws, error = %e, "the 1.0 groups API is not available; group memberships keep their stored state");
+                self.failures.push(Failure {
+                    listing: key.to_string(),
+                    error: format!("groups unavailable (1.0 API): {e}"),
+                });
+            }
+            Err(e) => self.fail(&key, &e),
+        }
+        Ok(summary)
+    }
+
+    /// The permission listings with their cost and priority, and the cost of the listings a
+    /// resumed run already completed (they count towards the minimum).
+    async fn candidates(
+        &mut self,
+        active: &HashSet<ListingKey>,
+    ) -> Result<(Vec<Candidate<ListingKey>>, u64), SyncError> {
+        let mut out = Vec::new();
+        let mut already = 0;
+        for status in self.store.listings_by_age(self.ws).await? {
+            let permission = matches!(
+                status.key,
+                ListingKey::ProjectUserPermissions(_)
+                    | ListingKey::ProjectGroupPermissions(_)
+                    | ListingKey::RepositoryUserPermissions(_)
+                    | ListingKey::RepositoryGroupPermissions(_)
+            );
+            if !permission {
+                continue;
+            }
+            let cost = status.cost_requests.unwrap_or(1).max(1);
+            if self.done.contains(&status.key) {
+                already += cost;
+                continue;
+            }
+            let priority = if status.read_at.is_none() {
+                Priority::NeverRead
+            } else if active.contains(&status.key) {
+                Priority::ActiveGrant
+            } else {
+                Priority::Stale
+            };
+            out.push(Candidate {
+                key: status.key,
+                cost,
+                last_read: status.read_at,
+                priority,
+            });
+        }
+        Ok((out, already))
+    }
+
+    /// Reads the planned permission listings, `max_in_flight` at a time, stopping when the
+    /// budget is spent. Returns how many were stored.
+    async fn read_permissions(
+        &mut self,
+        planned: Vec<Candidate<ListingKey>>,
+    ) -> Result<u64, SyncError> {
+        self.bar.set_length(planned.len() as u64);
+        let client = self.client;
+        let reads = stream::iter(planned.into_iter().map(|c| c.key))
+            .map(|key| async move {
+                let result = fetch_permissions(client, &key).await;
+                (key, result)
+            })
+            .buffer_unordered(self.max_in_flight);
+        futures::pin_mut!(reads);
+        let mut stored = 0;
+        while let Some((key, result)) = reads.next().await {
+            self.bar.inc(1);
+            match result {
+                Ok((facts, pages)) => {
+                    self.replace(key, facts, pages).await?;
+                    stored += 1;
+                }
+                // The repository or project went away after the structural listing; the next
+                // repositories listing removes it with its permissions.
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    warn!(listing = %key, "gone since the structural listing; skipped")
+                }
+                Err(e) => self.fail(&key, &e),
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Compares the computed effective access of a few freshly read repositories with
+    /// Bitbucket's own view.
+    async fn cross_check(&mut self, sample: usize) -> Result<(u64, Vec<Finding>), SyncError> {
+        let facts = self.store.workspace_facts(self.ws).await?;
+        let mut checked = 0;
+        let mut findings = Vec::new();
+        // Prefer private repositories with permissions: they exercise the most rules.
+        let mut repos: Vec<&crate::domain::Repository> = facts.repositories.iter().collect();
+        repos.sort_by_key(|r| (!r.is_private, r.slug.clone()));
+        for repo in repos.into_iter().take(sample) {
+            if self.limit.left() < 2 {
+                break;
+            }
+            let ours: BTreeMap<String, RepoLevel> =
+                effective_access_for_repository(&facts, &repo.slug)
+                    .into_iter()
+                    // Bitbucket does not list the read a public repository gives everyone.
+                    .filter_map(|e| {
+                        let level = e
+                            .sources
+                            .iter()
+                            .filter(|s| s.source != Source::PublicRepository)
+                            .map(|s| s.level)
+                            .max()?;
+                        Some((e.account_id.to_string(), level))
+                    })
+                    .collect();
+            let theirs = match self
+                .client
+                .permissions()
+                .repository_effective(self.ws.as_str(), repo.slug.as_str(), None)
+                .collect_all()
+                .await
+            {
+                Ok(list) => list,
+                Err(e) => {
+                    warn!(repository = %repo.slug, error = %e, "cross-check skipped");
+                    continue;
+                }
+            };
+            checked += 1;
+            let theirs: BTreeMap<String, RepoLevel> = theirs
+                .into_iter()
+                .filter_map(|p| {
+                    let id = p.user.account_id.clone().or(p.user.uuid.clone())?;
+                    Some((id, repo_level(p.permission)?))
+                })
+                .collect();
+            let accounts: BTreeSet<&String> = ours.keys().chain(theirs.keys()).collect();
+            for id in accounts {
+                let (a, b) = (ours.get(id), theirs.get(id));
+                if a != b {
+                    findings.push(Finding {
+                        repository: format!("{}/{}", self.ws, repo.slug),
+                        account_id: id.clone(),
+                        computed: a.map(|l| l.to_string()),
+                        bitbucket: b.map(|l| l.to_string()),
+                    });
+                }
+            }
+        }
+        for f in &findings {
+            warn!(repository = %f.repository, account = %f.account_id, computed = ?f.computed, bitbucket = ?f.bitbucket,
+                "effective access disagrees with Bitbucket");
+        }
+        Ok((checked, findings))
+    }
+}
+
+/// Reads one permission listing completely: its facts and its pages.
+async fn fetch_permissions(
+    client: &BitbucketClient,
+    key: &ListingKey,
+) -> Result<(Vec<Fact>, u64), ApiError> {
+    let perms = client.permissions();
+    match key {
+        ListingKey::RepositoryUserPermissions(r) => {
+            let target = PermissionTarget::Repository {
+                workspace: r.workspace.as_str(),
+                repo_slug: r.slug.as_str(),
+            };
+            let list = perms.list_users(target).collect_all().await?;
+            let pages = pages_for(list.len() as u64, PAGE_SIZE);
+            let facts = list
+                .into_iter()
+                .filter_map(|p| {
+                    Some(Fact::RepositoryUserPermission {
+                        account: account(&p.user)?,
+                        level: repo_level(p.permission)?,
+                    })
+                })
+                .collect();
+            Ok((facts, pages))
+        }
+        ListingKey::RepositoryGroupPermissions(r) => {
+            let target = PermissionTarget::Repository {
+                workspace: r.workspace.as_str(),
+                repo_slug: r.slug.as_str(),
+            };
+            let list = perms.list_groups(target).collect_all().await?;
+            let pages = pages_for(list.len() as u64, PAGE_SIZE);
+            let facts = list
+                .into_iter()
+                .filter_map(|p| {
+                    Some(Fact::RepositoryGroupPermission {
+                        group: GroupSlug::parse(p.group.slug).ok()?,
+                        level: repo_level(p.permission)?,
+                    })
+                })
+                .collect();
+            Ok((facts, pages))
+        }
+        ListingKey::ProjectUserPermissions(p) => {
+            let target = PermissionTarget::Project {
+                workspace: p.workspace.as_str(),
+                project_key: p.key.as_str(),
+            };
+            let list = perms.list_users(target).collect_all().await?;
+            let pages = pages_for(list.len() as u64, PAGE_SIZE);
+            let facts = list
+                .into_iter()
+                .filter_map(|p| {
+                    Some(Fact::ProjectUserPermission {
+                        account: account(&p.user)?,
+                        level: project_level(p.permission)?,
+                    })
+                })
+                .collect();
+            Ok((facts, pages))
+        }
+        ListingKey::ProjectGroupPermissions(p) => {
+            let target = PermissionTarget::Project {
+                workspace: p.workspace.as_str(),
+                project_key: p.key.as_str(),
+            };
+            let list = perms.list_groups(target).collect_all().await?;
+            let pages = pages_for(list.len() as u64, PAGE_SIZE);
+            let facts = list
+                .into_iter()
+                .filter_map(|p| {
+                    Some(Fact::ProjectGroupPermission {
+                        group: GroupSlug::parse(p.group.slug).ok()?,
+                        level: project_level(p.permission)?,
+                    })
+                })
+                .collect();
+            Ok((facts, pages))
+        }
+        other => Err(ApiError::local(
+            ErrorKind::Config,
+            "(sync)",
+            format!("{other} is not a permission listing"),
+        )),
+    }
+}
+
+/// The domain account of an API account. Accounts without an account id (rare app users) are
+/// keyed by their UUID, which Bitbucket also accepts in paths.
+fn account(a: &ApiAccount) -> Option<Account> {
+    let id = a.account_id.clone().or_else(|| a.uuid.clone())?;
+    Some(Account {
+        account_id: AccountId::parse(id).ok()?,
+        uuid: a.uuid.clone(),
+        display_name: a.display_name.clone().unwrap_or_default(),
+        nickname: a.nickname.clone(),
+    })
+}
+
+fn role(r: Option<ApiRole>) -> WorkspaceRole {
+    match r {
+        Some(ApiRole::Owner) => WorkspaceRole::Owner,
+        Some(ApiRole::CreateProject) => WorkspaceRole::CreateProject,
+        Some(ApiRole::Collaborator) => WorkspaceRole::Collaborator,
+        _ => WorkspaceRole::Member,
+    }
+}
+
+fn repo_level(l: PermissionLevel) -> Option<RepoLevel> {
+    match l {
+        PermissionLevel::Read => Some(RepoLevel::Read),
+        // create-repo is a project level; on a repository it would mean write.
+        PermissionLevel::Write | PermissionLevel::CreateRepo => Some(RepoLevel::Write),
+        PermissionLevel::Admin => Some(RepoLevel::Admin),
+        PermissionLevel::None | PermissionLevel::Unknown => None,
+    }
+}
+
+fn project_level(l: PermissionLevel) -> Option<ProjectLevel> {
+    match l {
+        PermissionLevel::Read => Some(ProjectLevel::Read),
+        PermissionLevel::Write => Some(ProjectLevel::Write),
+        PermissionLevel::CreateRepo => Some(ProjectLevel::CreateRepo),
+        PermissionLevel::Admin => Some(ProjectLevel::Admin),
+        PermissionLevel::None | PermissionLevel::Unknown => None,
+    }
+}
+
+async fn entity_counts(
+    store: &dyn Store,
+    ws: &WorkspaceSlug,
+) -> Result<BTreeMap<String, u64>, SyncError> {
+    let facts = store.workspace_facts(ws).await?;
+    let mut out = BTreeMap::new();
+    out.insert("members".into(), facts.members.len() as u64);
+    out.insert("repositories".into(), facts.repositories.len() as u64);
+    out.insert("projects".into(), store.projects(ws).await?.len() as u64);
+    out.insert("groups".into(), store.groups(ws).await?.len() as u64);
+    out.insert(
+        "permissions".into(),
+        (facts.project_permissions.len() + facts.repository_permissions.len()) as u64,
+    );
+    Ok(out)
+}
+
+/// The read time of the oldest listing, and how many were never read.
+async fn staleness(
+    store: &dyn Store,
+    workspaces: &[WorkspaceSlug],
+) -> Result<(Option<DateTime<Utc>>, u64), SyncError> {
+    let mut oldest: Option<DateTime<Utc>> = None;
+    let mut never = 0;
+    for ws in workspaces {
+        for s in store.listings_by_age(ws).await? {
+            match s.read_at {
+                None => never += 1,
+                Some(t) => oldest = Some(oldest.map_or(t, |o| o.min(t))),
+            }
+        }
+    }
+    Ok((oldest, never))
+}
+
+/// Keeps `Duration` in the public surface stable for callers that format the report.
+pub fn format_age(seconds: i64) -> String {
+    let d = Duration::from_secs(seconds.max(0) as u64);
+    let s = d.as_secs();
+    if s < 120 {
+        format!("{s}s")
+    } else if s < 7200 {
+        format!("{}m", s / 60)
+    } else if s < 172_800 {
+        format!("{}h", s / 3600)
+    } else {
+        format!("{}d", s / 86_400)
+    }
+}

@@ -1,10 +1,11 @@
 //! The Jira Cloud user API subset used for identity matching (jira-identity.md), on its own
 //! listener: `/rest/api/3/myself`, `/users/search`, `/user/bulk`, `/user`, `/user/search`.
 //!
-//! Auth is Basic `email:classic-token`; a scoped token on the site URL answers 401 (scoped
-//! tokens only work through api.atlassian.com). Users whose profile hides the email get
-//! `"emailAddress": null`; Bitbucket accounts without a Jira user are absent. Jira requests are
-//! counted with the Bitbucket ones but are not rate-limited and not subject to faults.
+//! Auth is Basic `email:classic-token`; a scoped token on the site URL answers 401 with
+//! "Unauthorized; scope does not match" (scoped tokens only work through api.atlassian.com).
+//! Users whose profile hides the email get `"emailAddress": null`; Bitbucket accounts without a
+//! Jira user are absent. Jira requests are counted with the Bitbucket ones but are not
+//! rate-limited and not subject to faults.
 
 use std::sync::Arc;
 
@@ -35,6 +36,19 @@ struct JiraCaller(String);
 
 fn jira_error(status: StatusCode, msg: &str) -> Response {
     json_response(status, &json!({"errorMessages": [msg], "errors": {}}))
+}
+
+/// What Jira's site answers to a scoped API token (one created with scopes, which only the
+/// `api.atlassian.com/ex/jira/{cloudId}` gateway accepts): 401 with the gateway's own body shape,
+/// `{"code":401,"message":"Unauthorized; scope does not match"}`, as reported by users of real
+/// sites. Clients recognise a scoped token by this message.
+pub const SCOPE_MISMATCH: &str = "Unauthorized; scope does not match";
+
+fn scope_mismatch() -> Response {
+    json_response(
+        StatusCode::UNAUTHORIZED,
+        &json!({"code": 401, "message": SCOPE_MISMATCH}),
+    )
 }
 
 fn unauthorized() -> Response {
@@ -72,7 +86,10 @@ async fn gate(State(s): State<Arc<Shared>>, mut req: Request, next: Next) -> Res
     };
     let email = {
         let creds = s.read_creds();
-        if token == creds.jira_scoped || token != creds.jira_classic.1 {
+        if token == creds.jira_scoped {
+            return scope_mismatch();
+        }
+        if token != creds.jira_classic.1 {
             return unauthorized();
         }
         if !user.eq_ignore_ascii_case(&creds.jira_classic.0) {

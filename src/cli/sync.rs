@@ -1,0 +1,142 @@
+//! `bitbucket-access sync`: reads the managed workspaces into the store.
+
+use super::{load_config, Cli, EXIT_FAILURE, EXIT_OK};
+use crate::sync::{format_age, SyncOptions, SyncReport};
+use std::io::IsTerminal;
+
+/// Options of `sync`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Sync only this workspace (repeatable); default: the config's `workspaces`, else every
+    /// workspace the account administers.
+    #[arg(long = "workspace", value_name = "WS")]
+    pub workspaces: Vec<String>,
+    /// Spend at most this many requests in this run.
+    #[arg(long, value_name = "N")]
+    pub max_requests: Option<u64>,
+    /// Repositories per workspace to cross-check against Bitbucket's effective permissions.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub cross_check: usize,
+    /// Print the run's report as JSON instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a sync. Exit 0 when every listing was read, 1 when some were deferred or failed or the
+/// cross-check disagreed with Bitbucket.
+pub async fn run(cli: &Cli, args: &Args) -> u8 {
+    let config = match load_config(cli) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let store = match crate::store::open(config.database_url.expose_url()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot open the store: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let client = match crate::connect::bitbucket_client(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let workspaces = if args.workspaces.is_empty() {
+        config.workspaces.clone()
+    } else {
+        args.workspaces.clone()
+    };
+    let options = SyncOptions {
+        workspaces,
+        max_requests: args.max_requests,
+        cross_check_sample: args.cross_check,
+        progress: std::io::stderr().is_terminal(),
+    };
+    match crate::sync::run(store.as_ref(), &client, &options).await {
+        Ok(report) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                print!("{}", summary(&report));
+            }
+            if report.failures.is_empty()
+                && report.findings.is_empty()
+                && report.workspaces.iter().all(|w| w.listings_deferred == 0)
+            {
+                EXIT_OK
+            } else {
+                EXIT_FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// The human summary of a run.
+pub fn summary(r: &SyncReport) -> String {
+    let mut s = String::new();
+    let resumed = if r.resumed {
+        " (resumed an interrupted run)"
+    } else {
+        ""
+    };
+    s += &format!("sync run {}{resumed}: {:?}\n", r.run, r.outcome);
+    for w in &r.workspaces {
+        let entities: Vec<String> = w.entities.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        s += &format!(
+            "  {}: {}; {} listings read, {} deferred{}\n",
+            w.workspace,
+            entities.join(", "),
+            w.listings_read,
+            w.listings_deferred,
+            if w.groups_available {
+                ""
+            } else {
+                "; groups unavailable (1.0 API)"
+            }
+        );
+    }
+    s += &format!(
+        "  changes: {} inserted, {} updated, {} deleted; {} drift events; {} rows written\n",
+        r.inserted, r.updated, r.deleted, r.drift, r.rows_written
+    );
+    s += &format!(
+        "  requests: {} used, {} for a complete read at 100 per page\n",
+        r.requests_used, r.minimum_requests
+    );
+    let age = r
+        .oldest_fact_age_seconds
+        .map(format_age)
+        .unwrap_or_else(|| "-".into());
+    s += &format!(
+        "  oldest fact: {age}; listings never read: {}\n",
+        r.never_read
+    );
+    s += &format!(
+        "  cross-check: {} repositories, {} disagreements\n",
+        r.cross_checked,
+        r.findings.len()
+    );
+    for f in &r.findings {
+        s += &format!(
+            "    {} {}: computed {}, Bitbucket {}\n",
+            f.repository,
+            f.account_id,
+            f.computed.as_deref().unwrap_or("none"),
+            f.bitbucket.as_deref().unwrap_or("none")
+        );
+    }
+    for f in &r.failures {
+        s += &format!("  not read: {}: {}\n", f.listing, f.error);
+    }
+    s += &format!("  duration: {} ms\n", r.duration_ms);
+    s
+}
