@@ -156,6 +156,7 @@ on_both_backends!(
     password_is_hidden_from_errors_and_debug,
     large_listings_are_written_in_batches,
     concurrent_replaces_of_one_listing_record_drift_once,
+    batched_replaces_behave_like_single_ones,
 );
 
 // ----- Helpers -----
@@ -960,4 +961,50 @@ async fn concurrent_replaces_of_one_listing_record_drift_once(url: String) {
     );
     let drift = a.expect("first").drift.len() + b.expect("second").drift.len();
     assert_eq!(drift, 1, "the same change is one drift event");
+}
+
+async fn batched_replaces_behave_like_single_ones(url: String) {
+    let s = store(&url).await;
+    replace(
+        &s,
+        repo_users("web"),
+        vec![user_perm("bob", RepoLevel::Read)],
+        t(0),
+    )
+    .await;
+    let outcomes = s
+        .replace_listings(vec![
+            ReplaceListing::new(
+                repo_users("web"),
+                vec![user_perm("bob", RepoLevel::Write)],
+                t(1),
+            ),
+            ReplaceListing::new(
+                repo_users("api"),
+                vec![user_perm("alice", RepoLevel::Read)],
+                t(1),
+            ),
+        ])
+        .await
+        .expect("batch");
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!((outcomes[0].updated, outcomes[0].drift.len()), (1, 1));
+    assert!(outcomes[1].baseline && outcomes[1].inserted == 1);
+
+    // One bad request rolls the whole batch back.
+    let failed = s
+        .replace_listings(vec![
+            ReplaceListing::new(repo_users("web"), vec![], t(2)),
+            ReplaceListing::new(
+                ListingKey::Groups(ws()),
+                vec![user_perm("bob", RepoLevel::Read)],
+                t(2),
+            ),
+        ])
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(
+        direct_levels(&s, "web").await,
+        vec![("bob".to_owned(), RepoLevel::Write)]
+    );
 }

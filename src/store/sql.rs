@@ -379,8 +379,40 @@ async fn insert_audit(tx: &mut Tx, entries: &[NewAuditEntry]) -> Result<Vec<Audi
     Ok(ids)
 }
 
+pub(crate) async fn replace_listings(
+    pool: &Pool<Db>,
+    requests: Vec<ReplaceListing>,
+) -> Result<Vec<ReplaceOutcome>, StoreError> {
+    // Process in key order so that concurrent batches take their listing locks in one order
+    // and cannot deadlock on them; answer in the caller's order.
+    let mut order: Vec<(usize, ReplaceListing)> = requests.into_iter().enumerate().collect();
+    order.sort_by(|a, b| a.1.key.cmp(&b.1.key));
+    let mut tx = pool
+        .begin_with(BEGIN_WRITE)
+        .await
+        .map_err(db_err("begin a transaction"))?;
+    let mut outcomes: Vec<(usize, ReplaceOutcome)> = Vec::with_capacity(order.len());
+    for (index, request) in order {
+        outcomes.push((index, replace_in_tx(&mut tx, request).await?));
+    }
+    tx.commit().await.map_err(db_err("commit listings"))?;
+    outcomes.sort_by_key(|(index, _)| *index);
+    Ok(outcomes.into_iter().map(|(_, outcome)| outcome).collect())
+}
+
 pub(crate) async fn replace_listing(
     pool: &Pool<Db>,
+    request: ReplaceListing,
+) -> Result<ReplaceOutcome, StoreError> {
+    let mut outcomes = replace_listings(pool, vec![request]).await?;
+    outcomes.pop().ok_or(StoreError::Database {
+        action: "replace a listing",
+        message: "no outcome was produced".to_owned(),
+    })
+}
+
+async fn replace_in_tx(
+    tx: &mut Tx,
     mut request: ReplaceListing,
 ) -> Result<ReplaceOutcome, StoreError> {
     request.observed_at = micros(request.observed_at);
@@ -390,32 +422,28 @@ pub(crate) async fn replace_listing(
     let cost = to_i64("listing cost", request.cost_requests)?;
     let items = to_i64("listing size", observed.rows.len() as u64)?;
 
-    let mut tx = pool
-        .begin_with(BEGIN_WRITE)
-        .await
-        .map_err(db_err("begin a transaction"))?;
     if let Some(lock) = LOCK_LISTING {
         // Two replaces of the same listing must not both diff against the same old state, or
         // each would record the same drift.
         sqlx::query(lock)
             .bind(&listing_text)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(db_err("lock a listing"))?;
     }
     let seen_before = sqlx::query("SELECT listing FROM listing_freshness WHERE listing = $1")
         .bind(&listing_text)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await
         .map_err(db_err("read listing freshness"))?
         .is_some();
-    let stored = load_rows(&mut tx, &scope).await?;
+    let stored = load_rows(tx, &scope).await?;
     let diff = listing::diff(&request, &stored, &observed.rows, !seen_before);
 
-    let accounts_written = upsert_accounts(&mut tx, &observed.accounts).await?;
-    upsert_rows(&mut tx, &scope, &diff.upserts).await?;
+    let accounts_written = upsert_accounts(tx, &observed.accounts).await?;
+    upsert_rows(tx, &scope, &diff.upserts).await?;
     let deleted = delete_keys(
-        &mut tx,
+        tx,
         scope.spec.table,
         scope.spec.scope_cols,
         &scope.values,
@@ -423,7 +451,7 @@ pub(crate) async fn replace_listing(
         &diff.deletes,
     )
     .await?;
-    let cascaded = cascade(&mut tx, &request.key, &diff.deletes).await?;
+    let cascaded = cascade(tx, &request.key, &diff.deletes).await?;
 
     let audit: Vec<NewAuditEntry> = diff
         .drift
@@ -442,7 +470,7 @@ pub(crate) async fn replace_listing(
             }),
         })
         .collect();
-    insert_audit(&mut tx, &audit).await?;
+    insert_audit(tx, &audit).await?;
 
     sqlx::query(
         "INSERT INTO listing_freshness \
@@ -458,11 +486,9 @@ pub(crate) async fn replace_listing(
     .bind(cost)
     .bind(items)
     .bind(request.run.map(|r| r.0))
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .map_err(db_err("mark a listing fresh"))?;
-
-    tx.commit().await.map_err(db_err("commit a listing"))?;
 
     let rows_written = diff.inserted
         + diff.updated
