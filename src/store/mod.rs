@@ -178,6 +178,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The most recent sync run that never finished (interrupted), to resume.
     fn unfinished_sync_run(&self) -> StoreFuture<'_, Option<SyncRun>>;
 
+    /// Requests spent by the sync runs that finished at or after `since`, so that a new
+    /// process keeps to the hourly budget its predecessors already used.
+    fn requests_since(&self, since: DateTime<Utc>) -> StoreFuture<'_, u64>;
+
     /// The listings a run has completed (passed to `replace_listing` with `run` set), so a
     /// resumed run can skip them.
     fn completed_listings(&self, run: SyncRunId) -> StoreFuture<'_, Vec<ListingKey>>;
@@ -440,6 +444,10 @@ impl Store for SqlStore {
 
     fn unfinished_sync_run(&self) -> StoreFuture<'_, Option<SyncRun>> {
         dispatch!(self, last_sync_run(true))
+    }
+
+    fn requests_since(&self, since: DateTime<Utc>) -> StoreFuture<'_, u64> {
+        dispatch!(self, requests_since(since))
     }
 
     fn completed_listings(&self, run: SyncRunId) -> StoreFuture<'_, Vec<ListingKey>> {

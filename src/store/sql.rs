@@ -1029,6 +1029,22 @@ fn sync_run_from_row(row: &<Db as sqlx::Database>::Row) -> Result<SyncRun, Store
     })
 }
 
+/// Requests spent by the sync runs that finished at or after `since`.
+pub(crate) async fn requests_since(
+    pool: &Pool<Db>,
+    since: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let row = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(requests_used), 0) AS BIGINT) FROM sync_runs WHERE finished_at >= $1",
+    )
+    .bind(micros(since))
+    .fetch_one(pool)
+    .await
+    .map_err(db_err("sum the requests of recent sync runs"))?;
+    let n: i64 = row.try_get(0).map_err(db_err("decode a request count"))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 pub(crate) async fn last_sync_run(
     pool: &Pool<Db>,
     unfinished_only: bool,

@@ -212,7 +212,12 @@ pub async fn run(
         _ => store.start_sync_run(Utc::now(), &workspaces).await?,
     };
 
-    let mut limit = Limit::new(client, options.max_requests);
+    // Requests earlier runs (other processes) spent in the last hour count against this one.
+    let prior = store
+        .requests_since(Utc::now() - chrono::Duration::hours(1))
+        .await?
+        .saturating_sub(requests_before);
+    let mut limit = Limit::new(client, options.max_requests, prior);
     let progress = if options.progress {
         MultiProgress::new()
     } else {
@@ -365,20 +370,23 @@ async fn managed_workspaces(
 struct Limit {
     cap: Option<u64>,
     start: u64,
+    /// Requests of earlier runs in the last hour that this process's budget did not see.
+    prior: u64,
     client: BitbucketClient,
 }
 
 impl Limit {
-    fn new(client: &BitbucketClient, cap: Option<u64>) -> Self {
+    fn new(client: &BitbucketClient, cap: Option<u64>, prior: u64) -> Self {
         Limit {
             cap,
             start: client.requests_used(),
+            prior,
             client: client.clone(),
         }
     }
 
     fn left(&self) -> u64 {
-        let budget = self.client.budget().available();
+        let budget = self.client.budget().available().saturating_sub(self.prior);
         match self.cap {
             Some(cap) => budget.min(cap.saturating_sub(self.client.requests_used() - self.start)),
             None => budget,
