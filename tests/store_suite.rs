@@ -1011,3 +1011,38 @@ async fn batched_replaces_behave_like_single_ones(url: String) {
         vec![("bob".to_owned(), RepoLevel::Write)]
     );
 }
+
+/// With `REQUIRE_POSTGRES=1`, an unreachable PostgreSQL is a failure that says what to do, never
+/// a silent skip, and the message hides the URL's password. Runs one PostgreSQL scenario of this
+/// very binary in a child process pointed at a closed port.
+#[test]
+fn required_postgres_that_is_down_fails_with_a_clear_message() {
+    if std::env::var_os("BBA_STORE_SUITE_CHILD").is_some() {
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "postgres::interrupted_sync_run_can_resume",
+            "--nocapture",
+        ])
+        .env("BBA_STORE_SUITE_CHILD", "1")
+        .env("REQUIRE_POSTGRES", "1")
+        .env(
+            "TEST_POSTGRES_URL",
+            "postgres://postgres:hunter2secret@127.0.0.1:1/postgres",
+        )
+        .output()
+        .expect("run the child");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "the child passed:\n{text}");
+    assert!(
+        text.contains("REQUIRE_POSTGRES=1 but PostgreSQL at"),
+        "no clear message:\n{text}"
+    );
+    assert!(!text.contains("hunter2secret"), "password shown:\n{text}");
+}
