@@ -234,6 +234,101 @@ pub struct Repository {
     pub group_permissions: BTreeMap<String, Level>,
 }
 
+/// Who an explicit permission is granted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grantee {
+    /// A user, by account id.
+    User,
+    /// A group, by slug.
+    Group,
+}
+
+/// A holder of explicit user and group permissions (a project or a repository), so that the
+/// setters and the permissions-config endpoints are written once for both.
+pub trait PermissionHolder: Sized {
+    /// The level this holder grants.
+    type Level: Copy;
+
+    /// The key the workspace files the holder under (project key, repository slug).
+    fn key(&self) -> &str;
+
+    /// Looks the holder up by that key.
+    fn find<'w>(ws: &'w Workspace, key: &str) -> Option<&'w Self>;
+
+    /// Looks the holder up by that key for a change; a missing one is an error.
+    fn find_mut<'w>(ws: &'w mut Workspace, key: &str) -> Result<&'w mut Self, WorldError>;
+
+    /// The explicit grants to users (by account id) or to groups (by slug).
+    fn grants(&self, to: Grantee) -> &BTreeMap<String, Self::Level>;
+
+    /// The same grants, for a change.
+    fn grants_mut(&mut self, to: Grantee) -> &mut BTreeMap<String, Self::Level>;
+}
+
+impl PermissionHolder for Project {
+    type Level = ProjectLevel;
+
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn find<'w>(ws: &'w Workspace, key: &str) -> Option<&'w Self> {
+        ws.projects.get(key)
+    }
+
+    fn find_mut<'w>(ws: &'w mut Workspace, key: &str) -> Result<&'w mut Self, WorldError> {
+        ws.projects
+            .get_mut(key)
+            .ok_or_else(|| WorldError::NoProject(key.to_string()))
+    }
+
+    fn grants(&self, to: Grantee) -> &BTreeMap<String, ProjectLevel> {
+        match to {
+            Grantee::User => &self.user_permissions,
+            Grantee::Group => &self.group_permissions,
+        }
+    }
+
+    fn grants_mut(&mut self, to: Grantee) -> &mut BTreeMap<String, ProjectLevel> {
+        match to {
+            Grantee::User => &mut self.user_permissions,
+            Grantee::Group => &mut self.group_permissions,
+        }
+    }
+}
+
+impl PermissionHolder for Repository {
+    type Level = Level;
+
+    fn key(&self) -> &str {
+        &self.slug
+    }
+
+    fn find<'w>(ws: &'w Workspace, key: &str) -> Option<&'w Self> {
+        ws.repositories.get(key)
+    }
+
+    fn find_mut<'w>(ws: &'w mut Workspace, key: &str) -> Result<&'w mut Self, WorldError> {
+        ws.repositories
+            .get_mut(key)
+            .ok_or_else(|| WorldError::NoRepository(key.to_string()))
+    }
+
+    fn grants(&self, to: Grantee) -> &BTreeMap<String, Level> {
+        match to {
+            Grantee::User => &self.user_permissions,
+            Grantee::Group => &self.group_permissions,
+        }
+    }
+
+    fn grants_mut(&mut self, to: Grantee) -> &mut BTreeMap<String, Level> {
+        match to {
+            Grantee::User => &mut self.user_permissions,
+            Grantee::Group => &mut self.group_permissions,
+        }
+    }
+}
+
 /// A workspace webhook.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hook {
@@ -389,6 +484,36 @@ impl World {
             .ok_or_else(|| WorldError::NoWorkspace(ws.to_string()))
     }
 
+    /// Sets (`Some`) or removes (`None`) one explicit grant on a project or repository: the one
+    /// setter behind the four named ones below and the permissions-config endpoints. A missing
+    /// user is reported before a missing workspace, a missing group after it, as Bitbucket does.
+    pub fn set_permission<H: PermissionHolder>(
+        &mut self,
+        ws: &str,
+        holder: &str,
+        to: Grantee,
+        name: &str,
+        level: Option<H::Level>,
+    ) -> Result<(), WorldError> {
+        if to == Grantee::User && !self.users.contains_key(name) {
+            return Err(WorldError::NoUser(name.to_string()));
+        }
+        let w = self.ws_mut(ws)?;
+        if to == Grantee::Group && !w.groups.contains_key(name) {
+            return Err(WorldError::NoGroup(name.to_string()));
+        }
+        let grants = H::find_mut(w, holder)?.grants_mut(to);
+        match level {
+            Some(l) => {
+                grants.insert(name.to_string(), l);
+            }
+            None => {
+                grants.remove(name);
+            }
+        }
+        Ok(())
+    }
+
     /// Sets (`Some`) or removes (`None`) a user's explicit repository permission.
     pub fn set_repo_user_permission(
         &mut self,
@@ -397,23 +522,7 @@ impl World {
         account_id: &str,
         level: Option<Level>,
     ) -> Result<(), WorldError> {
-        if !self.users.contains_key(account_id) {
-            return Err(WorldError::NoUser(account_id.to_string()));
-        }
-        let w = self.ws_mut(ws)?;
-        let r = w
-            .repositories
-            .get_mut(repo)
-            .ok_or_else(|| WorldError::NoRepository(repo.to_string()))?;
-        match level {
-            Some(l) => {
-                r.user_permissions.insert(account_id.to_string(), l);
-            }
-            None => {
-                r.user_permissions.remove(account_id);
-            }
-        }
-        Ok(())
+        self.set_permission::<Repository>(ws, repo, Grantee::User, account_id, level)
     }
 
     /// Sets or removes a group's explicit repository permission.
@@ -424,23 +533,7 @@ impl World {
         group: &str,
         level: Option<Level>,
     ) -> Result<(), WorldError> {
-        let w = self.ws_mut(ws)?;
-        if !w.groups.contains_key(group) {
-            return Err(WorldError::NoGroup(group.to_string()));
-        }
-        let r = w
-            .repositories
-            .get_mut(repo)
-            .ok_or_else(|| WorldError::NoRepository(repo.to_string()))?;
-        match level {
-            Some(l) => {
-                r.group_permissions.insert(group.to_string(), l);
-            }
-            None => {
-                r.group_permissions.remove(group);
-            }
-        }
-        Ok(())
+        self.set_permission::<Repository>(ws, repo, Grantee::Group, group, level)
     }
 
     /// Sets or removes a user's explicit project permission.
@@ -451,23 +544,7 @@ impl World {
         account_id: &str,
         level: Option<ProjectLevel>,
     ) -> Result<(), WorldError> {
-        if !self.users.contains_key(account_id) {
-            return Err(WorldError::NoUser(account_id.to_string()));
-        }
-        let w = self.ws_mut(ws)?;
-        let p = w
-            .projects
-            .get_mut(project)
-            .ok_or_else(|| WorldError::NoProject(project.to_string()))?;
-        match level {
-            Some(l) => {
-                p.user_permissions.insert(account_id.to_string(), l);
-            }
-            None => {
-                p.user_permissions.remove(account_id);
-            }
-        }
-        Ok(())
+        self.set_permission::<Project>(ws, project, Grantee::User, account_id, level)
     }
 
     /// Sets or removes a group's explicit project permission.
@@ -478,23 +555,7 @@ impl World {
         group: &str,
         level: Option<ProjectLevel>,
     ) -> Result<(), WorldError> {
-        let w = self.ws_mut(ws)?;
-        if !w.groups.contains_key(group) {
-            return Err(WorldError::NoGroup(group.to_string()));
-        }
-        let p = w
-            .projects
-            .get_mut(project)
-            .ok_or_else(|| WorldError::NoProject(project.to_string()))?;
-        match level {
-            Some(l) => {
-                p.group_permissions.insert(group.to_string(), l);
-            }
-            None => {
-                p.group_permissions.remove(group);
-            }
-        }
-        Ok(())
+        self.set_permission::<Project>(ws, project, Grantee::Group, group, level)
     }
 
     /// Adds a user to a group; joining a group also makes the user a workspace member, as it does

@@ -11,6 +11,9 @@
 //!    cannot pay for all of them;
 //! 3. a cross-check of a small sample of repositories against Bitbucket's own effective
 //!    permissions (`/workspaces/{ws}/permissions/repositories/{repo}`), when the budget allows.
+//!    Only repositories whose every fact (members, groups and their members, the repository's
+//!    and its project's permissions) was read by this run are compared, so stale facts kept by
+//!    a failed or deferred listing are never reported as a disagreement.
 //!
 //! # Correctness rules
 //! - Only a complete listing reaches [`Store::replace_listing`]. A listing that failed, was cut
@@ -18,8 +21,10 @@
 //! - The store turns every difference into a drift event unless the connector made the change.
 //! - An unchanged listing writes nothing but its freshness, so an unchanged sync writes no rows
 //!   beyond the run record.
-//! - An interrupted run is resumed by the next one: it takes over the unfinished run and skips the
-//!   listings that run already completed.
+//! - An interrupted run is resumed by the next one: it takes over the unfinished run and neither
+//!   requests nor stores again the listings that run already completed (workspace listings
+//!   included). The groups listing and its members are stored in one transaction, so an
+//!   interruption cannot leave the groups done and their members unwritten.
 //!
 //! # Request model
 //! See ARCHITECTURE.md, "Request model". In short: every listing costs its pages at 100 items per
@@ -34,7 +39,7 @@ use crate::bitbucket::{
 };
 use crate::domain::{
     effective_access_for_repository, Account, AccountId, GrantTarget, GroupSlug, ProjectKey,
-    ProjectLevel, RepoLevel, RepoSlug, Source, WorkspaceRole, WorkspaceSlug,
+    ProjectLevel, ProjectRef, RepoLevel, RepoRef, RepoSlug, Source, WorkspaceRole, WorkspaceSlug,
 };
 use crate::store::{
     Fact, ListingKey, ReplaceListing, ReplaceOutcome, Store, StoreError, SyncOutcome,
@@ -252,6 +257,7 @@ pub async fn run(
             limit: &mut limit,
             bar: &bar,
             max_in_flight: client.budget().settings().max_in_flight.max(1),
+            fresh: done.clone(),
         };
         let mut summary = ctx.structural().await?;
         let (candidates, skipped_cost) = ctx.candidates(&active).await?;
@@ -425,19 +431,28 @@ struct WorkspaceRun<'a> {
     limit: &'a mut Limit,
     bar: &'a ProgressBar,
     max_in_flight: usize,
+    /// Listings stored by this run (or by the interrupted run it resumes): the cross-check
+    /// looks only at repositories whose facts all come from them.
+    fresh: HashSet<ListingKey>,
 }
 
 impl WorkspaceRun<'_> {
+    fn request(&self, key: ListingKey, facts: Vec<Fact>, pages: u64) -> ReplaceListing {
+        let mut request = ReplaceListing::new(key, facts, Utc::now());
+        request.cost_requests = pages;
+        request.run = Some(self.run);
+        request
+    }
+
     async fn replace(
         &mut self,
         key: ListingKey,
         facts: Vec<Fact>,
         pages: u64,
     ) -> Result<(), StoreError> {
-        let mut request = ReplaceListing::new(key, facts, Utc::now());
-        request.cost_requests = pages;
-        request.run = Some(self.run);
+        let request = self.request(key.clone(), facts, pages);
         let outcome = self.store.replace_listing(request).await?;
+        self.fresh.insert(key);
         self.totals.add(&outcome);
         Ok(())
     }
@@ -475,29 +490,72 @@ impl WorkspaceRun<'_> {
             }
         }
 
+        // A resumed run does not read again what the interrupted run already stored: those
+        // listings keep the facts and the freshness that run gave them.
+        let done = self.done;
+        let members_key = ListingKey::WorkspaceMembers(self.ws.clone());
+        let projects_key = ListingKey::Projects(self.ws.clone());
+        let repos_key = ListingKey::Repositories(self.ws.clone());
+        let groups_key = ListingKey::Groups(self.ws.clone());
         let groups_api = c.groups_v1(ws);
         let (members, projects, repos, groups) = tokio::join!(
-            c.workspaces().permissions(ws).collect_all(),
-            c.projects(ws).list().collect_all(),
-            c.repositories(ws).list(None).collect_all(),
-            groups_api.list(),
+            async {
+                if done.contains(&members_key) {
+                    None
+                } else {
+                    Some(c.workspaces().permissions(ws).collect_all().await)
+                }
+            },
+            async {
+                if done.contains(&projects_key) {
+                    None
+                } else {
+                    Some(c.projects(ws).list().collect_all().await)
+                }
+            },
+            async {
+                if done.contains(&repos_key) {
+                    None
+                } else {
+                    Some(c.repositories(ws).list(None).collect_all().await)
+                }
+            },
+            async {
+                if done.contains(&groups_key) {
+                    None
+                } else {
+                    Some(groups_api.list().await)
+                }
+            },
         );
 
         self.totals.structural_pages += 2; // the workspace and the 1.0 groups listing
-        for pages in [
-            members.as_ref().map(|l| l.len()),
-            projects.as_ref().map(|l| l.len()),
-            repos.as_ref().map(|l| l.len()),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            self.totals.structural_pages += pages_for(pages as u64, PAGE_SIZE);
+        for (key, items) in [
+            (
+                &members_key,
+                members.as_ref().map(|r| r.as_ref().map(Vec::len)),
+            ),
+            (
+                &projects_key,
+                projects.as_ref().map(|r| r.as_ref().map(Vec::len)),
+            ),
+            (&repos_key, repos.as_ref().map(|r| r.as_ref().map(Vec::len))),
+        ] {
+            self.totals.structural_pages += match items {
+                Some(Ok(n)) => pages_for(n as u64, PAGE_SIZE),
+                // Not read (completed before an interruption) or failed: the cost of the
+                // listing's last complete read.
+                _ => self
+                    .store
+                    .listing_freshness(key)
+                    .await?
+                    .map_or(1, |f| f.cost_requests.max(1)),
+            };
         }
 
-        let key = ListingKey::WorkspaceMembers(self.ws.clone());
+        let key = members_key;
         match members {
-            Ok(list) if !self.done.contains(&key) => {
+            Some(Ok(list)) => {
                 let pages = pages_for(list.len() as u64, PAGE_SIZE);
                 let facts = list
                     .into_iter()
@@ -512,13 +570,13 @@ impl WorkspaceRun<'_> {
                 self.replace(key, facts, pages).await?;
                 summary.listings_read += 1;
             }
-            Ok(_) => {}
-            Err(e) => self.fail(&key, &e),
+            Some(Err(e)) => self.fail(&key, &e),
+            None => {}
         }
 
-        let key = ListingKey::Projects(self.ws.clone());
+        let key = projects_key;
         match projects {
-            Ok(list) if !self.done.contains(&key) => {
+            Some(Ok(list)) => {
                 let pages = pages_for(list.len() as u64, PAGE_SIZE);
                 let facts = list
                     .into_iter()
@@ -535,13 +593,13 @@ impl WorkspaceRun<'_> {
                 self.replace(key, facts, pages).await?;
                 summary.listings_read += 1;
             }
-            Ok(_) => {}
-            Err(e) => self.fail(&key, &e),
+            Some(Err(e)) => self.fail(&key, &e),
+            None => {}
         }
 
-        let key = ListingKey::Repositories(self.ws.clone());
+        let key = repos_key;
         match repos {
-            Ok(list) if !self.done.contains(&key) => {
+            Some(Ok(list)) => {
                 let pages = pages_for(list.len() as u64, PAGE_SIZE);
                 let facts = list
                     .into_iter()
@@ -559,16 +617,18 @@ impl WorkspaceRun<'_> {
                 self.replace(key, facts, pages).await?;
                 summary.listings_read += 1;
             }
-            Ok(_) => {}
-            Err(e) => self.fail(&key, &e),
+            Some(Err(e)) => self.fail(&key, &e),
+            None => {}
         }
 
         // The 1.0 groups listing carries every group's members: one request for all of them.
-        let key = ListingKey::Groups(self.ws.clone());
+        let key = groups_key;
         match groups {
-            Ok(list) => {
+            // Read before the interruption of the run this one resumes.
+            None => summary.groups_available = true,
+            Some(Ok(list)) => {
                 summary.groups_available = true;
-                if !self.done.contains(&key) {
+                {
                     let mut facts = Vec::new();
                     let mut members = Vec::new();
                     for g in list {
@@ -596,18 +656,25 @@ impl WorkspaceRun<'_> {
                             .collect();
                         members.push((slug, accounts));
                     }
-                    self.replace(key, facts, 1).await?;
-                    summary.listings_read += 1;
+                    // The groups and their members in one transaction: an interruption
+                    // cannot leave the groups listing done with its members unwritten.
+                    let mut requests = vec![self.request(key, facts, 1)];
                     for (group, accounts) in members {
                         let key = ListingKey::GroupMembers {
                             workspace: self.ws.clone(),
                             group,
                         };
-                        self.replace(key, accounts, 0).await?;
+                        requests.push(self.request(key, accounts, 0));
                     }
+                    let keys: Vec<ListingKey> = requests.iter().map(|r| r.key.clone()).collect();
+                    for outcome in self.store.replace_listings(requests).await? {
+                        self.totals.add(&outcome);
+                    }
+                    self.fresh.extend(keys);
+                    summary.listings_read += 1;
                 }
             }
-            Err(e)
+            Some(Err(e))
                 if matches!(
                     e.kind,
                     ErrorKind::NotFound
@@ -623,7 +690,7 @@ impl WorkspaceRun<'_> {
                     error: format!("groups unavailable (1.0 API): {e}"),
                 });
             }
-            Err(e) => self.fail(&key, &e),
+            Some(Err(e)) => self.fail(&key, &e),
         }
         Ok(summary)
     }
@@ -709,8 +776,49 @@ impl WorkspaceRun<'_> {
         let facts = self.store.workspace_facts(self.ws).await?;
         let mut checked = 0;
         let mut findings = Vec::new();
+        // Only repositories whose every fact was read in this run: a listing that failed or
+        // was deferred keeps older facts, and comparing those with Bitbucket's present state
+        // would report a difference of age as an error of the model.
+        let ws = self.ws;
+        let fresh = |key: ListingKey| self.fresh.contains(&key);
+        let workspace_fresh = fresh(ListingKey::WorkspaceMembers(ws.clone()))
+            && fresh(ListingKey::Repositories(ws.clone()))
+            && fresh(ListingKey::Groups(ws.clone()));
+        if !workspace_fresh {
+            return Ok((0, findings));
+        }
+        let group_members_fresh = facts.groups.iter().all(|g| {
+            fresh(ListingKey::GroupMembers {
+                workspace: ws.clone(),
+                group: g.slug.clone(),
+            })
+        });
+        if !group_members_fresh {
+            return Ok((0, findings));
+        }
+        let repo_fresh = |r: &crate::domain::Repository| {
+            let repo = RepoRef {
+                workspace: ws.clone(),
+                slug: r.slug.clone(),
+            };
+            let project_fresh = r.project.as_ref().is_none_or(|key| {
+                let project = ProjectRef {
+                    workspace: ws.clone(),
+                    key: key.clone(),
+                };
+                fresh(ListingKey::ProjectUserPermissions(project.clone()))
+                    && fresh(ListingKey::ProjectGroupPermissions(project))
+            });
+            project_fresh
+                && fresh(ListingKey::RepositoryUserPermissions(repo.clone()))
+                && fresh(ListingKey::RepositoryGroupPermissions(repo))
+        };
         // Prefer private repositories with permissions: they exercise the most rules.
-        let mut repos: Vec<&crate::domain::Repository> = facts.repositories.iter().collect();
+        let mut repos: Vec<&crate::domain::Repository> = facts
+            .repositories
+            .iter()
+            .filter(|r| repo_fresh(r))
+            .collect();
         repos.sort_by_key(|r| (!r.is_private, r.slug.clone()));
         for repo in repos.into_iter().take(sample) {
             if self.limit.left() < 2 {

@@ -18,7 +18,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::{Extension, Router};
 use serde_json::{json, Value};
 
@@ -29,7 +29,10 @@ use super::{
 };
 use crate::bbql::{rank, Expr, FieldValue};
 use crate::state::{Caller, Shared};
-use crate::world::{Hook, Level, ProjectLevel, Repository, Role, User, Workspace, World};
+use crate::world::{
+    Grantee, Group, Hook, Level, PermissionHolder, Project, ProjectLevel, Repository, Role, User,
+    Workspace, World,
+};
 
 type S = State<Arc<Shared>>;
 type C = Extension<Caller>;
@@ -116,16 +119,12 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route(pc_users_p, get(project_users))
         .route(
             &format!("{pc_users_p}/{{selected_user_id}}"),
-            get(project_user_get)
-                .put(project_user_put)
-                .delete(project_user_delete),
+            pc_one::<Project, Users>(),
         )
-        .route(pc_groups_p, get(project_groups))
+        .route(pc_groups_p, get(pc_groups::<Project>))
         .route(
             &format!("{pc_groups_p}/{{group_slug}}"),
-            get(project_group_get)
-                .put(project_group_put)
-                .delete(project_group_delete),
+            pc_one::<Project, Groups>(),
         )
         .route("/2.0/repositories/{workspace}", get(list_repositories))
         .route(
@@ -135,16 +134,12 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route(pc_users_r, get(repo_users))
         .route(
             &format!("{pc_users_r}/{{selected_user_id}}"),
-            get(repo_user_get)
-                .put(repo_user_put)
-                .delete(repo_user_delete),
+            pc_one::<Repository, Users>(),
         )
-        .route(pc_groups_r, get(repo_groups))
+        .route(pc_groups_r, get(pc_groups::<Repository>))
         .route(
             &format!("{pc_groups_r}/{{group_slug}}"),
-            get(repo_group_get)
-                .put(repo_group_put)
-                .delete(repo_group_delete),
+            pc_one::<Repository, Groups>(),
         )
         .route(
             "/2.0/workspaces/{workspace}/hooks",
@@ -814,222 +809,8 @@ async fn project_users(
     }
 }
 
-async fn project_user_get(
-    State(s): S,
-    Extension(c): C,
-    Path((ws, key, id)): Path<(String, String, String)>,
-    uri: Uri,
-) -> Response {
-    let p = Params::from_uri(&uri);
-    let w = s.read_world();
-    let (wsv, pr) = match admin_project(&w, &c, &ws, &key) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let Some(u) = w.user(&id) else {
-        return not_found("User");
-    };
-    match pr.user_permissions.get(&u.account_id) {
-        Some(l) => object_response(
-            StatusCode::OK,
-            render::project_user_perm(&s.bb_url, wsv, pr, u, l.as_str()),
-            &p,
-        ),
-        None => not_found("Permission"),
-    }
-}
-
-async fn project_user_put(
-    State(s): S,
-    Extension(c): C,
-    Path((ws, key, id)): Path<(String, String, String)>,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
-    let p = Params::from_uri(&uri);
-    let account = {
-        let w = s.read_world();
-        let (wsv, _) = match admin_project(&w, &c, &ws, &key) {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
-        let level = match parse_permission(&body) {
-            Ok(l) => l,
-            Err(r) => return r,
-        };
-        let Some(level) = ProjectLevel::parse(&level) else {
-            return error(StatusCode::BAD_REQUEST, "Invalid permission value.");
-        };
-        match check_grantee(&w, wsv, &id) {
-            Ok(a) => (a, level, wsv.slug.clone()),
-            Err(r) => return r,
-        }
-    };
-    let (account, level, ws_slug) = account;
-    let mut w = s.write_world();
-    if let Err(e) = w.set_project_user_permission(&ws_slug, &key, &account, Some(level)) {
-        return not_found(&e.to_string());
-    }
-    let (Some(wsv), Some(u)) = (w.workspaces.get(&ws_slug), w.users.get(&account)) else {
-        return not_found("User");
-    };
-    let Some(pr) = wsv.projects.get(&key) else {
-        return not_found("Project");
-    };
-    object_response(
-        StatusCode::OK,
-        render::project_user_perm(&s.bb_url, wsv, pr, u, level.as_str()),
-        &p,
-    )
-}
-
-async fn project_user_delete(
-    State(s): S,
-    Extension(c): C,
-    Path((ws, key, id)): Path<(String, String, String)>,
-) -> Response {
-    let (ws_slug, account) = {
-        let w = s.read_world();
-        let (wsv, pr) = match admin_project(&w, &c, &ws, &key) {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
-        let Some(u) = w.user(&id) else {
-            return not_found("User");
-        };
-        if !pr.user_permissions.contains_key(&u.account_id) {
-            return not_found("Permission");
-        }
-        (wsv.slug.clone(), u.account_id.clone())
-    };
-    let mut w = s.write_world();
-    match w.set_project_user_permission(&ws_slug, &key, &account, None) {
-        Ok(()) => no_content(),
-        Err(e) => not_found(&e.to_string()),
-    }
-}
-
 fn no_content() -> Response {
     axum::response::IntoResponse::into_response(StatusCode::NO_CONTENT)
-}
-
-async fn project_groups(
-    State(s): S,
-    Extension(c): C,
-    Path((ws, key)): Path<(String, String)>,
-    uri: Uri,
-) -> Response {
-    let p = Params::from_uri(&uri);
-    let w = s.read_world();
-    let (wsv, pr) = match admin_project(&w, &c, &ws, &key) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let items: Vec<_> = pr
-        .group_permissions
-        .iter()
-        .filter_map(|(g, l)| wsv.groups.get(g).map(|g| (g, *l)))
-        .collect();
-    match list_page(&s, &uri, &p, &items, |(g, l)| {
-        render::project_group_perm(&s.bb_url, wsv, pr, g, l.as_str())
-    }) {
-        Ok(mut page) => {
-            // Like the spec's example, this listing reports neither size nor page number.
-            page.size = None;
-            page.page = None;
-            page.previous = None;
-            page_response(&s, page, &p, &[])
-        }
-        Err(r) => r,
-    }
-}
-
-async fn project_group_get(
-    State(s): S,
-    Extension(c): C,
-    Path((ws, key, g)): Path<(String, String, String)>,
-    uri: Uri,
-) -> Response {
-    let p = Params::from_uri(&uri);
-    let w = s.read_world();
-    let (wsv, pr) = match admin_project(&w, &c, &ws, &key) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    match (wsv.groups.get(&g), pr.group_permissions.get(&g)) {
-        (Some(gr), Some(l)) => object_response(
-            StatusCode::OK,
-            render::project_group_perm(&s.bb_url, wsv, pr, gr, l.as_str()),
-            &p,
-        ),
-        _ => not_found("Group permission"),
-    }
-}
-
-async fn project_group_put(
-    State(s): S,
-    Extension(c): C,
-    Path((ws, key, g)): Path<(String, String, String)>,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
-    let p = Params::from_uri(&uri);
-    let (ws_slug, level) = {
-        let w = s.read_world();
-        let (wsv, _) = match admin_project(&w, &c, &ws, &key) {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
-        if !wsv.groups.contains_key(&g) {
-            return not_found("Group");
-        }
-        let level = match parse_permission(&body) {
-            Ok(l) => l,
-            Err(r) => return r,
-        };
-        let Some(level) = ProjectLevel::parse(&level) else {
-            return error(StatusCode::BAD_REQUEST, "Invalid permission value.");
-        };
-        (wsv.slug.clone(), level)
-    };
-    let mut w = s.write_world();
-    if let Err(e) = w.set_project_group_permission(&ws_slug, &key, &g, Some(level)) {
-        return not_found(&e.to_string());
-    }
-    let Some(wsv) = w.workspaces.get(&ws_slug) else {
-        return not_found("Workspace");
-    };
-    let (Some(pr), Some(gr)) = (wsv.projects.get(&key), wsv.groups.get(&g)) else {
-        return not_found("Group");
-    };
-    object_response(
-        StatusCode::OK,
-        render::project_group_perm(&s.bb_url, wsv, pr, gr, level.as_str()),
-        &p,
-    )
-}
-
-async fn project_group_delete(
-    State(s): S,
-    Extension(c): C,
-    Path((ws, key, g)): Path<(String, String, String)>,
-) -> Response {
-    let ws_slug = {
-        let w = s.read_world();
-        let (wsv, pr) = match admin_project(&w, &c, &ws, &key) {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
-        if !pr.group_permissions.contains_key(&g) {
-            return not_found("Group permission");
-        }
-        wsv.slug.clone()
-    };
-    let mut w = s.write_world();
-    match w.set_project_group_permission(&ws_slug, &key, &g, None) {
-        Ok(()) => no_content(),
-        Err(e) => not_found(&e.to_string()),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1314,208 +1095,298 @@ async fn repo_users(
     page_response(&s, page, &p, &[])
 }
 
-async fn repo_user_get(
+// ---------------------------------------------------------------------------------------------
+// permissions-config, written once for projects and repositories.
+
+/// A permissions-config target (project or repository): how the endpoints check that the caller
+/// administers it, parse and name its levels, and render its grants.
+trait PermTarget: PermissionHolder + Send + Sync + 'static {
+    /// What a 404 names when the target itself is missing.
+    const NAME: &'static str;
+    /// Whether the group listing reports `size`, `page` and `previous`; the project one does
+    /// not, like the spec's example.
+    const GROUP_PAGE_COUNTED: bool;
+
+    /// Resolves workspace and target from the path and checks the caller administers it.
+    fn admin<'w>(
+        w: &'w World,
+        c: &Caller,
+        ws: &str,
+        id: &str,
+    ) -> Result<(&'w Workspace, &'w Self), Response>;
+
+    /// Parses a wire level; `None` for anything the target does not grant.
+    fn parse_level(s: &str) -> Option<Self::Level>;
+
+    /// The wire name of a level.
+    fn level_name(l: Self::Level) -> &'static str;
+
+    /// Renders a user grant.
+    fn render_user(base: &str, ws: &Workspace, t: &Self, u: &User, level: &str) -> Value;
+
+    /// Renders a group grant.
+    fn render_group(base: &str, ws: &Workspace, t: &Self, g: &Group, level: &str) -> Value;
+}
+
+impl PermTarget for Project {
+    const NAME: &'static str = "Project";
+    const GROUP_PAGE_COUNTED: bool = false;
+
+    fn admin<'w>(
+        w: &'w World,
+        c: &Caller,
+        ws: &str,
+        id: &str,
+    ) -> Result<(&'w Workspace, &'w Self), Response> {
+        admin_project(w, c, ws, id)
+    }
+
+    fn parse_level(s: &str) -> Option<ProjectLevel> {
+        ProjectLevel::parse(s)
+    }
+
+    fn level_name(l: ProjectLevel) -> &'static str {
+        l.as_str()
+    }
+
+    fn render_user(base: &str, ws: &Workspace, t: &Self, u: &User, level: &str) -> Value {
+        render::project_user_perm(base, ws, t, u, level)
+    }
+
+    fn render_group(base: &str, ws: &Workspace, t: &Self, g: &Group, level: &str) -> Value {
+        render::project_group_perm(base, ws, t, g, level)
+    }
+}
+
+impl PermTarget for Repository {
+    const NAME: &'static str = "Repository";
+    const GROUP_PAGE_COUNTED: bool = true;
+
+    fn admin<'w>(
+        w: &'w World,
+        c: &Caller,
+        ws: &str,
+        id: &str,
+    ) -> Result<(&'w Workspace, &'w Self), Response> {
+        admin_repo(w, c, ws, id)
+    }
+
+    fn parse_level(s: &str) -> Option<Level> {
+        Level::parse(s)
+    }
+
+    fn level_name(l: Level) -> &'static str {
+        l.as_str()
+    }
+
+    fn render_user(base: &str, ws: &Workspace, t: &Self, u: &User, level: &str) -> Value {
+        render::repo_user_perm(base, ws, t, u, level)
+    }
+
+    fn render_group(base: &str, ws: &Workspace, t: &Self, g: &Group, level: &str) -> Value {
+        render::repo_group_perm(base, ws, t, g, level)
+    }
+}
+
+/// Picks, at the type level, which grants a permissions-config route serves.
+trait GranteeKind: Send + Sync + 'static {
+    /// Users or groups.
+    const TO: Grantee;
+}
+
+/// The `permissions-config/users` routes.
+struct Users;
+
+impl GranteeKind for Users {
+    const TO: Grantee = Grantee::User;
+}
+
+/// The `permissions-config/groups` routes.
+struct Groups;
+
+impl GranteeKind for Groups {
+    const TO: Grantee = Grantee::Group;
+}
+
+/// GET, PUT and DELETE on one grant of a target.
+fn pc_one<T: PermTarget, G: GranteeKind>() -> MethodRouter<Arc<Shared>> {
+    get(pc_get::<T, G>)
+        .put(pc_put::<T, G>)
+        .delete(pc_delete::<T, G>)
+}
+
+/// Resolves a path's grantee to the key its grants are filed under: a user given by account id
+/// or `{uuid}` to the account id (404 when unknown), a group slug to itself.
+fn grantee_key(w: &World, to: Grantee, who: &str) -> Result<String, Response> {
+    match to {
+        Grantee::User => w
+            .user(who)
+            .map(|u| u.account_id.clone())
+            .ok_or_else(|| not_found("User")),
+        Grantee::Group => Ok(who.to_string()),
+    }
+}
+
+/// What a 404 names when the grantee holds no grant on the target.
+fn missing_grant(to: Grantee) -> &'static str {
+    match to {
+        Grantee::User => "Permission",
+        Grantee::Group => "Group permission",
+    }
+}
+
+/// Renders one grant; `None` when the grantee does not exist.
+fn render_grant<T: PermTarget>(
+    base: &str,
+    w: &World,
+    (wsv, t): (&Workspace, &T),
+    to: Grantee,
+    key: &str,
+    level: T::Level,
+) -> Option<Value> {
+    let level = T::level_name(level);
+    match to {
+        Grantee::User => w
+            .users
+            .get(key)
+            .map(|u| T::render_user(base, wsv, t, u, level)),
+        Grantee::Group => wsv
+            .groups
+            .get(key)
+            .map(|g| T::render_group(base, wsv, t, g, level)),
+    }
+}
+
+async fn pc_groups<T: PermTarget>(
     State(s): S,
     Extension(c): C,
-    Path((ws, slug, id)): Path<(String, String, String)>,
+    Path((ws, id)): Path<(String, String)>,
     uri: Uri,
 ) -> Response {
     let p = Params::from_uri(&uri);
     let w = s.read_world();
-    let (wsv, r) = match admin_repo(&w, &c, &ws, &slug) {
+    let (wsv, t) = match T::admin(&w, &c, &ws, &id) {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let Some(u) = w.user(&id) else {
-        return not_found("User");
-    };
-    match r.user_permissions.get(&u.account_id) {
-        Some(l) => object_response(
-            StatusCode::OK,
-            render::repo_user_perm(&s.bb_url, wsv, r, u, l.as_str()),
-            &p,
-        ),
-        None => not_found("Permission"),
-    }
-}
-
-async fn repo_user_put(
-    State(s): S,
-    Extension(c): C,
-    Path((ws, slug, id)): Path<(String, String, String)>,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
-    let p = Params::from_uri(&uri);
-    let (ws_slug, repo_slug, account, level) = {
-        let w = s.read_world();
-        let (wsv, r) = match admin_repo(&w, &c, &ws, &slug) {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
-        let level = match parse_permission(&body) {
-            Ok(l) => l,
-            Err(r) => return r,
-        };
-        let Some(level) = Level::parse(&level) else {
-            return error(StatusCode::BAD_REQUEST, "Invalid permission value.");
-        };
-        match check_grantee(&w, wsv, &id) {
-            Ok(a) => (wsv.slug.clone(), r.slug.clone(), a, level),
-            Err(r) => return r,
-        }
-    };
-    let mut w = s.write_world();
-    if let Err(e) = w.set_repo_user_permission(&ws_slug, &repo_slug, &account, Some(level)) {
-        return not_found(&e.to_string());
-    }
-    let Some(wsv) = w.workspaces.get(&ws_slug) else {
-        return not_found("Workspace");
-    };
-    let (Some(r), Some(u)) = (wsv.repositories.get(&repo_slug), w.users.get(&account)) else {
-        return not_found("Repository");
-    };
-    object_response(
-        StatusCode::OK,
-        render::repo_user_perm(&s.bb_url, wsv, r, u, level.as_str()),
-        &p,
-    )
-}
-
-async fn repo_user_delete(
-    State(s): S,
-    Extension(c): C,
-    Path((ws, slug, id)): Path<(String, String, String)>,
-) -> Response {
-    let (ws_slug, repo_slug, account) = {
-        let w = s.read_world();
-        let (wsv, r) = match admin_repo(&w, &c, &ws, &slug) {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
-        let Some(u) = w.user(&id) else {
-            return not_found("User");
-        };
-        if !r.user_permissions.contains_key(&u.account_id) {
-            return not_found("Permission");
-        }
-        (wsv.slug.clone(), r.slug.clone(), u.account_id.clone())
-    };
-    let mut w = s.write_world();
-    match w.set_repo_user_permission(&ws_slug, &repo_slug, &account, None) {
-        Ok(()) => no_content(),
-        Err(e) => not_found(&e.to_string()),
-    }
-}
-
-async fn repo_groups(
-    State(s): S,
-    Extension(c): C,
-    Path((ws, slug)): Path<(String, String)>,
-    uri: Uri,
-) -> Response {
-    let p = Params::from_uri(&uri);
-    let w = s.read_world();
-    let (wsv, r) = match admin_repo(&w, &c, &ws, &slug) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let items: Vec<_> = r
-        .group_permissions
+    let items: Vec<_> = t
+        .grants(Grantee::Group)
         .iter()
         .filter_map(|(g, l)| wsv.groups.get(g).map(|g| (g, *l)))
         .collect();
     match list_page(&s, &uri, &p, &items, |(g, l)| {
-        render::repo_group_perm(&s.bb_url, wsv, r, g, l.as_str())
+        T::render_group(&s.bb_url, wsv, t, g, T::level_name(*l))
     }) {
-        Ok(page) => page_response(&s, page, &p, &[]),
+        Ok(mut page) => {
+            if !T::GROUP_PAGE_COUNTED {
+                page.size = None;
+                page.page = None;
+                page.previous = None;
+            }
+            page_response(&s, page, &p, &[])
+        }
         Err(r) => r,
     }
 }
 
-async fn repo_group_get(
+async fn pc_get<T: PermTarget, G: GranteeKind>(
     State(s): S,
     Extension(c): C,
-    Path((ws, slug, g)): Path<(String, String, String)>,
+    Path((ws, id, who)): Path<(String, String, String)>,
     uri: Uri,
 ) -> Response {
     let p = Params::from_uri(&uri);
     let w = s.read_world();
-    let (wsv, r) = match admin_repo(&w, &c, &ws, &slug) {
+    let target = match T::admin(&w, &c, &ws, &id) {
         Ok(x) => x,
         Err(r) => return r,
     };
-    match (wsv.groups.get(&g), r.group_permissions.get(&g)) {
-        (Some(gr), Some(l)) => object_response(
-            StatusCode::OK,
-            render::repo_group_perm(&s.bb_url, wsv, r, gr, l.as_str()),
-            &p,
-        ),
-        _ => not_found("Group permission"),
+    let key = match grantee_key(&w, G::TO, &who) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    match target
+        .1
+        .grants(G::TO)
+        .get(&key)
+        .and_then(|l| render_grant(&s.bb_url, &w, target, G::TO, &key, *l))
+    {
+        Some(v) => object_response(StatusCode::OK, v, &p),
+        None => not_found(missing_grant(G::TO)),
     }
 }
 
-async fn repo_group_put(
+async fn pc_put<T: PermTarget, G: GranteeKind>(
     State(s): S,
     Extension(c): C,
-    Path((ws, slug, g)): Path<(String, String, String)>,
+    Path((ws, id, who)): Path<(String, String, String)>,
     uri: Uri,
     body: Bytes,
 ) -> Response {
     let p = Params::from_uri(&uri);
-    let (ws_slug, repo_slug, level) = {
+    let (ws_slug, target_key, key, level) = {
         let w = s.read_world();
-        let (wsv, r) = match admin_repo(&w, &c, &ws, &slug) {
+        let (wsv, t) = match T::admin(&w, &c, &ws, &id) {
             Ok(x) => x,
             Err(r) => return r,
         };
-        if !wsv.groups.contains_key(&g) {
+        // An unknown group is reported before the body is looked at, a user only after.
+        if G::TO == Grantee::Group && !wsv.groups.contains_key(&who) {
             return not_found("Group");
         }
-        let level = match parse_permission(&body) {
-            Ok(l) => l,
+        let level = match parse_permission(&body).map(|l| T::parse_level(&l)) {
+            Ok(Some(l)) => l,
+            Ok(None) => return error(StatusCode::BAD_REQUEST, "Invalid permission value."),
             Err(r) => return r,
         };
-        let Some(level) = Level::parse(&level) else {
-            return error(StatusCode::BAD_REQUEST, "Invalid permission value.");
+        let key = match G::TO {
+            Grantee::User => match check_grantee(&w, wsv, &who) {
+                Ok(a) => a,
+                Err(r) => return r,
+            },
+            Grantee::Group => who,
         };
-        (wsv.slug.clone(), r.slug.clone(), level)
+        (wsv.slug.clone(), t.key().to_string(), key, level)
     };
     let mut w = s.write_world();
-    if let Err(e) = w.set_repo_group_permission(&ws_slug, &repo_slug, &g, Some(level)) {
+    if let Err(e) = w.set_permission::<T>(&ws_slug, &target_key, G::TO, &key, Some(level)) {
         return not_found(&e.to_string());
     }
+    let w = &*w;
     let Some(wsv) = w.workspaces.get(&ws_slug) else {
         return not_found("Workspace");
     };
-    let (Some(r), Some(gr)) = (wsv.repositories.get(&repo_slug), wsv.groups.get(&g)) else {
-        return not_found("Group");
+    let Some(t) = T::find(wsv, &target_key) else {
+        return not_found(T::NAME);
     };
-    object_response(
-        StatusCode::OK,
-        render::repo_group_perm(&s.bb_url, wsv, r, gr, level.as_str()),
-        &p,
-    )
+    match render_grant(&s.bb_url, w, (wsv, t), G::TO, &key, level) {
+        Some(v) => object_response(StatusCode::OK, v, &p),
+        None => not_found(missing_grant(G::TO)),
+    }
 }
 
-async fn repo_group_delete(
+async fn pc_delete<T: PermTarget, G: GranteeKind>(
     State(s): S,
     Extension(c): C,
-    Path((ws, slug, g)): Path<(String, String, String)>,
+    Path((ws, id, who)): Path<(String, String, String)>,
 ) -> Response {
-    let (ws_slug, repo_slug) = {
+    let (ws_slug, target_key, key) = {
         let w = s.read_world();
-        let (wsv, r) = match admin_repo(&w, &c, &ws, &slug) {
+        let (wsv, t) = match T::admin(&w, &c, &ws, &id) {
             Ok(x) => x,
             Err(r) => return r,
         };
-        if !r.group_permissions.contains_key(&g) {
-            return not_found("Group permission");
+        let key = match grantee_key(&w, G::TO, &who) {
+            Ok(k) => k,
+            Err(r) => return r,
+        };
+        if !t.grants(G::TO).contains_key(&key) {
+            return not_found(missing_grant(G::TO));
         }
-        (wsv.slug.clone(), r.slug.clone())
+        (wsv.slug.clone(), t.key().to_string(), key)
     };
     let mut w = s.write_world();
-    match w.set_repo_group_permission(&ws_slug, &repo_slug, &g, None) {
+    match w.set_permission::<T>(&ws_slug, &target_key, G::TO, &key, None) {
         Ok(()) => no_content(),
         Err(e) => not_found(&e.to_string()),
     }

@@ -1,0 +1,685 @@
+//! The sync benchmark: a generated world of 5,000 repositories, 2,000 users and 200 groups,
+//! served by the simulator in its own process, synced into SQLite (and PostgreSQL when
+//! `BENCH_POSTGRES_URL` or `TEST_POSTGRES_URL` names a server), then synced again unchanged;
+//! finally a smaller world with 100 ms of latency per request and a budget whose pacing is the
+//! bottleneck.
+//!
+//! Run: `cargo bench --bench sync` (builds `bitbucket-sim` in release mode first; about a
+//! minute). Set `BITBUCKET_SIM_BIN` to use an already built simulator. Prints, per backend, the
+//! requests used against the minimum, wall and CPU time, peak memory and rows written, each next
+//! to its target with PASS or FAIL, and exits non-zero when a target is missed. Name parts to
+//! run only those: `cargo bench --bench sync -- sqlite postgres latency`.
+//!
+//! The simulator runs as a separate process so that the peak memory measured here (`VmHWM` of
+//! this process, reset before each sync through `/proc/self/clear_refs` where the kernel allows
+//! it) is the connector's alone.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bitbucket_access::bitbucket::{Auth, BitbucketClient, Budget, BudgetSettings, ClientSettings};
+use bitbucket_access::store::{self, SyncOutcome};
+use bitbucket_access::sync::{self, SyncOptions, SyncReport};
+use secrecy::SecretString;
+use sqlx::Connection;
+
+/// Targets of issue 5, on this machine.
+const MAX_REQUEST_OVERHEAD: f64 = 0.02;
+const MAX_SQLITE_FULL_SYNC: Duration = Duration::from_secs(20);
+const MAX_PEAK_MIB: f64 = 200.0;
+
+/// The shape of a simulated world, as `bitbucket-sim` flags.
+struct Shape {
+    workspaces: usize,
+    projects: usize,
+    repositories: usize,
+    users: usize,
+    groups_per_workspace: usize,
+}
+
+/// 5,000 repositories, 2,000 users, 200 groups (50 in each of 4 workspaces).
+const FULL: Shape = Shape {
+    workspaces: 4,
+    projects: 10,
+    repositories: 5_000,
+    users: 2_000,
+    groups_per_workspace: 50,
+};
+
+/// The latency run's smaller world.
+const SMALL: Shape = Shape {
+    workspaces: 2,
+    projects: 5,
+    repositories: 500,
+    users: 200,
+    groups_per_workspace: 10,
+};
+
+/// Latency of every simulated response in the third run.
+const LATENCY: Duration = Duration::from_millis(100);
+/// Pacing of the third run: one request every 10 ms (360,000 an hour), with a burst of 10.
+const PACED_PER_HOUR: u32 = 360_000;
+const PACED_BURST: u32 = 10;
+const PACED_IN_FLIGHT: usize = 16;
+
+// ---------------------------------------------------------------------------------------------
+// The simulator process.
+
+/// A running `bitbucket-sim`; killed when dropped.
+struct SimProcess {
+    child: Child,
+    url: url::Url,
+    email: String,
+    token: String,
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The simulator binary: `BITBUCKET_SIM_BIN`, else built by cargo (release) and located from
+/// cargo's own report of the artifact, so the benchmark works from a fresh clone.
+fn sim_binary() -> Result<PathBuf, String> {
+    if let Ok(bin) = std::env::var("BITBUCKET_SIM_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("building bitbucket-sim (release)...");
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "bitbucket-sim",
+            "--bin",
+            "bitbucket-sim",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run cargo to build bitbucket-sim: {e}"))?;
+    if !out.status.success() {
+        return Err("cargo build -p bitbucket-sim failed".into());
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "bitbucket-sim")
+        .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .next_back()
+        .ok_or_else(|| "cargo built bitbucket-sim but did not report its executable".into())
+}
+
+/// Starts the simulator with `shape`, reads its URL and credentials from its banner, and waits
+/// until it answers an authenticated request.
+async fn start_sim(bin: &PathBuf, shape: &Shape, latency: Duration) -> Result<SimProcess, String> {
+    let mut child = Command::new(bin)
+        .args(["--port", "0", "--jira-port", "0", "--seed", "2026"])
+        .args(["--workspaces", &shape.workspaces.to_string()])
+        .args(["--projects", &shape.projects.to_string()])
+        .args(["--repositories", &shape.repositories.to_string()])
+        .args(["--users", &shape.users.to_string()])
+        .args(["--groups", &shape.groups_per_workspace.to_string()])
+        .args(["--latency-ms", &latency.as_millis().to_string()])
+        // High enough that the simulator's own rate limit never answers 429.
+        .args(["--rate-limit", "100000000", "--owner-of-all"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = mpsc::channel();
+    // The reader keeps draining the simulator's output so that it never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut proc = SimProcess {
+        child,
+        url: url::Url::parse("http://127.0.0.1/").map_err(|e| e.to_string())?,
+        email: String::new(),
+        token: String::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut url = None;
+    while url.is_none() || proc.email.is_empty() || proc.token.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .map_err(|_| "the simulator did not print its banner within 60 s".to_string())?;
+        let field = |name: &str| {
+            line.trim()
+                .strip_prefix(name)
+                .map(|rest| rest.trim().to_string())
+        };
+        if let Some(u) = field("bitbucket url:") {
+            url = Some(url::Url::parse(&u).map_err(|e| format!("bad simulator url {u}: {e}"))?);
+        } else if let Some(e) = field("admin email:") {
+            proc.email = e;
+        } else if let Some(t) = field("admin token:") {
+            proc.token = t;
+        }
+    }
+    proc.url = url.ok_or("no url")?;
+
+    let http = reqwest::Client::new();
+    let probe = proc.url.join("2.0/user").map_err(|e| e.to_string())?;
+    loop {
+        let answer = http
+            .get(probe.clone())
+            .basic_auth(&proc.email, Some(&proc.token))
+            .send()
+            .await;
+        if matches!(&answer, Ok(r) if r.status().is_success()) {
+            return Ok(proc);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the simulator at {} does not answer", proc.url));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements of this process.
+
+/// User plus system CPU time of this process, from `/proc/self/stat` (clock ticks of 10 ms).
+fn cpu_time() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may contain spaces) start at field 3, `state`;
+    // `utime` and `stime` are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    Duration::from_millis(fields.iter().sum::<u64>() * 10)
+}
+
+/// Peak resident memory of this process in MiB (`VmHWM`).
+fn peak_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Resets the peak so that each sync's own peak is measured; false when the kernel refuses.
+fn reset_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// One sync with its measurements.
+struct Figures {
+    report: SyncReport,
+    wall: Duration,
+    cpu: Duration,
+    peak_mib: f64,
+}
+
+fn client_for(sim: &SimProcess, budget: Arc<Budget>) -> Result<BitbucketClient, String> {
+    let settings = ClientSettings {
+        budget: budget.settings(),
+        ..ClientSettings::new(
+            sim.url.clone(),
+            Auth::ApiToken {
+                email: sim.email.clone(),
+                token: SecretString::from(sim.token.clone()),
+            },
+        )
+    };
+    BitbucketClient::builder(settings)
+        .budget(budget)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// A budget that never paces: ten million requests an hour.
+fn unpaced_budget() -> Arc<Budget> {
+    Arc::new(Budget::new(BudgetSettings {
+        requests_per_hour: 10_000_000,
+        reserve: 0,
+        max_in_flight: 8,
+    }))
+}
+
+async fn measured_sync(
+    store: &dyn store::Store,
+    client: &BitbucketClient,
+) -> Result<Figures, String> {
+    let options = SyncOptions {
+        cross_check_sample: 0,
+        ..SyncOptions::default()
+    };
+    reset_peak();
+    let cpu0 = cpu_time();
+    let t0 = Instant::now();
+    let report = sync::run(store, client, &options)
+        .await
+        .map_err(|e| format!("sync failed: {e}"))?;
+    Ok(Figures {
+        wall: t0.elapsed(),
+        cpu: cpu_time().saturating_sub(cpu0),
+        peak_mib: peak_mib(),
+        report,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporting.
+
+#[derive(Default)]
+struct Verdicts {
+    failed: Vec<String>,
+}
+
+impl Verdicts {
+    fn check(&mut self, what: &str, ok: bool) -> &'static str {
+        if ok {
+            "PASS"
+        } else {
+            self.failed.push(what.to_string());
+            "FAIL"
+        }
+    }
+}
+
+fn print_run(label: &str, f: &Figures, v: &mut Verdicts, full_target: Option<Duration>) {
+    let r = &f.report;
+    let over = if r.minimum_requests == 0 {
+        0.0
+    } else {
+        (r.requests_used as f64 - r.minimum_requests as f64) / r.minimum_requests as f64
+    };
+    println!("  {label}");
+    let complete = r.outcome == SyncOutcome::Complete && r.failures.is_empty();
+    println!(
+        "    outcome           {:?}, {} listings failed, {} deferred{:>10}",
+        r.outcome,
+        r.failures.len(),
+        r.workspaces
+            .iter()
+            .map(|w| w.listings_deferred)
+            .sum::<u64>(),
+        v.check(&format!("{label}: complete"), complete)
+    );
+    for fail in r.failures.iter().take(3) {
+        println!("      {}: {}", fail.listing, fail.error);
+    }
+    println!(
+        "    requests          {} used, minimum {} (+{:.2}%)   target <= +{:.0}%   {}",
+        r.requests_used,
+        r.minimum_requests,
+        over * 100.0,
+        MAX_REQUEST_OVERHEAD * 100.0,
+        v.check(
+            &format!("{label}: requests"),
+            over <= MAX_REQUEST_OVERHEAD && r.minimum_requests > 0
+        )
+    );
+    match full_target {
+        Some(t) => println!(
+            "    wall time         {:.2} s   target < {} s   {}",
+            f.wall.as_secs_f64(),
+            t.as_secs(),
+            v.check(&format!("{label}: wall time"), f.wall < t)
+        ),
+        None => println!("    wall time         {:.2} s", f.wall.as_secs_f64()),
+    }
+    println!(
+        "    cpu time          {:.2} s (user+sys of the connector process; {:.0}% of one core)",
+        f.cpu.as_secs_f64(),
+        100.0 * f.cpu.as_secs_f64() / f.wall.as_secs_f64().max(1e-9)
+    );
+    println!(
+        "    peak memory       {:.1} MiB   target < {MAX_PEAK_MIB:.0} MiB   {}",
+        f.peak_mib,
+        v.check(&format!("{label}: peak memory"), f.peak_mib < MAX_PEAK_MIB)
+    );
+    println!(
+        "    rows written      {} (inserted {}, updated {}, deleted {}, drift {})",
+        r.rows_written, r.inserted, r.updated, r.deleted, r.drift
+    );
+    let entities: u64 = r.workspaces.iter().flat_map(|w| w.entities.values()).sum();
+    println!(
+        "    stored            {entities} entities in {} workspaces",
+        r.workspaces.len()
+    );
+}
+
+/// Syncs the full world twice into one store and prints both runs.
+async fn bench_backend(
+    name: &str,
+    url: &str,
+    sim: &SimProcess,
+    v: &mut Verdicts,
+) -> Result<(), String> {
+    let store = store::open(url)
+        .await
+        .map_err(|e| format!("cannot open the {name} store: {e}"))?;
+    println!("\n{name}");
+    let client = client_for(sim, unpaced_budget())?;
+    let first = measured_sync(store.as_ref(), &client).await?;
+    let target = (name == "SQLite").then_some(MAX_SQLITE_FULL_SYNC);
+    print_run("full sync", &first, v, target);
+
+    let client = client_for(sim, unpaced_budget())?;
+    let second = measured_sync(store.as_ref(), &client).await?;
+    print_run("second sync, nothing changed", &second, v, None);
+    println!(
+        "    unchanged sync    {} rows written   target 0   {}",
+        second.report.rows_written,
+        v.check(
+            &format!("{name}: unchanged sync writes 0 rows"),
+            second.report.rows_written == 0 && second.report.drift == 0
+        )
+    );
+    Ok(())
+}
+
+/// A fresh PostgreSQL database on the server named by the environment, if any.
+async fn postgres_database() -> Option<(String, String, String)> {
+    let admin_url = std::env::var("BENCH_POSTGRES_URL")
+        .or_else(|_| std::env::var("TEST_POSTGRES_URL"))
+        .ok()?;
+    let shown = store::redact_url(&admin_url);
+    let mut admin = match sqlx::PgConnection::connect(&admin_url).await {
+        Ok(c) => c,
+        Err(e) => {
+            println!("\nPostgreSQL: not run, {shown} is not reachable ({e})");
+            return None;
+        }
+    };
+    let name = format!("bba_bench_{:016x}", rand::random::<u64>());
+    if let Err(e) = sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+    {
+        println!("\nPostgreSQL: not run, cannot create a database on {shown} ({e})");
+        return None;
+    }
+    let _ = admin.close().await;
+    let mut url = url::Url::parse(&admin_url).ok()?;
+    url.set_path(&name);
+    Some((url.to_string(), admin_url, name))
+}
+
+async fn drop_postgres_database(admin_url: &str, name: &str) {
+    if let Ok(mut admin) = sqlx::PgConnection::connect(admin_url).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await;
+        let _ = admin.close().await;
+    }
+}
+
+/// The third run: latency on every request, pacing as the bottleneck.
+async fn bench_latency(bin: &PathBuf, v: &mut Verdicts) -> Result<(), String> {
+    let sim = start_sim(bin, &SMALL, LATENCY).await?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let store = store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("latency.db").display()
+    ))
+    .await
+    .map_err(|e| format!("cannot open the SQLite store: {e}"))?;
+    let budget = Arc::new(Budget::with_burst(
+        BudgetSettings {
+            requests_per_hour: PACED_PER_HOUR,
+            reserve: 0,
+            max_in_flight: PACED_IN_FLIGHT,
+        },
+        PACED_BURST,
+    ));
+    let interval = budget.interval();
+    let client = client_for(&sim, budget)?;
+    let f = measured_sync(store.as_ref(), &client).await?;
+    let n = f.report.requests_used;
+    let serial = LATENCY * n as u32;
+    let by_latency = LATENCY * n as u32 / PACED_IN_FLIGHT as u32;
+    let by_pacing = interval * n.saturating_sub(u64::from(PACED_BURST)) as u32;
+    let bound = by_latency.max(by_pacing);
+    // Page chains (the structural listings of each workspace, read page after page) cannot
+    // overlap with themselves; allow them a few seconds on top of the bound.
+    let allowance = Duration::from_secs(3);
+    println!(
+        "\nLatency: {} repositories, {} ms per response, pacing one request per {} ms (burst {PACED_BURST}), {PACED_IN_FLIGHT} in flight",
+        SMALL.repositories,
+        LATENCY.as_millis(),
+        interval.as_millis()
+    );
+    print_run("full sync", &f, v, None);
+    println!(
+        "    one at a time     {:.1} s would be needed without overlap ({n} requests x {} ms)",
+        serial.as_secs_f64(),
+        LATENCY.as_millis()
+    );
+    println!(
+        "    bounds            pacing {:.1} s, latency / in-flight {:.1} s",
+        by_pacing.as_secs_f64(),
+        by_latency.as_secs_f64()
+    );
+    println!(
+        "    overlap           {:.1} requests in flight on average",
+        (LATENCY.as_secs_f64() * n as f64) / f.wall.as_secs_f64().max(1e-9)
+    );
+    println!(
+        "    wall vs bound     {:.2} s   target <= {:.1} s (max bound + {} s)   {}",
+        f.wall.as_secs_f64(),
+        (bound + allowance).as_secs_f64(),
+        allowance.as_secs(),
+        v.check(
+            "latency: wall time bounded by pacing",
+            f.wall <= bound + allowance && f.wall < serial / 4
+        )
+    );
+    drop(sim);
+    Ok(())
+}
+
+/// Which parts to run: every part, unless the command line names some (`sqlite`, `postgres`,
+/// `latency`), e.g. `cargo bench --bench sync -- postgres`.
+fn wanted(part: &str) -> bool {
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    named.is_empty() || named.iter().any(|n| n.eq_ignore_ascii_case(part))
+}
+
+async fn bench() -> Result<Verdicts, String> {
+    let mut v = Verdicts::default();
+    if wanted("store-experiment") && std::env::args().any(|a| a == "store-experiment") {
+        store_experiment_main().await;
+        return Ok(v);
+    }
+    let bin = sim_binary()?;
+    let t = Instant::now();
+    let sim = start_sim(&bin, &FULL, Duration::ZERO).await?;
+    println!(
+        "sync benchmark: {} repositories, {} users, {} groups ({} workspaces, {} projects each); simulator ready in {:.1} s (pid {})",
+        FULL.repositories,
+        FULL.users,
+        FULL.groups_per_workspace * FULL.workspaces,
+        FULL.workspaces,
+        FULL.projects,
+        t.elapsed().as_secs_f64(),
+        sim.child.id()
+    );
+    if !reset_peak() {
+        println!("note: /proc/self/clear_refs refused; peak memory is the process-wide peak");
+    }
+
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
+    if wanted("sqlite") {
+        bench_backend("SQLite", &sqlite, &sim, &mut v).await?;
+    }
+
+    let postgres = if wanted("postgres") {
+        postgres_database().await
+    } else {
+        None
+    };
+    match postgres {
+        Some((url, admin, name)) => {
+            let result = bench_backend("PostgreSQL", &url, &sim, &mut v).await;
+            drop_postgres_database(&admin, &name).await;
+            result?;
+        }
+        None => {
+            if wanted("postgres")
+                && std::env::var("BENCH_POSTGRES_URL").is_err()
+                && std::env::var("TEST_POSTGRES_URL").is_err()
+            {
+                println!("\nPostgreSQL: not run (set TEST_POSTGRES_URL or BENCH_POSTGRES_URL)");
+            }
+        }
+    }
+    drop(sim);
+
+    if wanted("latency") {
+        bench_latency(&bin, &mut v).await?;
+    }
+    Ok(v)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; this harness takes no options.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    let total = Instant::now();
+    match runtime.block_on(bench()) {
+        Ok(v) if v.failed.is_empty() => {
+            println!(
+                "\nall targets met ({:.0} s in total)",
+                total.elapsed().as_secs_f64()
+            );
+        }
+        Ok(v) => {
+            println!(
+                "\nFAILED targets ({:.0} s in total):",
+                total.elapsed().as_secs_f64()
+            );
+            for f in &v.failed {
+                println!("  - {f}");
+            }
+            std::process::exit(1);
+        }
+        Err(e) => {
+            eprintln!("benchmark could not run: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+#[allow(dead_code)]
+mod store_experiment {
+    use super::*;
+    use bitbucket_access::domain::{Account, AccountId, RepoLevel, RepoRef, RepoSlug, WorkspaceSlug};
+    use bitbucket_access::store::{Fact, ListingKey, ReplaceListing};
+
+    fn perm_listing(ws: &WorkspaceSlug, i: usize) -> ReplaceListing {
+        let slug = RepoSlug::parse(format!("repo-{i}")).unwrap();
+        let facts = (0..(i % 3))
+            .map(|k| Fact::RepositoryUserPermission {
+                account: Account {
+                    account_id: AccountId::parse(format!("557058:acct-{}", (i * 7 + k) % 500)).unwrap(),
+                    uuid: None,
+                    display_name: format!("User {}", (i * 7 + k) % 500),
+                    nickname: None,
+                },
+                level: RepoLevel::Read,
+            })
+            .collect();
+        ReplaceListing::new(
+            ListingKey::RepositoryUserPermissions(RepoRef { workspace: ws.clone(), slug }),
+            facts,
+            chrono::Utc::now(),
+        )
+    }
+
+    pub async fn run(url: &str, label: &str, batch: usize, parallel: usize, n: usize) {
+        let store = store::open(url).await.unwrap();
+        let ws = WorkspaceSlug::parse("acme").unwrap();
+        let repos = (0..n)
+            .map(|i| Fact::Repository {
+                slug: RepoSlug::parse(format!("repo-{i}")).unwrap(),
+                uuid: None,
+                name: format!("repo {i}"),
+                project: None,
+                is_private: true,
+            })
+            .collect();
+        store
+            .replace_listing(ReplaceListing::new(ListingKey::Repositories(ws.clone()), repos, chrono::Utc::now()))
+            .await
+            .unwrap();
+        for pass in ["first", "unchanged"] {
+            let t = Instant::now();
+            let requests: Vec<ReplaceListing> = (0..n).map(|i| perm_listing(&ws, i)).collect();
+            let chunks: Vec<Vec<ReplaceListing>> = requests
+                .chunks(batch)
+                .map(|c| c.to_vec())
+                .collect();
+            let store2 = store.clone();
+            futures::stream::iter(chunks)
+                .map(|c| {
+                    let s = store2.clone();
+                    async move {
+                        if c.len() == 1 {
+                            s.replace_listing(c.into_iter().next().unwrap()).await.unwrap();
+                        } else {
+                            s.replace_listings(c).await.unwrap();
+                        }
+                    }
+                })
+                .buffer_unordered(parallel)
+                .collect::<Vec<()>>()
+                .await;
+            println!(
+                "  {label:<10} batch {batch:>4} parallel {parallel}: {pass:<9} {n} listings in {:.2} s ({:.2} ms each)",
+                t.elapsed().as_secs_f64(),
+                t.elapsed().as_secs_f64() * 1000.0 / n as f64
+            );
+        }
+    }
+}
+use futures::StreamExt as _;
+
+pub async fn store_experiment_main() {
+    let n = 5000;
+    for (batch, par) in [(1, 1), (50, 1), (200, 1), (1, 4)] {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("x.db").display());
+        store_experiment::run(&url, "SQLite", batch, par, n).await;
+        if let Some((url, admin, name)) = postgres_database().await {
+            store_experiment::run(&url, "PostgreSQL", batch, par, n).await;
+            drop_postgres_database(&admin, &name).await;
+        }
+    }
+}
