@@ -505,10 +505,6 @@ fn wanted(part: &str) -> bool {
 
 async fn bench() -> Result<Verdicts, String> {
     let mut v = Verdicts::default();
-    if wanted("store-experiment") && std::env::args().any(|a| a == "store-experiment") {
-        store_experiment_main().await;
-        return Ok(v);
-    }
     let bin = sim_binary()?;
     let t = Instant::now();
     let sim = start_sim(&bin, &FULL, Duration::ZERO).await?;
@@ -593,93 +589,6 @@ fn main() {
         Err(e) => {
             eprintln!("benchmark could not run: {e}");
             std::process::exit(2);
-        }
-    }
-}
-
-#[allow(dead_code)]
-mod store_experiment {
-    use super::*;
-    use bitbucket_access::domain::{Account, AccountId, RepoLevel, RepoRef, RepoSlug, WorkspaceSlug};
-    use bitbucket_access::store::{Fact, ListingKey, ReplaceListing};
-
-    fn perm_listing(ws: &WorkspaceSlug, i: usize) -> ReplaceListing {
-        let slug = RepoSlug::parse(format!("repo-{i}")).unwrap();
-        let facts = (0..(i % 3))
-            .map(|k| Fact::RepositoryUserPermission {
-                account: Account {
-                    account_id: AccountId::parse(format!("557058:acct-{}", (i * 7 + k) % 500)).unwrap(),
-                    uuid: None,
-                    display_name: format!("User {}", (i * 7 + k) % 500),
-                    nickname: None,
-                },
-                level: RepoLevel::Read,
-            })
-            .collect();
-        ReplaceListing::new(
-            ListingKey::RepositoryUserPermissions(RepoRef { workspace: ws.clone(), slug }),
-            facts,
-            chrono::Utc::now(),
-        )
-    }
-
-    pub async fn run(url: &str, label: &str, batch: usize, parallel: usize, n: usize) {
-        let store = store::open(url).await.unwrap();
-        let ws = WorkspaceSlug::parse("acme").unwrap();
-        let repos = (0..n)
-            .map(|i| Fact::Repository {
-                slug: RepoSlug::parse(format!("repo-{i}")).unwrap(),
-                uuid: None,
-                name: format!("repo {i}"),
-                project: None,
-                is_private: true,
-            })
-            .collect();
-        store
-            .replace_listing(ReplaceListing::new(ListingKey::Repositories(ws.clone()), repos, chrono::Utc::now()))
-            .await
-            .unwrap();
-        for pass in ["first", "unchanged"] {
-            let t = Instant::now();
-            let requests: Vec<ReplaceListing> = (0..n).map(|i| perm_listing(&ws, i)).collect();
-            let chunks: Vec<Vec<ReplaceListing>> = requests
-                .chunks(batch)
-                .map(|c| c.to_vec())
-                .collect();
-            let store2 = store.clone();
-            futures::stream::iter(chunks)
-                .map(|c| {
-                    let s = store2.clone();
-                    async move {
-                        if c.len() == 1 {
-                            s.replace_listing(c.into_iter().next().unwrap()).await.unwrap();
-                        } else {
-                            s.replace_listings(c).await.unwrap();
-                        }
-                    }
-                })
-                .buffer_unordered(parallel)
-                .collect::<Vec<()>>()
-                .await;
-            println!(
-                "  {label:<10} batch {batch:>4} parallel {parallel}: {pass:<9} {n} listings in {:.2} s ({:.2} ms each)",
-                t.elapsed().as_secs_f64(),
-                t.elapsed().as_secs_f64() * 1000.0 / n as f64
-            );
-        }
-    }
-}
-use futures::StreamExt as _;
-
-pub async fn store_experiment_main() {
-    let n = 5000;
-    for (batch, par) in [(1, 1), (50, 1), (200, 1), (1, 4)] {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("x.db").display());
-        store_experiment::run(&url, "SQLite", batch, par, n).await;
-        if let Some((url, admin, name)) = postgres_database().await {
-            store_experiment::run(&url, "PostgreSQL", batch, par, n).await;
-            drop_postgres_database(&admin, &name).await;
         }
     }
 }

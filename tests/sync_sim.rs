@@ -246,6 +246,14 @@ fn change_the_world(sim: &SimHandle, ws: &str) -> Changes {
             format!("repository {ws} added-out-of-band"),
             (None, Some(serde_json::json!(null))),
         );
+        // ...with a permission given out of band: the first read of a repository that appeared
+        // after the workspace's first sync is drift, not a baseline.
+        w.set_repo_user_permission(ws, "added-out-of-band", &grantee, Some(Level::Read))
+            .expect("grant on the new repository");
+        expected.insert(
+            format!("repository_user_permission {ws}/added-out-of-band {grantee}"),
+            (None, level("read")),
+        );
         Changes { expected }
     })
 }

@@ -258,6 +258,12 @@ pub trait PermissionHolder: Sized {
     /// Looks the holder up by that key for a change; a missing one is an error.
     fn find_mut<'w>(ws: &'w mut Workspace, key: &str) -> Result<&'w mut Self, WorldError>;
 
+    /// Parses a level's wire name; `None` for anything the holder does not grant.
+    fn parse_level(s: &str) -> Option<Self::Level>;
+
+    /// A level's wire name.
+    fn level_name(l: Self::Level) -> &'static str;
+
     /// The explicit grants to users (by account id) or to groups (by slug).
     fn grants(&self, to: Grantee) -> &BTreeMap<String, Self::Level>;
 
@@ -265,69 +271,54 @@ pub trait PermissionHolder: Sized {
     fn grants_mut(&mut self, to: Grantee) -> &mut BTreeMap<String, Self::Level>;
 }
 
-impl PermissionHolder for Project {
-    type Level = ProjectLevel;
+/// Projects and repositories keep their grants in the same two fields and live in a workspace
+/// map keyed by one of their own fields; their impls differ only in those names.
+macro_rules! permission_holder {
+    ($holder:ty, $level:ty, $map:ident, $key:ident, $missing:ident) => {
+        impl PermissionHolder for $holder {
+            type Level = $level;
 
-    fn key(&self) -> &str {
-        &self.key
-    }
+            fn key(&self) -> &str {
+                &self.$key
+            }
 
-    fn find<'w>(ws: &'w Workspace, key: &str) -> Option<&'w Self> {
-        ws.projects.get(key)
-    }
+            fn find<'w>(ws: &'w Workspace, key: &str) -> Option<&'w Self> {
+                ws.$map.get(key)
+            }
 
-    fn find_mut<'w>(ws: &'w mut Workspace, key: &str) -> Result<&'w mut Self, WorldError> {
-        ws.projects
-            .get_mut(key)
-            .ok_or_else(|| WorldError::NoProject(key.to_string()))
-    }
+            fn find_mut<'w>(ws: &'w mut Workspace, key: &str) -> Result<&'w mut Self, WorldError> {
+                ws.$map
+                    .get_mut(key)
+                    .ok_or_else(|| WorldError::$missing(key.to_string()))
+            }
 
-    fn grants(&self, to: Grantee) -> &BTreeMap<String, ProjectLevel> {
-        match to {
-            Grantee::User => &self.user_permissions,
-            Grantee::Group => &self.group_permissions,
+            fn parse_level(s: &str) -> Option<$level> {
+                <$level>::parse(s)
+            }
+
+            fn level_name(l: $level) -> &'static str {
+                l.as_str()
+            }
+
+            fn grants(&self, to: Grantee) -> &BTreeMap<String, $level> {
+                match to {
+                    Grantee::User => &self.user_permissions,
+                    Grantee::Group => &self.group_permissions,
+                }
+            }
+
+            fn grants_mut(&mut self, to: Grantee) -> &mut BTreeMap<String, $level> {
+                match to {
+                    Grantee::User => &mut self.user_permissions,
+                    Grantee::Group => &mut self.group_permissions,
+                }
+            }
         }
-    }
-
-    fn grants_mut(&mut self, to: Grantee) -> &mut BTreeMap<String, ProjectLevel> {
-        match to {
-            Grantee::User => &mut self.user_permissions,
-            Grantee::Group => &mut self.group_permissions,
-        }
-    }
+    };
 }
 
-impl PermissionHolder for Repository {
-    type Level = Level;
-
-    fn key(&self) -> &str {
-        &self.slug
-    }
-
-    fn find<'w>(ws: &'w Workspace, key: &str) -> Option<&'w Self> {
-        ws.repositories.get(key)
-    }
-
-    fn find_mut<'w>(ws: &'w mut Workspace, key: &str) -> Result<&'w mut Self, WorldError> {
-        ws.repositories
-            .get_mut(key)
-            .ok_or_else(|| WorldError::NoRepository(key.to_string()))
-    }
-
-    fn grants(&self, to: Grantee) -> &BTreeMap<String, Level> {
-        match to {
-            Grantee::User => &self.user_permissions,
-            Grantee::Group => &self.group_permissions,
-        }
-    }
-
-    fn grants_mut(&mut self, to: Grantee) -> &mut BTreeMap<String, Level> {
-        match to {
-            Grantee::User => &mut self.user_permissions,
-            Grantee::Group => &mut self.group_permissions,
-        }
-    }
-}
+permission_holder!(Project, ProjectLevel, projects, key, NoProject);
+permission_holder!(Repository, Level, repositories, slug, NoRepository);
 
 /// A workspace webhook.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -438,7 +438,8 @@ async fn replace_in_tx(
         .map_err(db_err("read listing freshness"))?
         .is_some();
     let stored = load_rows(tx, &scope).await?;
-    let diff = listing::diff(&request, &stored, &observed.rows, !seen_before);
+    let baseline = !seen_before && !request.baseline_is_drift;
+    let diff = listing::diff(&request, &stored, &observed.rows, baseline);
 
     let accounts_written = upsert_accounts(tx, &observed.accounts).await?;
     upsert_rows(tx, &scope, &diff.upserts).await?;
@@ -502,7 +503,7 @@ async fn replace_in_tx(
         deleted,
         cascaded,
         accounts_written,
-        baseline: !seen_before,
+        baseline,
         drift: diff.drift,
         rows_written,
     })

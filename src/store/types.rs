@@ -297,6 +297,10 @@ pub struct ReplaceListing {
     pub run: Option<SyncRunId>,
     /// Changes the connector made itself since the last read (not drift).
     pub expected: Vec<ExpectedChange>,
+    /// Record drift even on the listing's first complete read: set for the permissions and
+    /// members of a repository, project or group that appeared out of band after its workspace
+    /// was first read, whose every fact is then a change nobody asked the connector for.
+    pub baseline_is_drift: bool,
 }
 
 impl ReplaceListing {
@@ -309,6 +313,7 @@ impl ReplaceListing {
             cost_requests: 1,
             run: None,
             expected: Vec::new(),
+            baseline_is_drift: false,
         }
     }
 }

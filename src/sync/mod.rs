@@ -46,7 +46,7 @@ use crate::store::{
     SyncRunFinish, SyncRunId,
 };
 use chrono::{DateTime, Utc};
-use futures::{stream, StreamExt};
+use tokio::task::JoinSet;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use plan::{pages_for, Candidate, Priority};
 use serde::Serialize;
@@ -56,6 +56,9 @@ use tracing::{info, instrument, warn};
 
 /// Items per page the client asks for.
 pub const PAGE_SIZE: u64 = 100;
+
+/// Most completed permission listings written in one transaction.
+const WRITE_BATCH: usize = 64;
 
 /// How long an interrupted run stays resumable.
 const RESUME_WINDOW_HOURS: i64 = 24;
@@ -258,6 +261,7 @@ pub async fn run(
             bar: &bar,
             max_in_flight: client.budget().settings().max_in_flight.max(1),
             fresh: done.clone(),
+            new_scopes: HashSet::new(),
         };
         let mut summary = ctx.structural().await?;
         let (candidates, skipped_cost) = ctx.candidates(&active).await?;
@@ -434,6 +438,9 @@ struct WorkspaceRun<'a> {
     /// Listings stored by this run (or by the interrupted run it resumes): the cross-check
     /// looks only at repositories whose facts all come from them.
     fresh: HashSet<ListingKey>,
+    /// Listings of repositories, projects and groups that appeared since the workspace was
+    /// first read: their first read is drift, not a baseline.
+    new_scopes: HashSet<ListingKey>,
 }
 
 impl WorkspaceRun<'_> {
@@ -441,6 +448,7 @@ impl WorkspaceRun<'_> {
         let mut request = ReplaceListing::new(key, facts, Utc::now());
         request.cost_requests = pages;
         request.run = Some(self.run);
+        request.baseline_is_drift = self.new_scopes.contains(&request.key);
         request
     }
 
@@ -449,12 +457,29 @@ impl WorkspaceRun<'_> {
         key: ListingKey,
         facts: Vec<Fact>,
         pages: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<ReplaceOutcome, StoreError> {
         let request = self.request(key.clone(), facts, pages);
         let outcome = self.store.replace_listing(request).await?;
         self.fresh.insert(key);
         self.totals.add(&outcome);
-        Ok(())
+        Ok(outcome)
+    }
+
+    /// Notes the repositories or projects a structural listing found new (drift with nothing
+    /// before), so that the first read of their permissions records drift too.
+    fn note_new(
+        &mut self,
+        outcome: &ReplaceOutcome,
+        listings: fn(&WorkspaceSlug, &str) -> Option<[ListingKey; 2]>,
+    ) {
+        for event in outcome.drift.iter().filter(|e| e.before.is_none()) {
+            let Some((_, item)) = event.key.split_once(' ') else {
+                continue;
+            };
+            if let Some(keys) = listings(self.ws, item) {
+                self.new_scopes.extend(keys);
+            }
+        }
     }
 
     fn fail(&mut self, key: &ListingKey, error: &ApiError) {
@@ -590,7 +615,8 @@ impl WorkspaceRun<'_> {
                         })
                     })
                     .collect();
-                self.replace(key, facts, pages).await?;
+                let outcome = self.replace(key, facts, pages).await?;
+                self.note_new(&outcome, project_listings);
                 summary.listings_read += 1;
             }
             Some(Err(e)) => self.fail(&key, &e),
@@ -614,7 +640,8 @@ impl WorkspaceRun<'_> {
                         })
                     })
                     .collect();
-                self.replace(key, facts, pages).await?;
+                let outcome = self.replace(key, facts, pages).await?;
+                self.note_new(&outcome, repo_listings);
                 summary.listings_read += 1;
             }
             Some(Err(e)) => self.fail(&key, &e),
@@ -658,13 +685,29 @@ impl WorkspaceRun<'_> {
                     }
                     // The groups and their members in one transaction: an interruption
                     // cannot leave the groups listing done with its members unwritten.
+                    // Groups created since the groups were first read: their members are drift.
+                    let known: Option<HashSet<GroupSlug>> =
+                        match self.store.listing_freshness(&key).await? {
+                            Some(_) => Some(
+                                self.store
+                                    .groups(self.ws)
+                                    .await?
+                                    .into_iter()
+                                    .map(|g| g.slug)
+                                    .collect(),
+                            ),
+                            None => None,
+                        };
                     let mut requests = vec![self.request(key, facts, 1)];
                     for (group, accounts) in members {
+                        let is_new = known.as_ref().is_some_and(|k| !k.contains(&group));
                         let key = ListingKey::GroupMembers {
                             workspace: self.ws.clone(),
                             group,
                         };
-                        requests.push(self.request(key, accounts, 0));
+                        let mut request = self.request(key, accounts, 0);
+                        request.baseline_is_drift |= is_new;
+                        requests.push(request);
                     }
                     let keys: Vec<ListingKey> = requests.iter().map(|r| r.key.clone()).collect();
                     for outcome in self.store.replace_listings(requests).await? {
@@ -736,28 +779,64 @@ impl WorkspaceRun<'_> {
         Ok((out, already))
     }
 
-    /// Reads the planned permission listings, `max_in_flight` at a time, stopping when the
-    /// budget is spent. Returns how many were stored.
+    /// Reads the planned permission listings, `max_in_flight` at a time. Returns how many were
+    /// stored.
+    ///
+    /// Reads run as tasks, so they go on while the store writes. Listings read completely are
+    /// written in batches of whatever is ready (up to [`WRITE_BATCH`]) in one transaction each:
+    /// a commit per listing dominated large syncs (the sync benchmark measured 3.5 ms against
+    /// 0.75 ms per listing on PostgreSQL, 0.8 ms against 0.12 ms on SQLite). A listing is never
+    /// held back waiting for more: when no other read has finished, the batch is written at
+    /// once, so a slow, paced run still stores each listing as soon as it is read, and an
+    /// interrupted run loses at most the batch being written.
     async fn read_permissions(
         &mut self,
         planned: Vec<Candidate<ListingKey>>,
     ) -> Result<u64, SyncError> {
         self.bar.set_length(planned.len() as u64);
-        let client = self.client;
-        let reads = stream::iter(planned.into_iter().map(|c| c.key))
-            .map(|key| async move {
-                let result = fetch_permissions(client, &key).await;
+        let mut keys = planned.into_iter().map(|c| c.key);
+        // Dropping the set (when the run is cancelled) aborts the reads still running.
+        let mut running: JoinSet<(ListingKey, Result<(Vec<Fact>, u64), ApiError>)> =
+            JoinSet::new();
+        let spawn = |running: &mut JoinSet<_>, key: ListingKey| {
+            let client = self.client.clone();
+            running.spawn(async move {
+                let result = fetch_permissions(&client, &key).await;
                 (key, result)
-            })
-            .buffer_unordered(self.max_in_flight);
-        futures::pin_mut!(reads);
+            });
+        };
+        for key in keys.by_ref().take(self.max_in_flight) {
+            spawn(&mut running, key);
+        }
+        let mut batch = Vec::new();
         let mut stored = 0;
-        while let Some((key, result)) = reads.next().await {
+        loop {
+            let joined = match running.try_join_next() {
+                Some(joined) => joined,
+                None => {
+                    stored += self.write_batch(&mut batch).await?;
+                    match running.join_next().await {
+                        Some(joined) => joined,
+                        None => break,
+                    }
+                }
+            };
+            if let Some(key) = keys.next() {
+                spawn(&mut running, key);
+            }
             self.bar.inc(1);
+            let (key, result) = match joined {
+                Ok(done) => done,
+                // A read that panicked is a bug: surface it as the panic it was.
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => continue,
+            };
             match result {
                 Ok((facts, pages)) => {
-                    self.replace(key, facts, pages).await?;
-                    stored += 1;
+                    batch.push(self.request(key, facts, pages));
+                    if batch.len() >= WRITE_BATCH {
+                        stored += self.write_batch(&mut batch).await?;
+                    }
                 }
                 // The repository or project went away after the structural listing; the next
                 // repositories listing removes it with its permissions.
@@ -767,7 +846,23 @@ impl WorkspaceRun<'_> {
                 Err(e) => self.fail(&key, &e),
             }
         }
+        stored += self.write_batch(&mut batch).await?;
         Ok(stored)
+    }
+
+    /// Writes completed listings in one transaction; returns how many.
+    async fn write_batch(&mut self, batch: &mut Vec<ReplaceListing>) -> Result<u64, StoreError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let requests = std::mem::take(batch);
+        let keys: Vec<ListingKey> = requests.iter().map(|r| r.key.clone()).collect();
+        for outcome in self.store.replace_listings(requests).await? {
+            self.totals.add(&outcome);
+        }
+        let n = keys.len() as u64;
+        self.fresh.extend(keys);
+        Ok(n)
     }
 
     /// Compares the computed effective access of a few freshly read repositories with
@@ -878,6 +973,30 @@ impl WorkspaceRun<'_> {
         }
         Ok((checked, findings))
     }
+}
+
+/// The two permission listings of repository `slug`.
+fn repo_listings(ws: &WorkspaceSlug, slug: &str) -> Option<[ListingKey; 2]> {
+    let r = RepoRef {
+        workspace: ws.clone(),
+        slug: RepoSlug::parse(slug.to_string()).ok()?,
+    };
+    Some([
+        ListingKey::RepositoryUserPermissions(r.clone()),
+        ListingKey::RepositoryGroupPermissions(r),
+    ])
+}
+
+/// The two permission listings of project `key`.
+fn project_listings(ws: &WorkspaceSlug, key: &str) -> Option<[ListingKey; 2]> {
+    let p = ProjectRef {
+        workspace: ws.clone(),
+        key: ProjectKey::parse(key.to_string()).ok()?,
+    };
+    Some([
+        ListingKey::ProjectUserPermissions(p.clone()),
+        ListingKey::ProjectGroupPermissions(p),
+    ])
 }
 
 /// Reads one permission listing completely: its facts and its pages.

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::handler::Handler;
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, MethodRouter};
@@ -80,12 +81,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// The 2.0 router (without state).
 pub fn routes() -> Router<Arc<Shared>> {
-    let pc_users_p = "/2.0/workspaces/{workspace}/projects/{project_key}/permissions-config/users";
-    let pc_groups_p =
-        "/2.0/workspaces/{workspace}/projects/{project_key}/permissions-config/groups";
-    let pc_users_r = "/2.0/repositories/{workspace}/{repo_slug}/permissions-config/users";
-    let pc_groups_r = "/2.0/repositories/{workspace}/{repo_slug}/permissions-config/groups";
-    Router::new()
+    let router = Router::new()
         .route("/2.0/user", get(current_user))
         .route("/2.0/users/{selected_user}", get(get_user))
         .route("/2.0/user/workspaces", get(user_workspaces))
@@ -116,30 +112,10 @@ pub fn routes() -> Router<Arc<Shared>> {
             "/2.0/workspaces/{workspace}/projects/{project_key}",
             get(get_project),
         )
-        .route(pc_users_p, get(project_users))
-        .route(
-            &format!("{pc_users_p}/{{selected_user_id}}"),
-            pc_one::<Project, Users>(),
-        )
-        .route(pc_groups_p, get(pc_groups::<Project>))
-        .route(
-            &format!("{pc_groups_p}/{{group_slug}}"),
-            pc_one::<Project, Groups>(),
-        )
         .route("/2.0/repositories/{workspace}", get(list_repositories))
         .route(
             "/2.0/repositories/{workspace}/{repo_slug}",
             get(get_repository),
-        )
-        .route(pc_users_r, get(repo_users))
-        .route(
-            &format!("{pc_users_r}/{{selected_user_id}}"),
-            pc_one::<Repository, Users>(),
-        )
-        .route(pc_groups_r, get(pc_groups::<Repository>))
-        .route(
-            &format!("{pc_groups_r}/{{group_slug}}"),
-            pc_one::<Repository, Groups>(),
         )
         .route(
             "/2.0/workspaces/{workspace}/hooks",
@@ -152,7 +128,17 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/2.0/workspaces", get(removed))
         .route("/2.0/user/permissions/workspaces", get(removed))
         .route("/2.0/user/permissions/repositories", get(removed))
-        .route("/2.0/repositories", get(removed))
+        .route("/2.0/repositories", get(removed));
+    let router = pc_routes::<Project, _, _>(
+        router,
+        "/2.0/workspaces/{workspace}/projects/{project_key}/permissions-config",
+        project_users,
+    );
+    pc_routes::<Repository, _, _>(
+        router,
+        "/2.0/repositories/{workspace}/{repo_slug}/permissions-config",
+        repo_users,
+    )
 }
 
 async fn removed() -> Response {
@@ -1098,94 +1084,43 @@ async fn repo_users(
 // ---------------------------------------------------------------------------------------------
 // permissions-config, written once for projects and repositories.
 
-/// A permissions-config target (project or repository): how the endpoints check that the caller
-/// administers it, parse and name its levels, and render its grants.
+/// Resolves workspace and target from a path and checks the caller administers the target.
+type AdminFn<T> =
+    for<'w> fn(&'w World, &Caller, &str, &str) -> Result<(&'w Workspace, &'w T), Response>;
+
+/// Renders one grant of a target to a user or group, given the base URL and the level's name.
+type RenderFn<T, G> = fn(&str, &Workspace, &T, &G, &str) -> Value;
+
+/// A permissions-config target (project or repository): what differs between the two, as a
+/// table of names and functions.
 trait PermTarget: PermissionHolder + Send + Sync + 'static {
     /// What a 404 names when the target itself is missing.
     const NAME: &'static str;
     /// Whether the group listing reports `size`, `page` and `previous`; the project one does
     /// not, like the spec's example.
     const GROUP_PAGE_COUNTED: bool;
-
     /// Resolves workspace and target from the path and checks the caller administers it.
-    fn admin<'w>(
-        w: &'w World,
-        c: &Caller,
-        ws: &str,
-        id: &str,
-    ) -> Result<(&'w Workspace, &'w Self), Response>;
-
-    /// Parses a wire level; `None` for anything the target does not grant.
-    fn parse_level(s: &str) -> Option<Self::Level>;
-
-    /// The wire name of a level.
-    fn level_name(l: Self::Level) -> &'static str;
-
+    const ADMIN: AdminFn<Self>;
     /// Renders a user grant.
-    fn render_user(base: &str, ws: &Workspace, t: &Self, u: &User, level: &str) -> Value;
-
+    const RENDER_USER: RenderFn<Self, User>;
     /// Renders a group grant.
-    fn render_group(base: &str, ws: &Workspace, t: &Self, g: &Group, level: &str) -> Value;
+    const RENDER_GROUP: RenderFn<Self, Group>;
 }
 
 impl PermTarget for Project {
     const NAME: &'static str = "Project";
     const GROUP_PAGE_COUNTED: bool = false;
-
-    fn admin<'w>(
-        w: &'w World,
-        c: &Caller,
-        ws: &str,
-        id: &str,
-    ) -> Result<(&'w Workspace, &'w Self), Response> {
-        admin_project(w, c, ws, id)
-    }
-
-    fn parse_level(s: &str) -> Option<ProjectLevel> {
-        ProjectLevel::parse(s)
-    }
-
-    fn level_name(l: ProjectLevel) -> &'static str {
-        l.as_str()
-    }
-
-    fn render_user(base: &str, ws: &Workspace, t: &Self, u: &User, level: &str) -> Value {
-        render::project_user_perm(base, ws, t, u, level)
-    }
-
-    fn render_group(base: &str, ws: &Workspace, t: &Self, g: &Group, level: &str) -> Value {
-        render::project_group_perm(base, ws, t, g, level)
-    }
+    const ADMIN: AdminFn<Self> = admin_project;
+    const RENDER_USER: RenderFn<Self, User> = render::project_user_perm;
+    const RENDER_GROUP: RenderFn<Self, Group> = render::project_group_perm;
 }
 
 impl PermTarget for Repository {
     const NAME: &'static str = "Repository";
     const GROUP_PAGE_COUNTED: bool = true;
-
-    fn admin<'w>(
-        w: &'w World,
-        c: &Caller,
-        ws: &str,
-        id: &str,
-    ) -> Result<(&'w Workspace, &'w Self), Response> {
-        admin_repo(w, c, ws, id)
-    }
-
-    fn parse_level(s: &str) -> Option<Level> {
-        Level::parse(s)
-    }
-
-    fn level_name(l: Level) -> &'static str {
-        l.as_str()
-    }
-
-    fn render_user(base: &str, ws: &Workspace, t: &Self, u: &User, level: &str) -> Value {
-        render::repo_user_perm(base, ws, t, u, level)
-    }
-
-    fn render_group(base: &str, ws: &Workspace, t: &Self, g: &Group, level: &str) -> Value {
-        render::repo_group_perm(base, ws, t, g, level)
-    }
+    const ADMIN: AdminFn<Self> = admin_repo;
+    const RENDER_USER: RenderFn<Self, User> = render::repo_user_perm;
+    const RENDER_GROUP: RenderFn<Self, Group> = render::repo_group_perm;
 }
 
 /// Picks, at the type level, which grants a permissions-config route serves.
@@ -1206,6 +1141,30 @@ struct Groups;
 
 impl GranteeKind for Groups {
     const TO: Grantee = Grantee::Group;
+}
+
+/// The permissions-config routes of one target below `base`; only the user listing is the
+/// target's own, since projects and repositories page it differently.
+fn pc_routes<T: PermTarget, H, X>(
+    router: Router<Arc<Shared>>,
+    base: &str,
+    list_users: H,
+) -> Router<Arc<Shared>>
+where
+    H: Handler<X, Arc<Shared>>,
+    X: 'static,
+{
+    router
+        .route(&format!("{base}/users"), get(list_users))
+        .route(
+            &format!("{base}/users/{{selected_user_id}}"),
+            pc_one::<T, Users>(),
+        )
+        .route(&format!("{base}/groups"), get(pc_groups::<T>))
+        .route(
+            &format!("{base}/groups/{{group_slug}}"),
+            pc_one::<T, Groups>(),
+        )
 }
 
 /// GET, PUT and DELETE on one grant of a target.
@@ -1249,11 +1208,11 @@ fn render_grant<T: PermTarget>(
         Grantee::User => w
             .users
             .get(key)
-            .map(|u| T::render_user(base, wsv, t, u, level)),
+            .map(|u| (T::RENDER_USER)(base, wsv, t, u, level)),
         Grantee::Group => wsv
             .groups
             .get(key)
-            .map(|g| T::render_group(base, wsv, t, g, level)),
+            .map(|g| (T::RENDER_GROUP)(base, wsv, t, g, level)),
     }
 }
 
@@ -1265,7 +1224,7 @@ async fn pc_groups<T: PermTarget>(
 ) -> Response {
     let p = Params::from_uri(&uri);
     let w = s.read_world();
-    let (wsv, t) = match T::admin(&w, &c, &ws, &id) {
+    let (wsv, t) = match (T::ADMIN)(&w, &c, &ws, &id) {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -1275,7 +1234,7 @@ async fn pc_groups<T: PermTarget>(
         .filter_map(|(g, l)| wsv.groups.get(g).map(|g| (g, *l)))
         .collect();
     match list_page(&s, &uri, &p, &items, |(g, l)| {
-        T::render_group(&s.bb_url, wsv, t, g, T::level_name(*l))
+        (T::RENDER_GROUP)(&s.bb_url, wsv, t, g, T::level_name(*l))
     }) {
         Ok(mut page) => {
             if !T::GROUP_PAGE_COUNTED {
@@ -1297,7 +1256,7 @@ async fn pc_get<T: PermTarget, G: GranteeKind>(
 ) -> Response {
     let p = Params::from_uri(&uri);
     let w = s.read_world();
-    let target = match T::admin(&w, &c, &ws, &id) {
+    let target = match (T::ADMIN)(&w, &c, &ws, &id) {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -1326,7 +1285,7 @@ async fn pc_put<T: PermTarget, G: GranteeKind>(
     let p = Params::from_uri(&uri);
     let (ws_slug, target_key, key, level) = {
         let w = s.read_world();
-        let (wsv, t) = match T::admin(&w, &c, &ws, &id) {
+        let (wsv, t) = match (T::ADMIN)(&w, &c, &ws, &id) {
             Ok(x) => x,
             Err(r) => return r,
         };
@@ -1372,7 +1331,7 @@ async fn pc_delete<T: PermTarget, G: GranteeKind>(
 ) -> Response {
     let (ws_slug, target_key, key) = {
         let w = s.read_world();
-        let (wsv, t) = match T::admin(&w, &c, &ws, &id) {
+        let (wsv, t) = match (T::ADMIN)(&w, &c, &ws, &id) {
             Ok(x) => x,
             Err(r) => return r,
         };
