@@ -11,6 +11,7 @@
 //!   only, never the read that public visibility gives everyone;
 //! - DELETE of an explicit permission that does not exist answers 404.
 
+use std::collections::{btree_map, BTreeMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -844,6 +845,26 @@ fn repo_field<'a>(
     }
 }
 
+/// The entries of `map` after the keyset cursor of kind `kind` in `page` (all of them without
+/// one); a cursor that does not decode is a 400.
+fn after_cursor<'m, V>(
+    map: &'m BTreeMap<String, V>,
+    p: &Params,
+    kind: &str,
+) -> Result<btree_map::Range<'m, String, V>, Response> {
+    let after = match p.get("page") {
+        None => None,
+        Some(t) => match decode_cursor(kind, t) {
+            Some(mut v) if v.len() == 1 => v.pop(),
+            _ => return Err(error(StatusCode::BAD_REQUEST, "Invalid page")),
+        },
+    };
+    Ok(match after {
+        Some(a) => map.range::<String, _>((Bound::Excluded(a), Bound::Unbounded)),
+        None => map.range::<String, _>(..),
+    })
+}
+
 async fn list_repositories(
     State(s): S,
     Extension(c): C,
@@ -939,23 +960,9 @@ async fn list_repositories(
         next_token = (offset + len < all.len())
             .then(|| encode_cursor("repositories-sorted", &[&(offset + len).to_string()]));
     } else {
-        let after = match p.get("page") {
-            None => None,
-            Some(t) => match decode_cursor("repositories", t) {
-                Some(v) if v.len() == 1 => Some(v[0].clone()),
-                _ => return error(StatusCode::BAD_REQUEST, "Invalid page"),
-            },
-        };
-        let range = match &after {
-            Some(a) => wsv
-                .repositories
-                .range::<String, _>((Bound::Excluded(a.clone()), Bound::Unbounded)),
-            None => wsv
-                .repositories
-                .range::<String, (Bound<String>, Bound<String>)>((
-                    Bound::Unbounded,
-                    Bound::Unbounded,
-                )),
+        let range = match after_cursor(&wsv.repositories, &p, "repositories") {
+            Ok(r) => r,
+            Err(r) => return r,
         };
         let mut more = false;
         for (_, r) in range {
@@ -1034,20 +1041,9 @@ async fn repo_users(
     };
     // Iterator-style paging with an opaque cursor; no size, no page number.
     let len = pagelen(&p);
-    let after = match p.get("page") {
-        None => None,
-        Some(t) => match decode_cursor("repo-users", t) {
-            Some(v) if v.len() == 1 => Some(v[0].clone()),
-            _ => return error(StatusCode::BAD_REQUEST, "Invalid page"),
-        },
-    };
-    let range = match &after {
-        Some(a) => r
-            .user_permissions
-            .range::<String, _>((Bound::Excluded(a.clone()), Bound::Unbounded)),
-        None => r
-            .user_permissions
-            .range::<String, (Bound<String>, Bound<String>)>((Bound::Unbounded, Bound::Unbounded)),
+    let range = match after_cursor(&r.user_permissions, &p, "repo-users") {
+        Ok(r) => r,
+        Err(r) => return r,
     };
     let mut items: Vec<(&User, Level)> = Vec::with_capacity(len + 1);
     for (a, l) in range {
