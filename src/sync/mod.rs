@@ -46,12 +46,12 @@ use crate::store::{
     SyncRunFinish, SyncRunId,
 };
 use chrono::{DateTime, Utc};
-use tokio::task::JoinSet;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use plan::{pages_for, Candidate, Priority};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
 use tracing::{info, instrument, warn};
 
 /// Items per page the client asks for.
@@ -796,8 +796,7 @@ impl WorkspaceRun<'_> {
         self.bar.set_length(planned.len() as u64);
         let mut keys = planned.into_iter().map(|c| c.key);
         // Dropping the set (when the run is cancelled) aborts the reads still running.
-        let mut running: JoinSet<(ListingKey, Result<(Vec<Fact>, u64), ApiError>)> =
-            JoinSet::new();
+        let mut running: JoinSet<PermissionRead> = JoinSet::new();
         let spawn = |running: &mut JoinSet<_>, key: ListingKey| {
             let client = self.client.clone();
             running.spawn(async move {
@@ -998,6 +997,9 @@ fn project_listings(ws: &WorkspaceSlug, key: &str) -> Option<[ListingKey; 2]> {
         ListingKey::ProjectGroupPermissions(p),
     ])
 }
+
+/// A permission listing and the outcome of its read: its facts and pages, or the error.
+type PermissionRead = (ListingKey, Result<(Vec<Fact>, u64), ApiError>);
 
 /// Reads one permission listing completely: its facts and its pages.
 async fn fetch_permissions(
