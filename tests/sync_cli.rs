@@ -1,6 +1,8 @@
 //! `sync`, `access repo`, `access user` and `demo` as a user runs them: the real binary, a config
 //! file in a temporary folder pointing at an in-process simulator and an SQLite file.
 
+#[macro_use]
+mod support_db;
 mod sync_support;
 
 use assert_cmd::Command;

@@ -3,6 +3,8 @@
 //! fault mid-listing deletes nothing, an interrupted run resumes, a budget smaller than a full
 //! read refreshes in the documented order, and the requests used stay next to the minimum.
 
+#[macro_use]
+mod support_db;
 mod sync_support;
 
 use bitbucket_access::domain::{

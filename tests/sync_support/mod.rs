@@ -15,140 +15,14 @@ use bitbucket_access::bitbucket::{
 use bitbucket_access::domain::{effective_access, Principal, Source, WorkspaceSlug};
 use bitbucket_access::store::{ListingKey, Store};
 use bitbucket_sim::{Sim, SimHandle, SimOptions, World, WorldSpec};
-use futures::FutureExt;
 use secrecy::SecretString;
-use sqlx::Connection;
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 use url::Url;
 
 /// The simulated account's hourly allowance and the client's budget: large enough that no test
 /// is paced by the budget.
 pub const REQUESTS_PER_HOUR: u32 = 100_000;
-
-// ----- Databases -----
-
-enum Cleanup {
-    None,
-    DropPostgres { admin_url: String, name: String },
-}
-
-/// A database for one test, removed when the test ends.
-pub struct TestDb {
-    /// The store URL.
-    pub url: String,
-    cleanup: Cleanup,
-    _dir: Option<tempfile::TempDir>,
-}
-
-/// A new SQLite file in a temporary folder.
-pub fn sqlite_db() -> TestDb {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let path = dir.path().join("store.db");
-    TestDb {
-        url: format!("sqlite://{}", path.display()),
-        cleanup: Cleanup::None,
-        _dir: Some(dir),
-    }
-}
-
-fn require_postgres() -> bool {
-    std::env::var("REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
-}
-
-/// A fresh PostgreSQL database, or `None` when PostgreSQL is not configured and not required.
-pub async fn postgres_db() -> Option<TestDb> {
-    let Ok(admin_url) = std::env::var("TEST_POSTGRES_URL") else {
-        assert!(
-            !require_postgres(),
-            "REQUIRE_POSTGRES=1 but TEST_POSTGRES_URL is not set: set it to a PostgreSQL URL \
-             such as postgres://postgres@127.0.0.1:5432/postgres"
-        );
-        eprintln!("PostgreSQL half not run: TEST_POSTGRES_URL is not set");
-        return None;
-    };
-    let mut admin = match sqlx::PgConnection::connect(&admin_url).await {
-        Ok(conn) => conn,
-        Err(e) => {
-            let shown = bitbucket_access::store::redact_url(&admin_url);
-            assert!(
-                !require_postgres(),
-                "REQUIRE_POSTGRES=1 but PostgreSQL at {shown} is not reachable ({e})"
-            );
-            eprintln!("PostgreSQL half not run: {shown} is not reachable ({e})");
-            return None;
-        }
-    };
-    let name = format!("bba_sync_{:016x}", rand::random::<u64>());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .expect("create a test database");
-    let _ = admin.close().await;
-    let mut url = Url::parse(&admin_url).expect("TEST_POSTGRES_URL is a URL");
-    url.set_path(&name);
-    Some(TestDb {
-        url: url.to_string(),
-        cleanup: Cleanup::DropPostgres { admin_url, name },
-        _dir: None,
-    })
-}
-
-impl TestDb {
-    async fn drop_db(self) {
-        if let Cleanup::DropPostgres { admin_url, name } = &self.cleanup {
-            if let Ok(mut admin) = sqlx::PgConnection::connect(admin_url).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut admin)
-                    .await;
-                let _ = admin.close().await;
-            }
-        }
-    }
-}
-
-/// Runs a scenario on a database and drops the database afterwards, even when it fails.
-pub async fn run_on<F, Fut>(db: TestDb, scenario: F)
-where
-    F: FnOnce(String) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let result = AssertUnwindSafe(scenario(db.url.clone()))
-        .catch_unwind()
-        .await;
-    db.drop_db().await;
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-/// Declares, for each scenario `async fn name(url: String)`, a test `sqlite::name` and a test
-/// `postgres::name` (which does nothing when PostgreSQL is not configured and not required).
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($scenario:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    $crate::sync_support::run_on($crate::sync_support::sqlite_db(), super::$scenario).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    if let Some(db) = $crate::sync_support::postgres_db().await {
-                        $crate::sync_support::run_on(db, super::$scenario).await;
-                    }
-                }
-            )+
-        }
-    };
-}
 
 // ----- Simulator and client -----
 
