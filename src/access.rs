@@ -41,7 +41,7 @@ pub enum AccessError {
     )]
     UnknownRepository(String),
     /// The account is not in the store.
-    #[error("no stored account matches {0:?}: give an Atlassian account id, or an email matched by `identities`, after a sync")]
+    #[error("no stored account matches {0:?}: give the Atlassian account id of a synced account (an email works only once it is matched to an account)")]
     UnknownAccount(String),
     /// The store failed.
     #[error(transparent)]

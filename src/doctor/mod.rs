@@ -190,10 +190,10 @@ struct ScopeKnowledge {
 
 impl ScopeKnowledge {
     /// Records the outcome of a request to the endpoint `method path`.
-    fn record(&mut self, method: &str, path: &str, outcome: &Result<(), ApiError>) {
+    fn record<T>(&mut self, method: &str, path: &str, outcome: &Result<T, ApiError>) {
         let required: Vec<String> = endpoints::scopes(method, path).to_vec();
         match outcome {
-            Ok(()) => self.granted.extend(required),
+            Ok(_) => self.granted.extend(required),
             Err(e) if e.kind == ErrorKind::Forbidden => match &e.detail {
                 Some(ErrorDetail::Scopes { granted, required }) => {
                     let granted: BTreeSet<String> = granted.iter().cloned().collect();
@@ -270,10 +270,6 @@ fn answered_after_scope_check(status: u16) -> bool {
     matches!(status, 400 | 402 | 404 | 409 | 422)
 }
 
-fn ok_or_err<T>(r: Result<T, ApiError>) -> Result<(), ApiError> {
-    r.map(|_| ())
-}
-
 /// Runs every check. It never fails: what goes wrong becomes a [`Problem`] in the report.
 pub async fn run(
     config: &Config,
@@ -286,11 +282,7 @@ pub async fn run(
 
     // 1. Authentication.
     let user = bitbucket.user().await;
-    knowledge.record(
-        "GET",
-        "/user",
-        &user.as_ref().map(|_| ()).map_err(Clone::clone),
-    );
+    knowledge.record("GET", "/user", &user);
     let authentication = match &user {
         Ok(account) => AuthCheck {
             ok: true,
@@ -471,11 +463,7 @@ async fn check_workspaces(
     problems: &mut Vec<Problem>,
 ) -> Vec<WorkspaceCheck> {
     let listed = bitbucket.workspaces().list().collect_all().await;
-    knowledge.record(
-        "GET",
-        "/user/workspaces",
-        &listed.as_ref().map(|_| ()).map_err(Clone::clone),
-    );
+    knowledge.record("GET", "/user/workspaces", &listed);
     let listed = match listed {
         Ok(l) => l,
         Err(e) => {
@@ -555,22 +543,14 @@ async fn probe_managed(
         s.next().await.transpose()
     }
     .await;
-    knowledge.record(
-        "GET",
-        "/workspaces/{workspace}/permissions",
-        &ok_or_err(first_member),
-    );
+    knowledge.record("GET", "/workspaces/{workspace}/permissions", &first_member);
 
     let mut repo_target: Option<(&str, String)> = None;
     let mut project_target: Option<(&str, String)> = None;
     for ws in &candidates {
         if repo_target.is_none() {
             let repo = bitbucket.repositories(ws).list(None).try_next().await;
-            knowledge.record(
-                "GET",
-                "/repositories/{workspace}",
-                &repo.as_ref().map(|_| ()).map_err(Clone::clone),
-            );
+            knowledge.record("GET", "/repositories/{workspace}", &repo);
             repo_target = repo
                 .ok()
                 .flatten()
@@ -579,11 +559,7 @@ async fn probe_managed(
         }
         if project_target.is_none() {
             let project = bitbucket.projects(ws).list().try_next().await;
-            knowledge.record(
-                "GET",
-                "/workspaces/{workspace}/projects",
-                &project.as_ref().map(|_| ()).map_err(Clone::clone),
-            );
+            knowledge.record("GET", "/workspaces/{workspace}/projects", &project);
             project_target = project.ok().flatten().map(|p| (*ws, p.key));
         }
         if repo_target.is_some() && project_target.is_some() {
@@ -606,12 +582,12 @@ async fn probe_managed(
             knowledge.record(
                 "GET",
                 "/repositories/{workspace}/{repo_slug}/permissions-config/users",
-                &ok_or_err(list),
+                &list,
             );
             let put = perms
                 .put_user(target, PROBE_ACCOUNT, PermissionLevel::Read)
                 .await;
-            knowledge.record("PUT", REPO_USER, &ok_or_err(put));
+            knowledge.record("PUT", REPO_USER, &put);
             let delete = perms.delete_user(target, PROBE_ACCOUNT).await;
             knowledge.record("DELETE", REPO_USER, &delete);
         }
@@ -630,12 +606,12 @@ async fn probe_managed(
             knowledge.record(
                 "GET",
                 "/workspaces/{workspace}/projects/{project_key}/permissions-config/users",
-                &ok_or_err(list),
+                &list,
             );
             let put = perms
                 .put_user(target, PROBE_ACCOUNT, PermissionLevel::Read)
                 .await;
-            knowledge.record("PUT", PROJECT_USER, &ok_or_err(put));
+            knowledge.record("PUT", PROJECT_USER, &put);
             let delete = perms.delete_user(target, PROBE_ACCOUNT).await;
             knowledge.record("DELETE", PROJECT_USER, &delete);
         }

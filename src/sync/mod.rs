@@ -50,7 +50,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use plan::{pages_for, Candidate, Priority};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::task::JoinSet;
 use tracing::{info, instrument, warn};
 
@@ -408,18 +408,10 @@ impl Limit {
 async fn active_grant_targets(store: &dyn Store) -> Result<HashSet<ListingKey>, SyncError> {
     let mut out = HashSet::new();
     for grant in store.active_grants().await? {
-        match grant.target {
-            GrantTarget::Repository { repository, .. } => {
-                out.insert(ListingKey::RepositoryUserPermissions(repository.clone()));
-                out.insert(ListingKey::RepositoryGroupPermissions(repository));
-            }
-            GrantTarget::Project { project, .. } => {
-                out.insert(ListingKey::ProjectUserPermissions(project.clone()));
-                out.insert(ListingKey::ProjectGroupPermissions(project));
-            }
-            #[allow(unreachable_patterns)]
-            _ => {}
-        }
+        out.extend(match grant.target {
+            GrantTarget::Repository { repository, .. } => repo_listings(repository),
+            GrantTarget::Project { project, .. } => project_listings(project),
+        });
     }
     Ok(out)
 }
@@ -616,7 +608,7 @@ impl WorkspaceRun<'_> {
                     })
                     .collect();
                 let outcome = self.replace(key, facts, pages).await?;
-                self.note_new(&outcome, project_listings);
+                self.note_new(&outcome, new_project_listings);
                 summary.listings_read += 1;
             }
             Some(Err(e)) => self.fail(&key, &e),
@@ -641,7 +633,7 @@ impl WorkspaceRun<'_> {
                     })
                     .collect();
                 let outcome = self.replace(key, facts, pages).await?;
-                self.note_new(&outcome, repo_listings);
+                self.note_new(&outcome, new_repo_listings);
                 summary.listings_read += 1;
             }
             Some(Err(e)) => self.fail(&key, &e),
@@ -974,28 +966,38 @@ impl WorkspaceRun<'_> {
     }
 }
 
-/// The two permission listings of repository `slug`.
-fn repo_listings(ws: &WorkspaceSlug, slug: &str) -> Option<[ListingKey; 2]> {
-    let r = RepoRef {
-        workspace: ws.clone(),
-        slug: RepoSlug::parse(slug.to_string()).ok()?,
-    };
-    Some([
+/// The two permission listings of a repository.
+fn repo_listings(r: RepoRef) -> [ListingKey; 2] {
+    [
         ListingKey::RepositoryUserPermissions(r.clone()),
         ListingKey::RepositoryGroupPermissions(r),
-    ])
+    ]
 }
 
-/// The two permission listings of project `key`.
-fn project_listings(ws: &WorkspaceSlug, key: &str) -> Option<[ListingKey; 2]> {
-    let p = ProjectRef {
-        workspace: ws.clone(),
-        key: ProjectKey::parse(key.to_string()).ok()?,
-    };
-    Some([
+/// The two permission listings of a project.
+fn project_listings(p: ProjectRef) -> [ListingKey; 2] {
+    [
         ListingKey::ProjectUserPermissions(p.clone()),
         ListingKey::ProjectGroupPermissions(p),
-    ])
+    ]
+}
+
+/// The permission listings of repository `slug` of `ws`, named by a drift event's item.
+fn new_repo_listings(ws: &WorkspaceSlug, slug: &str) -> Option<[ListingKey; 2]> {
+    let slug = RepoSlug::parse(slug.to_string()).ok()?;
+    Some(repo_listings(RepoRef {
+        workspace: ws.clone(),
+        slug,
+    }))
+}
+
+/// The permission listings of project `key` of `ws`, named by a drift event's item.
+fn new_project_listings(ws: &WorkspaceSlug, key: &str) -> Option<[ListingKey; 2]> {
+    let key = ProjectKey::parse(key.to_string()).ok()?;
+    Some(project_listings(ProjectRef {
+        workspace: ws.clone(),
+        key,
+    }))
 }
 
 /// A permission listing and the outcome of its read: its facts and pages, or the error.
@@ -1006,86 +1008,76 @@ async fn fetch_permissions(
     client: &BitbucketClient,
     key: &ListingKey,
 ) -> Result<(Vec<Fact>, u64), ApiError> {
+    let (target, users) = match key {
+        ListingKey::RepositoryUserPermissions(r) | ListingKey::RepositoryGroupPermissions(r) => (
+            PermissionTarget::Repository {
+                workspace: r.workspace.as_str(),
+                repo_slug: r.slug.as_str(),
+            },
+            matches!(key, ListingKey::RepositoryUserPermissions(_)),
+        ),
+        ListingKey::ProjectUserPermissions(p) | ListingKey::ProjectGroupPermissions(p) => (
+            PermissionTarget::Project {
+                workspace: p.workspace.as_str(),
+                project_key: p.key.as_str(),
+            },
+            matches!(key, ListingKey::ProjectUserPermissions(_)),
+        ),
+        other => {
+            return Err(ApiError::local(
+                ErrorKind::Config,
+                "(sync)",
+                format!("{other} is not a permission listing"),
+            ))
+        }
+    };
+    let on_repo = matches!(target, PermissionTarget::Repository { .. });
+    // A level Bitbucket answers that the listing cannot hold (`none`, unknown) is no permission.
+    let fact_for_user = |account: Account, level: PermissionLevel| {
+        Some(if on_repo {
+            Fact::RepositoryUserPermission {
+                account,
+                level: repo_level(level)?,
+            }
+        } else {
+            Fact::ProjectUserPermission {
+                account,
+                level: project_level(level)?,
+            }
+        })
+    };
+    let fact_for_group = |group: GroupSlug, level: PermissionLevel| {
+        Some(if on_repo {
+            Fact::RepositoryGroupPermission {
+                group,
+                level: repo_level(level)?,
+            }
+        } else {
+            Fact::ProjectGroupPermission {
+                group,
+                level: project_level(level)?,
+            }
+        })
+    };
     let perms = client.permissions();
-    match key {
-        ListingKey::RepositoryUserPermissions(r) => {
-            let target = PermissionTarget::Repository {
-                workspace: r.workspace.as_str(),
-                repo_slug: r.slug.as_str(),
-            };
-            let list = perms.list_users(target).collect_all().await?;
-            let pages = pages_for(list.len() as u64, PAGE_SIZE);
-            let facts = list
-                .into_iter()
-                .filter_map(|p| {
-                    Some(Fact::RepositoryUserPermission {
-                        account: account(&p.user)?,
-                        level: repo_level(p.permission)?,
-                    })
-                })
-                .collect();
-            Ok((facts, pages))
-        }
-        ListingKey::RepositoryGroupPermissions(r) => {
-            let target = PermissionTarget::Repository {
-                workspace: r.workspace.as_str(),
-                repo_slug: r.slug.as_str(),
-            };
-            let list = perms.list_groups(target).collect_all().await?;
-            let pages = pages_for(list.len() as u64, PAGE_SIZE);
-            let facts = list
-                .into_iter()
-                .filter_map(|p| {
-                    Some(Fact::RepositoryGroupPermission {
-                        group: GroupSlug::parse(p.group.slug).ok()?,
-                        level: repo_level(p.permission)?,
-                    })
-                })
-                .collect();
-            Ok((facts, pages))
-        }
-        ListingKey::ProjectUserPermissions(p) => {
-            let target = PermissionTarget::Project {
-                workspace: p.workspace.as_str(),
-                project_key: p.key.as_str(),
-            };
-            let list = perms.list_users(target).collect_all().await?;
-            let pages = pages_for(list.len() as u64, PAGE_SIZE);
-            let facts = list
-                .into_iter()
-                .filter_map(|p| {
-                    Some(Fact::ProjectUserPermission {
-                        account: account(&p.user)?,
-                        level: project_level(p.permission)?,
-                    })
-                })
-                .collect();
-            Ok((facts, pages))
-        }
-        ListingKey::ProjectGroupPermissions(p) => {
-            let target = PermissionTarget::Project {
-                workspace: p.workspace.as_str(),
-                project_key: p.key.as_str(),
-            };
-            let list = perms.list_groups(target).collect_all().await?;
-            let pages = pages_for(list.len() as u64, PAGE_SIZE);
-            let facts = list
-                .into_iter()
-                .filter_map(|p| {
-                    Some(Fact::ProjectGroupPermission {
-                        group: GroupSlug::parse(p.group.slug).ok()?,
-                        level: project_level(p.permission)?,
-                    })
-                })
-                .collect();
-            Ok((facts, pages))
-        }
-        other => Err(ApiError::local(
-            ErrorKind::Config,
-            "(sync)",
-            format!("{other} is not a permission listing"),
-        )),
-    }
+    let (count, facts): (usize, Vec<Fact>) = if users {
+        let list = perms.list_users(target).collect_all().await?;
+        let facts = list
+            .iter()
+            .filter_map(|p| fact_for_user(account(&p.user)?, p.permission))
+            .collect();
+        (list.len(), facts)
+    } else {
+        let list = perms.list_groups(target).collect_all().await?;
+        let facts = list
+            .iter()
+            .filter_map(|p| {
+                fact_for_group(GroupSlug::parse(p.group.slug.clone()).ok()?, p.permission)
+            })
+            .collect();
+        (list.len(), facts)
+    };
+    Ok((facts, pages_for(count as u64, PAGE_SIZE)))
 }
 
 /// The domain account of an API account. Accounts without an account id (rare app users) are
@@ -1164,10 +1156,9 @@ async fn staleness(
     Ok((oldest, never))
 }
 
-/// Keeps `Duration` in the public surface stable for callers that format the report.
+/// An age in seconds as people read it: `45s`, `12m`, `5h`, `3d`.
 pub fn format_age(seconds: i64) -> String {
-    let d = Duration::from_secs(seconds.max(0) as u64);
-    let s = d.as_secs();
+    let s = seconds.max(0);
     if s < 120 {
         format!("{s}s")
     } else if s < 7200 {
