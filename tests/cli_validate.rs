@@ -1,6 +1,8 @@
 //! Black-box tests of `bitbucket-access validate`, `manifest` and the global options, running
 //! the real binary as a user would. The cases are the "Done when" list of issue 2.
 
+mod support_paths;
+
 use assert_cmd::Command;
 use std::path::Path;
 use tempfile::TempDir;
@@ -281,7 +283,7 @@ fn manifest_prints_connector_json() {
     let printed: serde_json::Value =
         serde_json::from_str(&run.stdout).expect("the manifest is JSON");
     let shipped: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("connector.json"))
+        &std::fs::read_to_string(support_paths::package_root().join("connector.json"))
             .expect("connector.json"),
     )
     .expect("JSON");

@@ -2,7 +2,10 @@
 //! secret files, defaults, and every kind of mistake reported with its JSON pointer, without
 //! ever showing a secret.
 
-use bitbucket_access::config::{Backend, Config, ConfigError, Level, ReportFormat};
+mod support_paths;
+
+use bitbucket_access::config::{Backend, Config, ConfigError, ReportFormat};
+use bitbucket_access::domain::ProjectLevel;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -34,7 +37,7 @@ fn env(name: &str) -> Option<String> {
 }
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/configs")
+    support_paths::package_root().join("tests/fixtures/configs")
 }
 
 fn load(rel: &str) -> Result<Config, ConfigError> {
@@ -116,7 +119,11 @@ fn env_references_are_resolved_and_defaults_apply() {
     );
     assert_eq!(
         config.grant_policy.allowed_levels,
-        vec![Level::Read, Level::Write, Level::CreateRepo]
+        vec![
+            ProjectLevel::Read,
+            ProjectLevel::Write,
+            ProjectLevel::CreateRepo
+        ]
     );
     assert_eq!(config.schedules.sync.expression(), "0 0 * * * *");
     assert!(config
@@ -149,7 +156,7 @@ fn every_field_of_the_full_example_reaches_the_typed_config() {
     );
     assert_eq!(
         g.allowed_levels,
-        vec![Level::Read, Level::Write, Level::Admin]
+        vec![ProjectLevel::Read, ProjectLevel::Write, ProjectLevel::Admin]
     );
     assert!(!g.allow_standing_grants && g.require_ticket);
     let a = &config.audit_policy;
@@ -257,7 +264,7 @@ fn an_unset_variable_is_named_with_its_pointer() {
     let err = load("semantic/unset_env.json").expect_err("unset");
     assert_eq!(
         err.to_string().lines().nth(1),
-        Some("/app_token: refers to the environment variable NOT_SET_ANYWHERE, which is not set")
+        Some("/app_token: refers to the environment variable NOT_SET_ANYWHERE, which is not set; set it, or write the value itself")
     );
 }
 

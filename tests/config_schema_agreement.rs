@@ -3,12 +3,14 @@
 //! systematic mutations of the fullest example (every field removed, nulled, retyped, emptied,
 //! and an unknown field added to every object).
 
+mod support_paths;
+
 use bitbucket_access::config::{schema_accepts, RawConfig};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/configs")
+    support_paths::package_root().join("tests/fixtures/configs")
 }
 
 fn read(rel: &str) -> Value {

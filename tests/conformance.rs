@@ -7,13 +7,15 @@
 //! reference folder the test says plainly that it did not run, and fails when
 //! `REQUIRE_REFERENCE=1` (as CI sets it).
 
+mod support_paths;
+
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
 fn reference_dir() -> PathBuf {
     std::env::var_os("REFERENCE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference"))
+        .unwrap_or_else(|| support_paths::package_root().join("../shared/reference"))
 }
 
 /// The official document, or `None` (with a plain message) when it is absent and not required.
@@ -85,8 +87,7 @@ fn entry_from_spec(spec: &Value, method: &str, path: &str) -> Value {
 #[test]
 fn endpoint_table_matches_the_official_document() {
     let Some(spec) = load_spec() else { return };
-    let table_path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas/bitbucket-endpoints.json");
+    let table_path = support_paths::package_root().join("schemas/bitbucket-endpoints.json");
     let table: Value =
         serde_json::from_str(&std::fs::read_to_string(&table_path).unwrap()).unwrap();
     let expected: Vec<Value> = table["endpoints"]

@@ -3,10 +3,12 @@
 //! endpoint table requires for the endpoints it lists, and every scope exists in the official
 //! OpenAPI document (when `../shared/reference` is present; required when `REQUIRE_REFERENCE=1`).
 
+mod support_paths;
+
 use bitbucket_access::manifest::{Manifest, CAPABILITIES, MANIFEST_JSON};
 use bitbucket_access::{config, endpoints};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[test]
 fn the_version_is_the_crate_version_and_the_id_is_stable() {
@@ -121,7 +123,7 @@ fn entitlements_and_resource_types_fit_together() {
 #[test]
 fn the_config_schema_it_names_is_the_one_the_program_uses() {
     let m = Manifest::get();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(&m.config_schema);
+    let path = support_paths::package_root().join(&m.config_schema);
     let text = std::fs::read_to_string(&path).expect("the schema named by connector.json exists");
     assert_eq!(text, config::SCHEMA_JSON);
     let reparsed: serde_json::Value = serde_json::from_str(MANIFEST_JSON).expect("JSON");
@@ -135,7 +137,7 @@ fn the_config_schema_it_names_is_the_one_the_program_uses() {
 fn reference_dir() -> PathBuf {
     std::env::var_os("REFERENCE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference"))
+        .unwrap_or_else(|| support_paths::package_root().join("../shared/reference"))
 }
 
 /// Every `<action>:<resource>:bitbucket` scope name the official document mentions, from the

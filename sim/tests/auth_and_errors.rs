@@ -8,11 +8,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 fn spec_endpoints() -> Vec<Value> {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../schemas/bitbucket-endpoints.json"
-    ))
-    .expect("endpoints file");
+    let path = common::package_root().join("../schemas/bitbucket-endpoints.json");
+    let text = std::fs::read_to_string(path).expect("endpoints file");
     let v: Value = serde_json::from_str(&text).expect("json");
     v["endpoints"].as_array().cloned().expect("endpoints")
 }

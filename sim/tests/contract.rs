@@ -44,7 +44,7 @@ const DEVIATIONS: &[(&str, &str)] = &[
 fn reference_dir() -> PathBuf {
     std::env::var_os("BITBUCKET_REFERENCE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference"))
+        .unwrap_or_else(|| common::package_root().join("../../shared/reference"))
 }
 
 fn load(name: &str) -> Option<Value> {

@@ -98,8 +98,8 @@ impl ClientSettings {
         ClientSettings {
             base_url,
             auth,
-            connect_timeout: Duration::from_secs(10),
-            read_timeout: Duration::from_secs(30),
+            connect_timeout: crate::config::DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: crate::config::DEFAULT_READ_TIMEOUT,
             budget: BudgetSettings::default(),
         }
     }

@@ -4,6 +4,7 @@
 //! URLs, files) come afterwards, in the parent module's `Builder`.
 
 use super::duration::HumanDuration;
+use crate::domain::ProjectLevel;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
@@ -60,34 +61,6 @@ impl<'de> Deserialize<'de> for NonEmpty {
             return Err(serde::de::Error::custom("must not be empty"));
         }
         Ok(NonEmpty(text))
-    }
-}
-
-/// A permission level as the config names it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Level {
-    /// Read access (clone, browse).
-    Read,
-    /// Write access (push).
-    Write,
-    /// Project level only: write on the project's repositories plus creating repositories.
-    CreateRepo,
-    /// Admin access.
-    Admin,
-}
-
-impl Level {
-    /// The name Bitbucket and the config use for the level.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Read => "read",
-            Level::Write => "write",
-            Level::CreateRepo => "create-repo",
-            Level::Admin => "admin",
-        }
     }
 }
 
@@ -271,7 +244,7 @@ pub struct RawGrantPolicy {
     #[serde(default, deserialize_with = "present")]
     pub(super) max_duration: Option<HumanDuration>,
     #[serde(default, deserialize_with = "present")]
-    pub(super) allowed_levels: Option<Vec<Level>>,
+    pub(super) allowed_levels: Option<Vec<ProjectLevel>>,
     #[serde(default, deserialize_with = "present")]
     pub(super) allow_standing_grants: Option<bool>,
     #[serde(default, deserialize_with = "present")]

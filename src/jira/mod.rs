@@ -303,8 +303,8 @@ impl JiraSettings {
             base_url,
             user: user.into(),
             key,
-            connect_timeout: Duration::from_secs(10),
-            read_timeout: Duration::from_secs(30),
+            connect_timeout: crate::config::DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: crate::config::DEFAULT_READ_TIMEOUT,
         }
     }
 }

@@ -5,6 +5,15 @@ use bitbucket_sim::{Sim, SimHandle, SimOptions, World, WorldSpec};
 use reqwest::{Client, Response};
 use serde_json::Value;
 
+/// The root of the simulator package, found at run time: `CARGO_MANIFEST_DIR` (cargo sets it for
+/// every test process), or the current directory (cargo runs tests from the package root).
+pub fn package_root() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| std::path::PathBuf::from("."))
+}
+
 /// Starts a tiny world with a generous rate limit.
 pub async fn start_tiny(seed: u64) -> SimHandle {
     start(World::generate(&WorldSpec::tiny(seed)), 100_000).await
