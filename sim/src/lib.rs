@@ -52,17 +52,41 @@ pub use world::{
 use net::{ConnHandle, KillableListener};
 use state::{AccessToken, ApiToken, Shared};
 
+/// Why a simulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be opened on the loopback interface.
+    #[error("cannot listen for the simulated {api} API on 127.0.0.1:{port}: {source}; choose another port, or 0 to let the system pick one")]
+    Listen {
+        /// Which API the listener was for (`Bitbucket` or `Jira`).
+        api: &'static str,
+        /// The port asked for (0: any).
+        port: u16,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Binds a loopback listener and reads back its URL.
+async fn listen(api: &'static str, port: u16) -> Result<(TcpListener, String), StartError> {
+    let error = |source| StartError::Listen { api, port, source };
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .map_err(error)?;
+    let url = format!("http://{}", listener.local_addr().map_err(error)?);
+    Ok((listener, url))
+}
+
 /// Starts simulators.
 pub struct Sim;
 
 impl Sim {
     /// Serves `world` on two loopback listeners and returns the handle. Must be called inside a
     /// Tokio runtime; the servers run as tasks of that runtime.
-    pub async fn start(world: World, opts: SimOptions) -> anyhow::Result<SimHandle> {
-        let bb = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], opts.bitbucket_port))).await?;
-        let jira = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], opts.jira_port))).await?;
-        let bb_url = format!("http://{}", bb.local_addr()?);
-        let jira_url = format!("http://{}", jira.local_addr()?);
+    pub async fn start(world: World, opts: SimOptions) -> Result<SimHandle, StartError> {
+        let (bb, bb_url) = listen("Bitbucket", opts.bitbucket_port).await?;
+        let (jira, jira_url) = listen("Jira", opts.jira_port).await?;
         let shared = Arc::new(Shared::new(world, opts, bb_url, jira_url));
 
         // Standard credentials: the service account's token with every connector scope, the

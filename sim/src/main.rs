@@ -135,7 +135,7 @@ fn make_admin_owner_of_all(world: &mut World) {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (args, spec) = match parse_args(std::env::args().skip(1)).and_then(|a| {
         let spec = spec_of(&a)?;
         Ok((a, spec))
