@@ -80,6 +80,17 @@ fn tokens_with_control_or_non_ascii_characters_are_refused() {
 }
 
 #[test]
+fn a_bad_token_is_reported_together_with_a_schema_problem() {
+    assert_eq!(
+        problems(r#"{"email": "svc@acme.com", "app_token": "tok\r\n", "colour": "blue"}"#),
+        [
+            "/app_token: contains a line break, tab, space, NUL or other control character; a token is printable ASCII, so check for a stray newline or a copy from a terminal",
+            "/colour: unknown field (allowed here: api, app_token, app_token_file, audit_policy, database_url, email, grant_policy, identity, jira_credentials, request_budget, schedules, server, workspaces)",
+        ]
+    );
+}
+
+#[test]
 fn a_token_longer_than_1024_characters_is_refused_by_its_length() {
     let long = "t".repeat(1025);
     let found = problems(&format!(

@@ -2,13 +2,16 @@
 //!
 //! Loading runs in four steps, and every problem of every step is reported at once, each with the
 //! JSON pointer of the value that caused it:
-//! 1. parse the JSON and refuse the legacy `user` + `app_password` shape with advice;
-//! 2. replace `${ENV_VAR}` strings by their values;
-//! 3. validate against `schemas/config.schema.json` (the published contract);
-//! 4. semantic checks the schema cannot express: cron expressions, URLs (https, or http only for
-//!    loopback hosts), durations, listen addresses, secret files.
+//! 1. parse the JSON strictly (`json`: a key written twice is an error, a byte order mark is
+//!    accepted) and refuse the legacy `user` + `app_password` shape with advice;
+//! 2. expand `${NAME}` references from the environment (`env`), whole values or inside strings;
+//! 3. validate against `schemas/config.schema.json` (`schema`, the published contract);
+//! 4. semantic checks the schema cannot express (`validate`): cron expressions, URLs (https, or
+//!    http only for loopback hosts), durations, listen addresses, lists, and the bounds on secret
+//!    files, tokens and emails (`secret`).
 //!
-//! Secrets become [`SecretString`] as soon as they are read; no message names a secret's value.
+//! The typed result is in `types`. Secrets become [`SecretString`] as soon as they are read; no
+//! message names a secret's value.
 
 mod database_url;
 mod duration;

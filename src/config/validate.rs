@@ -77,9 +77,17 @@ impl<'a> Builder<'a> {
         {
             self.email("/jira_credentials/user", user);
         }
-        for pointer in ["/app_token_file", "/jira_credentials/key_file"] {
-            if let Some(file) = value.pointer(pointer).and_then(Value::as_str) {
-                self.secret(SecretSource::File(file.to_string()), pointer);
+        for file_pointer in [
+            "/app_token_file",
+            "/jira_credentials/key_file",
+            "/server/api_token_file",
+        ] {
+            if let Some(file) = value.pointer(file_pointer).and_then(Value::as_str) {
+                self.secret(SecretSource::File(file.to_string()), file_pointer);
+            }
+            let inline = file_pointer.trim_end_matches("_file");
+            if let Some(token) = value.pointer(inline).and_then(Value::as_str) {
+                self.secret(SecretSource::Value(token.to_string()), file_pointer);
             }
         }
         if let Some(workspaces) = section::<Vec<String>>(value, "workspaces") {
