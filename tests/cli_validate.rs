@@ -172,6 +172,32 @@ fn a_bad_cron_expression_is_named() {
 }
 
 #[test]
+fn a_key_written_twice_is_named() {
+    assert_rejected(
+        r#"{"email": "svc@acme.com", "app_token": "${BB_TOKEN}", "app_token": "${BB_TOKEN}"}"#,
+        "/app_token",
+        &["\"app_token\"", "more than once"],
+    );
+}
+
+#[test]
+fn a_device_as_secret_file_is_refused_at_once() {
+    assert_rejected(
+        r#"{"email": "svc@acme.com", "app_token_file": "/dev/zero"}"#,
+        "/app_token_file",
+        &["/dev/zero", "not a regular file"],
+    );
+}
+
+#[test]
+fn a_config_saved_with_a_byte_order_mark_validates() {
+    let (run, _dir) = run_with_config(&format!("\u{feff}{ENTITLE_WITH_ENV}"), &["validate"]);
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+    assert!(run.stdout.starts_with("config OK: "), "{}", run.stdout);
+    assert_no_secret(&run);
+}
+
+#[test]
 fn an_inline_token_does_not_leak_when_the_config_is_wrong() {
     let json = format!(
         r#"{{"email": "not-an-email", "app_token": "{TOKEN}", "app_token_file": "x", "unknown": 1}}"#
