@@ -31,7 +31,6 @@ fn env(name: &str) -> Option<String> {
         "BB_TOKEN" => Some("tok-ENV-SECRET-0008".into()),
         "JIRA_KEY" => Some("jira-ENV-SECRET-0009".into()),
         "SERVER_TOKEN" => Some("srv-ENV-SECRET-0010".into()),
-        "HOME" => Some("/home/someone".into()),
         _ => None,
     }
 }

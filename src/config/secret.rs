@@ -53,49 +53,51 @@ pub fn read_file(path: &Path) -> Result<String, String> {
     Ok(trimmed.to_string())
 }
 
+/// The first shared rule `text` breaks: at most `max` characters, then no whitespace or
+/// control characters (`blank_or_control` says which and what to do).
+fn first_problem(text: &str, max: usize, what: &str, blank_or_control: &str) -> Option<String> {
+    let length = text.chars().count();
+    if length > max {
+        return Some(format!(
+            "is {length} characters long; {what} has at most {max}"
+        ));
+    }
+    text.chars()
+        .any(|c| c.is_control() || c.is_whitespace())
+        .then(|| format!("contains {blank_or_control}"))
+}
+
 /// Why `token` cannot be an API token, if it cannot: tokens are printable ASCII without spaces,
 /// at most [`MAX_TOKEN_LEN`] characters.
 pub fn token_problem(token: &str) -> Option<String> {
-    let length = token.chars().count();
-    if length > MAX_TOKEN_LEN {
-        return Some(format!(
-            "is {length} characters long; a token has at most {MAX_TOKEN_LEN}"
-        ));
-    }
-    if token.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Some(
-            "contains a line break, tab, space, NUL or other control character; a token is printable ASCII, so check for a stray newline or a copy from a terminal".into(),
-        );
-    }
-    if !token.is_ascii() {
-        return Some(
-            "contains a non-ASCII character; a token is printable ASCII, so check for a typographic quote or a look-alike letter".into(),
-        );
-    }
-    None
+    first_problem(
+        token,
+        MAX_TOKEN_LEN,
+        "a token",
+        "a line break, tab, space, NUL or other control character; a token is printable ASCII, so check for a stray newline or a copy from a terminal",
+    )
+    .or_else(|| {
+        (!token.is_ascii()).then(|| {
+            "contains a non-ASCII character; a token is printable ASCII, so check for a typographic quote or a look-alike letter".into()
+        })
+    })
 }
 
 /// Why `email` cannot be an Atlassian account's email, if it cannot: at most [`MAX_EMAIL_LEN`]
 /// characters, no whitespace or control characters, a local part and a dotted domain.
 pub fn email_problem(email: &str) -> Option<String> {
-    let length = email.chars().count();
-    if length > MAX_EMAIL_LEN {
-        return Some(format!(
-            "is {length} characters long; an email address has at most {MAX_EMAIL_LEN}"
-        ));
-    }
-    if email.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Some(
-            "contains a space, line break, tab, NUL or other control character; write the email address alone".into(),
-        );
-    }
-    let shaped = match email.split_once('@') {
-        Some((local, domain)) => {
+    first_problem(
+        email,
+        MAX_EMAIL_LEN,
+        "an email address",
+        "a space, line break, tab, NUL or other control character; write the email address alone",
+    )
+    .or_else(|| {
+        let shaped = email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
-        }
-        None => false,
-    };
-    (!shaped).then(|| {
-        "must be the email address of the Atlassian account (Bitbucket authenticates API tokens with email:token; a username does not work)".into()
+        });
+        (!shaped).then(|| {
+            "must be the email address of the Atlassian account (Bitbucket authenticates API tokens with email:token; a username does not work)".into()
+        })
     })
 }
