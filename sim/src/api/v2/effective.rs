@@ -64,15 +64,9 @@ pub(super) async fn effective_all(
     uri: Uri,
 ) -> Response {
     let p = Params::from_uri(&uri);
-    let q = match parse_q(&p, EFFECTIVE_FIELDS) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
+    let q = or_respond!(parse_q(&p, EFFECTIVE_FIELDS));
     let w = s.read_world();
-    let wsv = match member_ws(&w, &c, &ws) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let wsv = or_respond!(member_ws(&w, &c, &ws));
     if !is_owner(wsv, &c) {
         return forbidden("You must be an administrator of this workspace");
     }
@@ -155,15 +149,9 @@ pub(super) async fn effective_one(
     uri: Uri,
 ) -> Response {
     let p = Params::from_uri(&uri);
-    let q = match parse_q(&p, EFFECTIVE_FIELDS) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
+    let q = or_respond!(parse_q(&p, EFFECTIVE_FIELDS));
     let w = s.read_world();
-    let wsv = match member_ws(&w, &c, &ws) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let wsv = or_respond!(member_ws(&w, &c, &ws));
     let Some(r) = find_repo(wsv, &repo) else {
         return not_found("Repository");
     };

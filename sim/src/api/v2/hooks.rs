@@ -33,10 +33,7 @@ pub(super) async fn list_hooks(
 ) -> Response {
     let p = Params::from_uri(&uri);
     let w = s.read_world();
-    let wsv = match member_ws(&w, &c, &ws) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let wsv = or_respond!(member_ws(&w, &c, &ws));
     if !is_owner(wsv, &c) {
         return forbidden("You must be an administrator of this workspace");
     }
@@ -57,10 +54,7 @@ pub(super) async fn create_hook(
     let p = Params::from_uri(&uri);
     let ws_slug = {
         let w = s.read_world();
-        let wsv = match member_ws(&w, &c, &ws) {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
+        let wsv = or_respond!(member_ws(&w, &c, &ws));
         if !is_owner(wsv, &c) {
             return forbidden("You must be an administrator of this workspace");
         }
@@ -113,10 +107,7 @@ pub(super) async fn delete_hook(
 ) -> Response {
     let ws_slug = {
         let w = s.read_world();
-        let wsv = match member_ws(&w, &c, &ws) {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
+        let wsv = or_respond!(member_ws(&w, &c, &ws));
         if !is_owner(wsv, &c) {
             return forbidden("You must be an administrator of this workspace");
         }

@@ -26,6 +26,18 @@ use super::{error, gone_2770};
 use crate::state::{Caller, Shared};
 use crate::world::{Level, Project, Repository, Role, Workspace, World};
 
+/// Unwraps a `Result<T, Response>`, or returns its error response from the enclosing handler:
+/// the step every handler repeats while it resolves the workspace, checks access and parses
+/// `q=`. Defined before the submodules so that they can use it.
+macro_rules! or_respond {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(response) => return response,
+        }
+    };
+}
+
 mod effective;
 mod hooks;
 mod permissions_config;

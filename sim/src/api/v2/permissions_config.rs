@@ -263,10 +263,7 @@ async fn pc_groups<T: PermTarget>(
 ) -> Response {
     let p = Params::from_uri(&uri);
     let w = s.read_world();
-    let (wsv, t) = match (T::ADMIN)(&w, &c, &ws, &id) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (wsv, t) = or_respond!((T::ADMIN)(&w, &c, &ws, &id));
     let items: Vec<_> = t
         .grants(Grantee::Group)
         .iter()
@@ -295,14 +292,8 @@ async fn pc_get<T: PermTarget, G: GranteeKind>(
 ) -> Response {
     let p = Params::from_uri(&uri);
     let w = s.read_world();
-    let target = match (T::ADMIN)(&w, &c, &ws, &id) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let key = match grantee_key(&w, G::TO, &who) {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
+    let target = or_respond!((T::ADMIN)(&w, &c, &ws, &id));
+    let key = or_respond!(grantee_key(&w, G::TO, &who));
     match target
         .1
         .grants(G::TO)
@@ -324,10 +315,7 @@ async fn pc_put<T: PermTarget, G: GranteeKind>(
     let p = Params::from_uri(&uri);
     let (ws_slug, target_key, key, level) = {
         let w = s.read_world();
-        let (wsv, t) = match (T::ADMIN)(&w, &c, &ws, &id) {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
+        let (wsv, t) = or_respond!((T::ADMIN)(&w, &c, &ws, &id));
         // An unknown group is reported before the body is looked at, a user only after.
         if G::TO == Grantee::Group && !wsv.groups.contains_key(&who) {
             return not_found("Group");
@@ -338,10 +326,7 @@ async fn pc_put<T: PermTarget, G: GranteeKind>(
             Err(r) => return r,
         };
         let key = match G::TO {
-            Grantee::User => match check_grantee(&w, wsv, &who) {
-                Ok(a) => a,
-                Err(r) => return r,
-            },
+            Grantee::User => or_respond!(check_grantee(&w, wsv, &who)),
             Grantee::Group => who,
         };
         (wsv.slug.clone(), t.key().to_string(), key, level)
@@ -370,14 +355,8 @@ async fn pc_delete<T: PermTarget, G: GranteeKind>(
 ) -> Response {
     let (ws_slug, target_key, key) = {
         let w = s.read_world();
-        let (wsv, t) = match (T::ADMIN)(&w, &c, &ws, &id) {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
-        let key = match grantee_key(&w, G::TO, &who) {
-            Ok(k) => k,
-            Err(r) => return r,
-        };
+        let (wsv, t) = or_respond!((T::ADMIN)(&w, &c, &ws, &id));
+        let key = or_respond!(grantee_key(&w, G::TO, &who));
         if !t.grants(G::TO).contains_key(&key) {
             return not_found(missing_grant(G::TO));
         }

@@ -17,15 +17,9 @@ pub(super) async fn list_projects(
     uri: Uri,
 ) -> Response {
     let p = Params::from_uri(&uri);
-    let q = match parse_q(&p, &["key", "name", "uuid", "is_private"]) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
+    let q = or_respond!(parse_q(&p, &["key", "name", "uuid", "is_private"]));
     let w = s.read_world();
-    let wsv = match member_ws(&w, &c, &ws) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let wsv = or_respond!(member_ws(&w, &c, &ws));
     let items: Vec<_> = wsv
         .projects
         .values()
@@ -60,10 +54,7 @@ pub(super) async fn get_project(
 ) -> Response {
     let p = Params::from_uri(&uri);
     let w = s.read_world();
-    let wsv = match member_ws(&w, &c, &ws) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let wsv = or_respond!(member_ws(&w, &c, &ws));
     let Some(pr) = wsv.projects.get(&key) else {
         return not_found("Project");
     };
@@ -86,10 +77,7 @@ pub(super) async fn project_users(
 ) -> Response {
     let p = Params::from_uri(&uri);
     let w = s.read_world();
-    let (wsv, pr) = match admin_project(&w, &c, &ws, &key) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (wsv, pr) = or_respond!(admin_project(&w, &c, &ws, &key));
     let items: Vec<(&User, ProjectLevel)> = pr
         .user_permissions
         .iter()

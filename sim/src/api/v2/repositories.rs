@@ -86,10 +86,7 @@ pub(super) async fn list_repositories(
     uri: Uri,
 ) -> Response {
     let p = Params::from_uri(&uri);
-    let q = match parse_q(&p, REPO_FIELDS) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
+    let q = or_respond!(parse_q(&p, REPO_FIELDS));
     let min_role = match p.get("role") {
         None => None,
         Some("member") => Some(Level::Read),
@@ -105,10 +102,7 @@ pub(super) async fn list_repositories(
         }
     }
     let w = s.read_world();
-    let wsv = match any_ws(&w, &c, &ws) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let wsv = or_respond!(any_ws(&w, &c, &ws));
     let owner_or_token = is_owner(wsv, &c) || matches!(c, Caller::AccessToken { .. });
     let visible = |r: &Repository| -> bool {
         let level = if owner_or_token {
@@ -174,10 +168,7 @@ pub(super) async fn list_repositories(
         next_token = (offset + len < all.len())
             .then(|| encode_cursor("repositories-sorted", &[&(offset + len).to_string()]));
     } else {
-        let range = match after_cursor(&wsv.repositories, &p, "repositories") {
-            Ok(r) => r,
-            Err(r) => return r,
-        };
+        let range = or_respond!(after_cursor(&wsv.repositories, &p, "repositories"));
         let mut more = false;
         for (_, r) in range {
             if visible(r) && matches(r) {
@@ -228,10 +219,7 @@ pub(super) async fn get_repository(
 ) -> Response {
     let p = Params::from_uri(&uri);
     let w = s.read_world();
-    let wsv = match any_ws(&w, &c, &ws) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let wsv = or_respond!(any_ws(&w, &c, &ws));
     let Some(r) = find_repo(wsv, &slug) else {
         return not_found("Repository");
     };
@@ -249,16 +237,10 @@ pub(super) async fn repo_users(
 ) -> Response {
     let p = Params::from_uri(&uri);
     let w = s.read_world();
-    let (wsv, r) = match admin_repo(&w, &c, &ws, &slug) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (wsv, r) = or_respond!(admin_repo(&w, &c, &ws, &slug));
     // Iterator-style paging with an opaque cursor; no size, no page number.
     let len = pagelen(&p);
-    let range = match after_cursor(&r.user_permissions, &p, "repo-users") {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+    let range = or_respond!(after_cursor(&r.user_permissions, &p, "repo-users"));
     let mut items: Vec<(&User, Level)> = Vec::with_capacity(len + 1);
     for (a, l) in range {
         if let Some(u) = w.users.get(a) {

@@ -40,10 +40,7 @@ pub(super) async fn user_workspaces(State(s): S, Extension(c): C, uri: Uri) -> R
     let Some(me) = c.account_id() else {
         return forbidden(crate::api::NOT_ACCESSIBLE);
     };
-    let q = match parse_q(&p, &["slug", "workspace.slug", "administrator"]) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
+    let q = or_respond!(parse_q(&p, &["slug", "workspace.slug", "administrator"]));
     let admin_filter = match p.get("administrator") {
         None => None,
         Some("true") => Some(true),
@@ -146,15 +143,9 @@ fn memberships(s: &Shared, c: &Caller, ws: &str, uri: &Uri, with_role: bool) -> 
     } else {
         &MEMBER_FIELDS[..5]
     };
-    let q = match parse_q(&p, allowed) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
+    let q = or_respond!(parse_q(&p, allowed));
     let w = s.read_world();
-    let wsv = match member_ws(&w, c, ws) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let wsv = or_respond!(member_ws(&w, c, ws));
     let emails = q.as_ref().map_or(0, |q| q.count_values("user.email"));
     let by_email = q
         .as_ref()
@@ -221,10 +212,7 @@ pub(super) async fn get_member(
 ) -> Response {
     let p = Params::from_uri(&uri);
     let w = s.read_world();
-    let wsv = match member_ws(&w, &c, &ws) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let wsv = or_respond!(member_ws(&w, &c, &ws));
     let Some(u) = w.user(&member) else {
         return not_found("Member");
     };
