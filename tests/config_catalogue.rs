@@ -305,6 +305,10 @@ fn cron_errors_state_the_real_range() {
             "0 0/61 * * * *",
             "the step of minutes must be 1–59 (61 given)",
         ),
+        (
+            "0 50-70 * * * *",
+            "the minutes range 50-70 must lie within 0–59 and start at or before its end",
+        ),
     ];
     for (expression, detail) in cases {
         assert_eq!(
