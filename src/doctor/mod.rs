@@ -24,8 +24,12 @@
 //! one new token fixes them all. Things that work but not fully (some Jira users hide their
 //! e-mail address) are warnings: they are reported with their fix but keep the report healthy.
 
+use crate::bitbucket::templates::{
+    PROJECTS, PROJECT_USER, PROJECT_USERS, REPOSITORIES, REPO_USER, REPO_USERS, USER,
+    USER_WORKSPACES, WORKSPACE_PERMISSIONS,
+};
 use crate::bitbucket::{
-    ApiError, BitbucketClient, ErrorDetail, ErrorKind, PermissionLevel, PermissionTarget,
+    ApiError, BitbucketClient, ErrorDetail, ErrorKind, PermissionLevel, PermissionTarget, Removal,
 };
 use crate::config::Config;
 use crate::endpoints;
@@ -282,7 +286,7 @@ pub async fn run(
 
     // 1. Authentication.
     let user = bitbucket.user().await;
-    knowledge.record("GET", "/user", &user);
+    knowledge.record("GET", USER, &user);
     let authentication = match &user {
         Ok(account) => AuthCheck {
             ok: true,
@@ -412,7 +416,7 @@ pub async fn run(
 
 /// The problem for credentials Bitbucket refused, with the fix that fits the refusal.
 fn refused_credentials(config: &Config, e: &ApiError) -> Problem {
-    if e.kind == ErrorKind::Gone && e.message.contains("CHANGE-3222") {
+    if e.removed == Some(Removal::AppPasswords) {
         // The one refusal whose fix is not "check the token": app passwords are gone for good,
         // so say exactly what to create instead.
         return Problem {
@@ -426,7 +430,11 @@ fn refused_credentials(config: &Config, e: &ApiError) -> Problem {
                  https://id.atlassian.com/manage-profile/security/api-tokens (choose Bitbucket and \
                  select {}), put it in `app_token`, and set `email` to the Atlassian account \
                  e-mail address of its owner.",
-                connector_scopes().join(", ")
+                {
+                    let mut scopes = Manifest::get().all_scopes();
+                    scopes.sort_unstable();
+                    scopes.join(", ")
+                }
             ),
         };
     }
@@ -446,16 +454,6 @@ fn refused_credentials(config: &Config, e: &ApiError) -> Problem {
     }
 }
 
-/// Every scope some capability of `connector.json` needs, sorted.
-fn connector_scopes() -> Vec<String> {
-    let all: BTreeSet<String> = Manifest::get()
-        .capabilities
-        .iter()
-        .flat_map(|c| c.scopes.iter().cloned())
-        .collect();
-    all.into_iter().collect()
-}
-
 async fn check_workspaces(
     config: &Config,
     bitbucket: &BitbucketClient,
@@ -463,7 +461,7 @@ async fn check_workspaces(
     problems: &mut Vec<Problem>,
 ) -> Vec<WorkspaceCheck> {
     let listed = bitbucket.workspaces().list().collect_all().await;
-    knowledge.record("GET", "/user/workspaces", &listed);
+    knowledge.record("GET", USER_WORKSPACES, &listed);
     let listed = match listed {
         Ok(l) => l,
         Err(e) => {
@@ -543,14 +541,14 @@ async fn probe_managed(
         s.next().await.transpose()
     }
     .await;
-    knowledge.record("GET", "/workspaces/{workspace}/permissions", &first_member);
+    knowledge.record("GET", WORKSPACE_PERMISSIONS, &first_member);
 
     let mut repo_target: Option<(&str, String)> = None;
     let mut project_target: Option<(&str, String)> = None;
     for ws in &candidates {
         if repo_target.is_none() {
             let repo = bitbucket.repositories(ws).list(None).try_next().await;
-            knowledge.record("GET", "/repositories/{workspace}", &repo);
+            knowledge.record("GET", REPOSITORIES, &repo);
             repo_target = repo
                 .ok()
                 .flatten()
@@ -559,7 +557,7 @@ async fn probe_managed(
         }
         if project_target.is_none() {
             let project = bitbucket.projects(ws).list().try_next().await;
-            knowledge.record("GET", "/workspaces/{workspace}/projects", &project);
+            knowledge.record("GET", PROJECTS, &project);
             project_target = project.ok().flatten().map(|p| (*ws, p.key));
         }
         if repo_target.is_some() && project_target.is_some() {
@@ -568,10 +566,6 @@ async fn probe_managed(
     }
 
     let perms = bitbucket.permissions();
-    const REPO_USER: &str =
-        "/repositories/{workspace}/{repo_slug}/permissions-config/users/{selected_user_id}";
-    const PROJECT_USER: &str =
-        "/workspaces/{workspace}/projects/{project_key}/permissions-config/users/{selected_user_id}";
     match &repo_target {
         Some((ws, slug)) => {
             let target = PermissionTarget::Repository {
@@ -579,11 +573,7 @@ async fn probe_managed(
                 repo_slug: slug,
             };
             let list = perms.list_users(target).try_next().await;
-            knowledge.record(
-                "GET",
-                "/repositories/{workspace}/{repo_slug}/permissions-config/users",
-                &list,
-            );
+            knowledge.record("GET", REPO_USERS, &list);
             let put = perms
                 .put_user(target, PROBE_ACCOUNT, PermissionLevel::Read)
                 .await;
@@ -603,11 +593,7 @@ async fn probe_managed(
                 project_key: key,
             };
             let list = perms.list_users(target).try_next().await;
-            knowledge.record(
-                "GET",
-                "/workspaces/{workspace}/projects/{project_key}/permissions-config/users",
-                &list,
-            );
+            knowledge.record("GET", PROJECT_USERS, &list);
             let put = perms
                 .put_user(target, PROBE_ACCOUNT, PermissionLevel::Read)
                 .await;
@@ -707,9 +693,6 @@ async fn check_jira(
 mod tests {
     use super::*;
     use crate::bitbucket::AuthMethod;
-
-    const REPO_USER: &str =
-        "/repositories/{workspace}/{repo_slug}/permissions-config/users/{selected_user_id}";
 
     fn answer(status: u16, body: &str, method: &str, path: &'static str) -> Result<(), ApiError> {
         Err(ApiError::from_response(
