@@ -1,0 +1,344 @@
+//! The Bitbucket client against servers that misbehave on purpose, on loopback: endless and
+//! self-looping `next` links, links and redirects to another host, headers then silence, a
+//! trickled body, a 50 MB body, a 10,000-item page, and answers that echo the credentials.
+//! Each case must end with a clear error (or a complete answer) within its bounds; the time
+//! each took is printed, and the slowest is the figure quoted for the hardening issue.
+
+mod http_support;
+
+use base64::Engine as _;
+use bitbucket_access::bitbucket::{
+    ApiError, Auth, BitbucketClient, BudgetSettings, ClientSettings, ErrorKind, Repository,
+};
+use bitbucket_access::http::{Limits, RetryPolicy};
+use http_support::{peak_rss_kib, Reply, Server};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const EMAIL: &str = "svc@acme.com";
+const TOKEN: &str = "ATATT3xFf-hostile/test+token=";
+
+/// Every form in which the token could come back.
+fn secret_forms() -> Vec<String> {
+    let pair = format!("{EMAIL}:{TOKEN}");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&pair);
+    let url_token: String = url::form_urlencoded::byte_serialize(TOKEN.as_bytes()).collect();
+    vec![TOKEN.to_owned(), pair, b64, url_token]
+}
+
+fn assert_no_secret(what: &str, text: &str) {
+    for secret in secret_forms() {
+        assert!(!text.contains(&secret), "{what} contains {secret}: {text}");
+    }
+}
+
+/// Small deadlines, so the slow cases end in seconds; two attempts per request.
+fn test_limits() -> Limits {
+    Limits {
+        max_body_bytes: 16 * 1024 * 1024,
+        attempt_timeout: Some(Duration::from_secs(1)),
+        request_timeout: Duration::from_secs(4),
+    }
+}
+
+fn client(server: &Server) -> BitbucketClient {
+    let mut settings = ClientSettings::new(
+        server.url.parse().expect("url"),
+        Auth::ApiToken {
+            email: EMAIL.into(),
+            token: SecretString::from(TOKEN.to_owned()),
+        },
+    );
+    // The per-read timeout is long on purpose: only the attempt deadline can stop a trickle.
+    settings.read_timeout = Duration::from_secs(30);
+    settings.budget = BudgetSettings {
+        requests_per_hour: 3_600_000,
+        reserve: 0,
+        max_in_flight: 8,
+    };
+    BitbucketClient::builder(settings)
+        .retry_policy(RetryPolicy {
+            max_attempts: 2,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(10),
+            max_total_wait: Duration::from_secs(1),
+        })
+        .limits(test_limits())
+        .build()
+        .expect("client")
+}
+
+fn repo(n: u64) -> Value {
+    json!({"uuid": format!("{{00000000-0000-4000-8000-{n:012}}}"), "slug": format!("r{n}"),
+           "full_name": format!("ws/r{n}"), "name": format!("r{n}"), "is_private": true})
+}
+
+fn page_number(target: &str) -> u64 {
+    target
+        .split_once("page=")
+        .and_then(|(_, rest)| rest.split('&').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
+async fn list(client: &BitbucketClient) -> Result<Vec<Repository>, ApiError> {
+    client.repositories("ws").list(None).collect_all().await
+}
+
+/// Runs `case`, prints how long it took to end, and returns its result.
+async fn timed<T>(name: &str, case: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let start = Instant::now();
+    let out = case.await;
+    let took = start.elapsed();
+    eprintln!("hostile case {name:<28} ended after {took:?}");
+    (out, took)
+}
+
+#[tokio::test]
+async fn an_endless_next_chain_stops_at_the_request_cap() {
+    let server = Server::start(|req, base| {
+        let n = page_number(&req.target);
+        Reply::json(
+            200,
+            &json!({"values": [repo(n)], "pagelen": 100,
+                    "next": format!("{base}/2.0/repositories/ws?page={}", n + 1)}),
+        )
+    })
+    .await;
+    let client = client(&server);
+    client.budget().cap_requests(Some(150));
+    let (result, took) = timed("endless next, cap 150", list(&client)).await;
+    let err = result.expect_err("an endless listing is an error");
+    assert_eq!(err.kind, ErrorKind::Budget, "{err}");
+    assert!(err.to_string().contains("150"), "{err}");
+    assert_eq!(server.received().len(), 150);
+    assert_eq!(client.requests_used(), 150);
+    assert!(took < Duration::from_secs(30), "{took:?}");
+}
+
+#[tokio::test]
+async fn empty_pages_past_the_reported_size_end_the_listing() {
+    let server = Server::start(|req, base| {
+        let n = page_number(&req.target);
+        Reply::json(
+            200,
+            &json!({"values": [], "size": 5, "pagelen": 100,
+                    "next": format!("{base}/2.0/repositories/ws?page={}", n + 1)}),
+        )
+    })
+    .await;
+    let err = list(&client(&server)).await.expect_err("page limit");
+    assert_eq!(err.kind, ErrorKind::Incomplete, "{err}");
+    assert!(err.message.contains("5 items"), "{err}");
+    // ceil(5 / 100) pages plus the slack of three.
+    assert_eq!(server.received().len(), 4);
+}
+
+#[tokio::test]
+async fn short_pages_with_a_next_link_do_not_end_the_listing() {
+    let server = Server::start(|req, base| {
+        let n = page_number(&req.target);
+        let mut page = json!({"values": [repo(n)], "size": 3, "pagelen": 100, "unknown": {"x": 1}});
+        if n < 3 {
+            page["next"] = json!(format!("{base}/2.0/repositories/ws?page={}", n + 1));
+        }
+        Reply::json(200, &page)
+    })
+    .await;
+    let repos = list(&client(&server)).await.expect("a complete listing");
+    assert_eq!(repos.len(), 3);
+}
+
+#[tokio::test]
+async fn a_self_looping_next_link_is_an_error_naming_the_repeat() {
+    let server = Server::start(|req, base| {
+        Reply::json(
+            200,
+            &json!({"values": [repo(1)], "next": format!("{base}{}", req.target)}),
+        )
+    })
+    .await;
+    let (result, _) = timed("self-looping next", list(&client(&server))).await;
+    let err = result.expect_err("a loop");
+    assert_eq!(err.kind, ErrorKind::Incomplete, "{err}");
+    assert!(err.message.contains("repeats a page already read"), "{err}");
+    assert!(err.message.contains("/2.0/repositories/ws"), "{err}");
+    assert_eq!(server.received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_next_link_to_another_host_is_refused_and_that_host_hears_nothing() {
+    let other = Server::start(|_, _| Reply::json(200, &json!({"values": []}))).await;
+    let other_url = other.url.clone();
+    let server = Server::start(move |_, _| {
+        Reply::json(
+            200,
+            &json!({"values": [repo(1)], "next": format!("{other_url}/2.0/repositories/ws?page=2")}),
+        )
+    })
+    .await;
+    let err = list(&client(&server)).await.expect_err("cross-host next");
+    assert_eq!(err.kind, ErrorKind::Incomplete, "{err}");
+    assert!(err.message.contains("another host"), "{err}");
+    assert!(other.received().is_empty(), "{:?}", other.received());
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_host_is_refused_and_that_host_hears_nothing() {
+    let other = Server::start(|_, _| Reply::json(200, &json!({"type": "user"}))).await;
+    let location = format!("{}/2.0/user", other.url);
+    let server = Server::start(move |_, _| Reply::redirect(&location)).await;
+    let err = client(&server).user().await.expect_err("cross-host redirect");
+    assert_eq!(err.kind, ErrorKind::Redirect, "{err}");
+    assert!(err.message.contains("127.0.0.1"), "{err}");
+    assert!(other.received().is_empty(), "{:?}", other.received());
+}
+
+#[tokio::test]
+async fn headers_then_silence_times_out_at_the_attempt_deadline() {
+    let server = Server::start(|_, _| Reply::HeadersThenNothing).await;
+    let (result, took) = timed("headers then nothing", client(&server).user()).await;
+    let err = result.expect_err("timeout");
+    assert_eq!(err.kind, ErrorKind::Timeout, "{err}");
+    assert!(err.message.contains("attempt deadline of 1 s"), "{err}");
+    // Two attempts of one second each, and a short wait between them.
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    assert_eq!(server.received().len(), 2);
+}
+
+#[tokio::test]
+async fn a_trickled_body_times_out_although_every_read_is_quick() {
+    let server = Server::start(|_, _| Reply::Trickle {
+        every: Duration::from_millis(100),
+    })
+    .await;
+    let (result, took) = timed("trickled body", client(&server).user()).await;
+    let err = result.expect_err("timeout");
+    assert_eq!(err.kind, ErrorKind::Timeout, "{err}");
+    assert!(err.to_string().contains("/user"), "{err}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+}
+
+#[tokio::test]
+async fn a_50_mb_body_is_refused_with_bounded_memory() {
+    let server = Server::start(|_, _| Reply::Large {
+        bytes: 50 * 1024 * 1024,
+    })
+    .await;
+    let before = peak_rss_kib();
+    let (result, _) = timed("50 MB body", client(&server).user()).await;
+    let after = peak_rss_kib();
+    let err = result.expect_err("too large");
+    assert_eq!(err.kind, ErrorKind::TooLarge, "{err}");
+    assert!(err.message.contains("16 MiB"), "{err}");
+    assert!(err.to_string().contains("/user"), "{err}");
+    if let (Some(before), Some(after)) = (before, after) {
+        let grown = after.saturating_sub(before) / 1024;
+        eprintln!("peak memory grew by {grown} MiB while refusing the 50 MB body");
+        assert!(grown < 40, "peak memory grew by {grown} MiB");
+    }
+}
+
+#[tokio::test]
+async fn a_page_of_10_000_items_is_read_whole() {
+    let server = Server::start(|_, _| {
+        let values: Vec<Value> = (0..10_000).map(repo).collect();
+        Reply::json(200, &json!({"values": values, "size": 10_000, "pagelen": 100}))
+    })
+    .await;
+    let (result, _) = timed("10,000-item page", list(&client(&server))).await;
+    assert_eq!(result.expect("one big page").len(), 10_000);
+}
+
+#[tokio::test]
+async fn echoed_credentials_never_reach_the_error() {
+    let server = Server::start(|req, _| {
+        let auth = req.authorization().unwrap_or_default();
+        let b64 = auth.trim_start_matches("Basic ").to_owned();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(&b64)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let token = decoded.split_once(':').map(|(_, t)| t.to_owned()).unwrap_or_default();
+        let encoded: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
+        let echo = format!("you sent {auth} ({decoded}), b64 {b64}, token {token} / {encoded}");
+        if req.target.starts_with("/2.0/user") {
+            Reply::json(400, &json!({"type": "error", "error": {"message": echo, "detail": echo}}))
+        } else {
+            Reply::Full {
+                status: 500,
+                headers: vec![("Content-Type".into(), "text/plain".into())],
+                body: echo.into_bytes(),
+            }
+        }
+    })
+    .await;
+    let client = client(&server);
+    let bad_request = client.user().await.expect_err("400");
+    assert_eq!(bad_request.kind, ErrorKind::BadRequest);
+    let server_error = list(&client).await.expect_err("500");
+    assert_eq!(server_error.kind, ErrorKind::Server);
+    for err in [bad_request, server_error] {
+        assert!(err.message.contains("[redacted]"), "{err}");
+        assert_no_secret("Display", &err.to_string());
+        assert_no_secret("Debug", &format!("{err:?}"));
+    }
+}
+
+/// The `doctor` command as a user runs it against a server that echoes every credential,
+/// Bitbucket's and Jira's, in 400 and 500 answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_prints_no_echoed_credential() {
+    const JIRA_KEY: &str = "jira-hostile-key-123";
+    let server = Server::start(|req, _| {
+        let auth = req.authorization().unwrap_or_default();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth.trim_start_matches("Basic "))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let echo = format!("Authorization: {auth}; decoded {decoded}");
+        let status = if req.target.contains("/rest/api/") { 400 } else { 500 };
+        Reply::json(status, &json!({"error": {"message": echo}, "errorMessages": [echo]}))
+    })
+    .await;
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let path = dir.path().join("config.json");
+    let config = json!({
+        "email": EMAIL,
+        "app_token": "${BB_TOKEN}",
+        "database_url": "sqlite::memory:",
+        "api": {"bitbucket_url": server.url, "connect_timeout": "2s", "read_timeout": "2s"},
+        "jira_credentials": {"url": server.url, "user": EMAIL, "key": "${JIRA_KEY}"},
+    });
+    std::fs::write(&path, config.to_string()).expect("write config");
+    for format in ["table", "json"] {
+        let mut cmd = assert_cmd::Command::cargo_bin("bitbucket-access").expect("binary");
+        cmd.current_dir(dir.path())
+            .env_remove("BITBUCKET_ACCESS_CONFIG")
+            .env("BB_TOKEN", TOKEN)
+            .env("JIRA_KEY", JIRA_KEY)
+            .env("RUST_LOG", "debug")
+            .arg("--config")
+            .arg(&path)
+            .args(["doctor", "--format", format]);
+        let start = Instant::now();
+        let out = tokio::task::spawn_blocking(move || cmd.output().expect("runs"))
+            .await
+            .expect("join");
+        eprintln!("hostile case doctor ({format}) ended after {:?}", start.elapsed());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+        assert!(stdout.contains("[redacted]"), "{stdout}");
+        for text in [&stdout, &stderr] {
+            assert_no_secret("doctor output", text);
+            assert!(!text.contains(JIRA_KEY), "{text}");
+            let jira_pair = format!("{EMAIL}:{JIRA_KEY}");
+            let jira_b64 = base64::engine::general_purpose::STANDARD.encode(jira_pair.as_bytes());
+            assert!(!text.contains(&jira_b64), "{text}");
+        }
+        // The interactive retry policy keeps a person waiting seconds, not minutes.
+        assert!(start.elapsed() < Duration::from_secs(30), "{:?}", start.elapsed());
+    }
+}
