@@ -124,7 +124,10 @@ async fn a_slow_jira_times_out_per_the_configured_timeouts() {
 async fn jira_echoing_its_key_is_scrubbed() {
     let server = Server::start(|req, _| {
         let auth = req.authorization().unwrap_or_default();
-        Reply::json(401, &json!({"errorMessages": [format!("bad header {auth}, key {KEY}")]}))
+        Reply::json(
+            401,
+            &json!({"errorMessages": [format!("bad header {auth}, key {KEY}")]}),
+        )
     })
     .await;
     let jira = connect::jira_client(&config(&server))

@@ -189,7 +189,10 @@ async fn a_redirect_to_another_host_is_refused_and_that_host_hears_nothing() {
     let other = Server::start(|_, _| Reply::json(200, &json!({"type": "user"}))).await;
     let location = format!("{}/2.0/user", other.url);
     let server = Server::start(move |_, _| Reply::redirect(&location)).await;
-    let err = client(&server).user().await.expect_err("cross-host redirect");
+    let err = client(&server)
+        .user()
+        .await
+        .expect_err("cross-host redirect");
     assert_eq!(err.kind, ErrorKind::Redirect, "{err}");
     assert!(err.message.contains("127.0.0.1"), "{err}");
     assert!(other.received().is_empty(), "{:?}", other.received());
@@ -244,7 +247,10 @@ async fn a_50_mb_body_is_refused_with_bounded_memory() {
 async fn a_page_of_10_000_items_is_read_whole() {
     let server = Server::start(|_, _| {
         let values: Vec<Value> = (0..10_000).map(repo).collect();
-        Reply::json(200, &json!({"values": values, "size": 10_000, "pagelen": 100}))
+        Reply::json(
+            200,
+            &json!({"values": values, "size": 10_000, "pagelen": 100}),
+        )
     })
     .await;
     let (result, _) = timed("10,000-item page", list(&client(&server))).await;
@@ -260,11 +266,17 @@ async fn echoed_credentials_never_reach_the_error() {
             .decode(&b64)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
-        let token = decoded.split_once(':').map(|(_, t)| t.to_owned()).unwrap_or_default();
+        let token = decoded
+            .split_once(':')
+            .map(|(_, t)| t.to_owned())
+            .unwrap_or_default();
         let encoded: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
         let echo = format!("you sent {auth} ({decoded}), b64 {b64}, token {token} / {encoded}");
         if req.target.starts_with("/2.0/user") {
-            Reply::json(400, &json!({"type": "error", "error": {"message": echo, "detail": echo}}))
+            Reply::json(
+                400,
+                &json!({"type": "error", "error": {"message": echo, "detail": echo}}),
+            )
         } else {
             Reply::Full {
                 status: 500,
@@ -298,8 +310,15 @@ async fn doctor_prints_no_echoed_credential() {
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
         let echo = format!("Authorization: {auth}; decoded {decoded}");
-        let status = if req.target.contains("/rest/api/") { 400 } else { 500 };
-        Reply::json(status, &json!({"error": {"message": echo}, "errorMessages": [echo]}))
+        let status = if req.target.contains("/rest/api/") {
+            400
+        } else {
+            500
+        };
+        Reply::json(
+            status,
+            &json!({"error": {"message": echo}, "errorMessages": [echo]}),
+        )
     })
     .await;
     let dir = tempfile::TempDir::new().expect("temp dir");
@@ -326,7 +345,10 @@ async fn doctor_prints_no_echoed_credential() {
         let out = tokio::task::spawn_blocking(move || cmd.output().expect("runs"))
             .await
             .expect("join");
-        eprintln!("hostile case doctor ({format}) ended after {:?}", start.elapsed());
+        eprintln!(
+            "hostile case doctor ({format}) ended after {:?}",
+            start.elapsed()
+        );
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
@@ -339,6 +361,62 @@ async fn doctor_prints_no_echoed_credential() {
             assert!(!text.contains(&jira_b64), "{text}");
         }
         // The interactive retry policy keeps a person waiting seconds, not minutes.
-        assert!(start.elapsed() < Duration::from_secs(30), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+}
+
+/// `sync --max-requests 150` against a server whose every listing is an endless chain of
+/// empty pages: the run ends, partial, having sent at most 150 requests.
+#[tokio::test]
+async fn a_sync_with_max_requests_stops_at_the_cap_on_endless_listings() {
+    let server = Server::start(|req, base| {
+        let path = req.target.split('?').next().unwrap_or_default().to_owned();
+        if path == "/2.0/workspaces/ws" {
+            return Reply::json(
+                200,
+                &json!({"type": "workspace", "uuid": "{00000000-0000-4000-8000-000000000001}",
+                        "slug": "ws", "name": "WS"}),
+            );
+        }
+        if path.starts_with("/1.0/") {
+            return Reply::json(200, &json!([]));
+        }
+        let n = page_number(&req.target);
+        Reply::json(
+            200,
+            &json!({"values": [], "pagelen": 100, "next": format!("{base}{path}?page={}", n + 1)}),
+        )
+    })
+    .await;
+    let client = client(&server);
+    let store = bitbucket_access::store::open("sqlite::memory:")
+        .await
+        .expect("store");
+    let options = bitbucket_access::sync::SyncOptions {
+        workspaces: vec!["ws".into()],
+        max_requests: Some(150),
+        ..Default::default()
+    };
+    let (result, took) = timed(
+        "sync --max-requests 150",
+        bitbucket_access::sync::run(store.as_ref(), &client, &options),
+    )
+    .await;
+    let sent = server.received().len();
+    eprintln!(
+        "the sync sent {sent} requests; result: {:?}",
+        result.as_ref().map(|r| &r.outcome)
+    );
+    assert!(sent <= 150, "{sent} requests sent");
+    assert!(took < Duration::from_secs(60), "{took:?}");
+    if let Ok(report) = result {
+        assert!(
+            !report.failures.is_empty(),
+            "an endless listing cannot complete"
+        );
     }
 }

@@ -21,6 +21,7 @@
 
 use super::auth::Credentials;
 use super::budget::Budget;
+use super::error::{Failure, HttpError};
 use super::retry::{parse_retry_after, RetryPolicy};
 use super::scrub::Scrubber;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, LOCATION, RETRY_AFTER};
@@ -82,85 +83,6 @@ pub struct TransportSettings {
     /// Further secrets to remove from server text (those of the other API, say); the
     /// credential's own forms are always added.
     pub scrubber: Scrubber,
-}
-
-/// What went wrong with a request, before an API gives it its own words and hint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// A non-2xx answer, with its body (scrubbed, at most 64 KiB, read as UTF-8).
-    Status {
-        /// The HTTP status.
-        status: u16,
-        /// The scrubbed body.
-        body: String,
-        /// For a redirect not followed: the host it pointed to.
-        redirect_to: Option<String>,
-    },
-    /// An attempt or the whole request passed its deadline.
-    Timeout {
-        /// Which deadline, and how long it was.
-        message: String,
-    },
-    /// The connection failed or was reset.
-    Transport {
-        /// The scrubbed description, without the URL.
-        message: String,
-    },
-    /// The answer ended before its body did.
-    CutShort {
-        /// The scrubbed description.
-        message: String,
-    },
-    /// The body was longer than the limit; reading stopped there.
-    TooLarge {
-        /// The limit in bytes.
-        limit: usize,
-    },
-    /// The URL is on another scheme, host or port than the base URL; nothing was sent.
-    CrossOrigin {
-        /// The other host.
-        host: String,
-    },
-    /// The budget refused the request (the run's cap is spent); nothing was sent.
-    Budget {
-        /// Why.
-        message: String,
-    },
-    /// The body was not the JSON expected.
-    Decode {
-        /// The scrubbed decoder message.
-        message: String,
-    },
-    /// The client's settings are unusable; nothing was sent.
-    Config {
-        /// What is wrong.
-        message: String,
-    },
-}
-
-/// A failed request: the failure, the endpoint template and how many attempts were made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpError {
-    /// The endpoint template (never the URL, whose query may hold e-mail addresses).
-    pub endpoint: &'static str,
-    /// The request's method.
-    pub method: Method,
-    /// Attempts sent (0 when nothing was sent).
-    pub attempts: u32,
-    /// What went wrong.
-    pub failure: Failure,
-}
-
-impl HttpError {
-    /// A failure of a request nothing was sent for (or whose answer could not be read).
-    pub fn local(endpoint: &'static str, method: Method, failure: Failure) -> Self {
-        HttpError {
-            endpoint,
-            method,
-            attempts: 0,
-            failure,
-        }
-    }
 }
 
 /// One logical request (which may take several attempts).
