@@ -14,7 +14,8 @@
 //! 4. scrubs every server-provided text (error bodies, transport messages) of the configured
 //!    secrets before it can reach an error.
 //!
-//! The attempts of one request, and the waits between them, share a **total deadline**
+//! An attempt that passes its deadline is retried once at most. The attempts of one request,
+//! and the waits between them, share a **total deadline**
 //! (`request_timeout`); time spent waiting for budget admission does not count against it,
 //! because pacing a long sync is the budget's job, not a failure. A URL on another scheme, host
 //! or port than the base URL is refused before anything is sent.
@@ -45,7 +46,8 @@ pub struct Limits {
     /// The largest response body accepted; a longer one fails the request.
     pub max_body_bytes: usize,
     /// The deadline of one attempt (connect, headers and body together). `None` means the
-    /// configured connect timeout plus the read timeout.
+    /// configured read timeout (the config's "whole-response timeout"), or the connect
+    /// timeout when that is longer.
     pub attempt_timeout: Option<Duration>,
     /// The deadline of a whole request: every attempt and every wait between them.
     pub request_timeout: Duration,
@@ -177,7 +179,7 @@ impl Transport {
         let attempt_timeout = settings
             .limits
             .attempt_timeout
-            .unwrap_or(settings.connect_timeout + settings.read_timeout);
+            .unwrap_or(settings.read_timeout.max(settings.connect_timeout));
         let scrubber = settings.credentials.scrubber().merge(&settings.scrubber);
         Ok(Transport {
             service: settings.service,
@@ -323,7 +325,13 @@ impl Transport {
                             seconds(self.attempt_timeout)
                         )
                     };
-                    (Failure::Timeout { message }, idempotent, None)
+                    // A server that could not deliver a whole answer within the deadline
+                    // twice will not do better a third time: one retry at most.
+                    (
+                        Failure::Timeout { message },
+                        idempotent && attempt == 1,
+                        None,
+                    )
                 }
                 Ok(Ok(Answer::Success(body))) => {
                     current.record("status", 200u16);
