@@ -450,3 +450,29 @@ async fn a_sync_report_keeps_no_echoed_credential() {
     assert_no_secret("sync report", &text);
     assert_no_secret("sync report (Debug)", &format!("{report:?}"));
 }
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_is_refused() {
+    let server = Server::start(|_, _| Reply::Full {
+        status: 200,
+        headers: Vec::new(),
+        body: vec![b' '; 4096],
+    })
+    .await;
+    let settings = ClientSettings::new(
+        server.url.parse().expect("url"),
+        Auth::AccessToken(SecretString::from(TOKEN.to_owned())),
+    );
+    let client = BitbucketClient::builder(settings)
+        .limits(Limits {
+            max_body_bytes: 1024,
+            ..test_limits()
+        })
+        .build()
+        .expect("client");
+    let err = client.user().await.expect_err("too large");
+    assert_eq!(err.kind, ErrorKind::TooLarge, "{err}");
+    assert!(err.message.contains("1024 bytes"), "{err}");
+    // Refusing an answer is not a transient failure: it is not asked for again.
+    assert_eq!(server.received().len(), 1);
+}

@@ -534,6 +534,36 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_url_on_another_origin_is_refused_before_anything_is_sent() {
+        let budget = Arc::new(Budget::new(super::super::BudgetSettings::default()));
+        let transport = Transport::new(TransportSettings {
+            service: "Test",
+            base_url: Url::parse("https://api.bitbucket.org").expect("url"),
+            credentials: Credentials::Bearer("t0ken".to_owned().into()),
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            retry: RetryPolicy::immediate(1),
+            budget: Arc::clone(&budget),
+            limits: Limits::default(),
+            scrubber: Scrubber::new(),
+        })
+        .expect("transport");
+        let url = Url::parse("https://evil.example/2.0/user").expect("url");
+        let err = transport
+            .send(Request::get("/user", url))
+            .await
+            .expect_err("refused");
+        assert_eq!(err.attempts, 0);
+        assert_eq!(
+            err.failure,
+            Failure::CrossOrigin {
+                host: "evil.example".to_owned()
+            }
+        );
+        assert_eq!(budget.requests_used(), 0);
+    }
+
     #[test]
     fn deadlines_are_named_in_seconds() {
         assert_eq!(seconds(Duration::from_secs(30)), "30 s");
