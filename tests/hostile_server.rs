@@ -357,6 +357,31 @@ async fn doctor_prints_no_echoed_credential() {
     }
 }
 
+/// The workspace `ws`, as `GET /2.0/workspaces/ws` answers it.
+fn workspace_ws() -> Reply {
+    Reply::json(
+        200,
+        &json!({"type": "workspace", "uuid": "{00000000-0000-4000-8000-000000000001}",
+                "slug": "ws", "name": "WS"}),
+    )
+}
+
+/// A sync of workspace `ws` on a fresh in-memory store, with an optional request cap.
+async fn sync_ws(
+    server: &Server,
+    max_requests: Option<u64>,
+) -> Result<bitbucket_access::sync::SyncReport, bitbucket_access::sync::SyncError> {
+    let store = bitbucket_access::store::open("sqlite::memory:")
+        .await
+        .expect("store");
+    let options = bitbucket_access::sync::SyncOptions {
+        workspaces: vec!["ws".into()],
+        max_requests,
+        ..Default::default()
+    };
+    bitbucket_access::sync::run(store.as_ref(), &client(server), &options).await
+}
+
 /// `sync --max-requests 150` against a server whose every listing is an endless chain of
 /// empty pages: the run ends, partial, having sent at most 150 requests.
 #[tokio::test]
@@ -364,11 +389,7 @@ async fn a_sync_with_max_requests_stops_at_the_cap_on_endless_listings() {
     let server = Server::start(|req, base| {
         let path = req.target.split('?').next().unwrap_or_default().to_owned();
         if path == "/2.0/workspaces/ws" {
-            return Reply::json(
-                200,
-                &json!({"type": "workspace", "uuid": "{00000000-0000-4000-8000-000000000001}",
-                        "slug": "ws", "name": "WS"}),
-            );
+            return workspace_ws();
         }
         if path.starts_with("/1.0/") {
             return Reply::json(200, &json!([]));
@@ -380,20 +401,7 @@ async fn a_sync_with_max_requests_stops_at_the_cap_on_endless_listings() {
         )
     })
     .await;
-    let client = client(&server);
-    let store = bitbucket_access::store::open("sqlite::memory:")
-        .await
-        .expect("store");
-    let options = bitbucket_access::sync::SyncOptions {
-        workspaces: vec!["ws".into()],
-        max_requests: Some(150),
-        ..Default::default()
-    };
-    let (result, took) = timed(
-        "sync --max-requests 150",
-        bitbucket_access::sync::run(store.as_ref(), &client, &options),
-    )
-    .await;
+    let (result, took) = timed("sync --max-requests 150", sync_ws(&server, Some(150))).await;
     let sent = server.received().len();
     eprintln!(
         "the sync sent {sent} requests; result: {:?}",
@@ -416,11 +424,7 @@ async fn a_sync_report_keeps_no_echoed_credential() {
     let server = Server::start(|req, _| {
         let path = req.target.split('?').next().unwrap_or_default().to_owned();
         if path == "/2.0/workspaces/ws" {
-            return Reply::json(
-                200,
-                &json!({"type": "workspace", "uuid": "{00000000-0000-4000-8000-000000000001}",
-                        "slug": "ws", "name": "WS"}),
-            );
+            return workspace_ws();
         }
         let echo = echo_of(req);
         if path.contains("permissions") {
@@ -434,14 +438,7 @@ async fn a_sync_report_keeps_no_echoed_credential() {
         }
     })
     .await;
-    let store = bitbucket_access::store::open("sqlite::memory:")
-        .await
-        .expect("store");
-    let options = bitbucket_access::sync::SyncOptions {
-        workspaces: vec!["ws".into()],
-        ..Default::default()
-    };
-    let report = bitbucket_access::sync::run(store.as_ref(), &client(&server), &options)
+    let report = sync_ws(&server, None)
         .await
         .expect("the run ends with a report");
     assert!(!report.failures.is_empty());
