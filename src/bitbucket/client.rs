@@ -350,7 +350,8 @@ impl BitbucketClient {
 /// Bitbucket's view of a failed request: the kind, its words and its hint.
 fn map_failure(error: HttpError, auth: AuthMethod) -> ApiError {
     let endpoint = error.endpoint;
-    match error.failure {
+    let message = error.describe();
+    let kind = match error.failure {
         Failure::Status {
             status,
             body,
@@ -370,37 +371,18 @@ fn map_failure(error: HttpError, auth: AuthMethod) -> ApiError {
                     redirect_to.as_deref().unwrap_or("an unknown location")
                 );
             }
-            err
+            return err;
         }
-        Failure::Timeout { message } => ApiError::local(
-            ErrorKind::Timeout,
-            endpoint,
-            format!("{message} (after {} attempts)", error.attempts),
-        ),
-        Failure::Transport { message } => ApiError::local(ErrorKind::Transport, endpoint, message),
-        Failure::CutShort { message } => ApiError::local(
-            ErrorKind::Incomplete,
-            endpoint,
-            format!("the answer was cut short: {message}"),
-        ),
-        Failure::TooLarge { limit } => ApiError::local(
-            ErrorKind::TooLarge,
-            endpoint,
-            format!(
-                "the answer is larger than the limit of {} bytes ({} MiB); reading stopped there",
-                limit,
-                limit / (1024 * 1024)
-            ),
-        ),
-        Failure::CrossOrigin { host } => ApiError::local(
-            ErrorKind::Redirect,
-            endpoint,
-            format!("refusing to send the request and its credentials to another host ({host})"),
-        ),
-        Failure::Budget { message } => ApiError::local(ErrorKind::Budget, endpoint, message),
-        Failure::Decode { message } => ApiError::local(ErrorKind::Decode, endpoint, message),
-        Failure::Config { message } => ApiError::local(ErrorKind::Config, endpoint, message),
-    }
+        Failure::Timeout { .. } => ErrorKind::Timeout,
+        Failure::Transport { .. } => ErrorKind::Transport,
+        Failure::CutShort { .. } => ErrorKind::Incomplete,
+        Failure::TooLarge { .. } => ErrorKind::TooLarge,
+        Failure::CrossOrigin { .. } => ErrorKind::Redirect,
+        Failure::Budget { .. } => ErrorKind::Budget,
+        Failure::Decode { .. } => ErrorKind::Decode,
+        Failure::Config { .. } => ErrorKind::Config,
+    };
+    ApiError::local(kind, endpoint, message)
 }
 
 /// Templates an access token may not call: Bitbucket refuses them permission data and

@@ -82,3 +82,31 @@ impl HttpError {
         }
     }
 }
+
+impl HttpError {
+    /// What happened, in one sentence that both APIs use as their error message for a failure
+    /// without an HTTP answer (an answer's status is given its API's own words instead).
+    pub fn describe(&self) -> String {
+        match &self.failure {
+            Failure::Status { status, .. } => format!("HTTP {status}"),
+            Failure::Timeout { message } => format!(
+                "{message} (after {} attempt{})",
+                self.attempts,
+                if self.attempts == 1 { "" } else { "s" }
+            ),
+            Failure::CutShort { message } => format!("the answer was cut short: {message}"),
+            Failure::TooLarge { limit } => format!(
+                "the answer is larger than the limit of {limit} bytes ({} MiB); reading stopped \
+                 there",
+                limit / (1024 * 1024)
+            ),
+            Failure::CrossOrigin { host } => {
+                format!("refusing to send the request and its credentials to another host ({host})")
+            }
+            Failure::Transport { message }
+            | Failure::Budget { message }
+            | Failure::Decode { message }
+            | Failure::Config { message } => message.clone(),
+        }
+    }
+}

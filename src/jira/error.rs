@@ -200,62 +200,46 @@ impl JiraError {
     /// Jira's view of a failed request, scrubbed of every configured secret.
     pub(crate) fn from_http(error: HttpError, site: &Url, scrubber: &Scrubber) -> Self {
         let endpoint = error.endpoint;
-        let mut err = match error.failure {
+        let message = error.describe();
+        let kind = match error.failure {
             // A redirect's body says nothing worth keeping; where it pointed does.
             Failure::Status {
                 status,
                 redirect_to,
                 ..
-            } if (300..400).contains(&status) => JiraError::local(
-                JiraErrorKind::Redirect,
-                endpoint,
-                format!(
-                    "HTTP {status}: redirected to {}; not followed with credentials",
-                    redirect_to.as_deref().unwrap_or("an unknown location")
-                ),
-            ),
+            } if (300..400).contains(&status) => {
+                let where_to = redirect_to.as_deref().unwrap_or("an unknown location");
+                let message = format!(
+                    "HTTP {status}: redirected to {where_to}; not followed with credentials"
+                );
+                return JiraError::local(JiraErrorKind::Redirect, endpoint, message);
+            }
             Failure::Status { status, body, .. } => {
-                JiraError::from_response(status, body.as_bytes(), endpoint, site, error.attempts)
+                let err = JiraError::from_response(
+                    status,
+                    body.as_bytes(),
+                    endpoint,
+                    site,
+                    error.attempts,
+                );
+                return err.scrubbed(scrubber);
             }
-            Failure::Timeout { message } => JiraError::local(
-                JiraErrorKind::Timeout,
-                endpoint,
-                format!("{message} (after {} attempts)", error.attempts),
-            ),
-            Failure::Transport { message } => {
-                JiraError::local(JiraErrorKind::Transport, endpoint, message)
-            }
-            Failure::CutShort { message } => JiraError::local(
-                JiraErrorKind::Incomplete,
-                endpoint,
-                format!("the answer was cut short: {message}"),
-            ),
-            Failure::TooLarge { limit } => JiraError::local(
-                JiraErrorKind::TooLarge,
-                endpoint,
-                format!(
-                    "the answer is larger than the limit of {limit} bytes; reading stopped there"
-                ),
-            ),
-            Failure::CrossOrigin { host } => JiraError::local(
-                JiraErrorKind::Redirect,
-                endpoint,
-                format!(
-                    "refusing to send the request and its credentials to another host ({host})"
-                ),
-            ),
-            Failure::Budget { message } => {
-                JiraError::local(JiraErrorKind::Budget, endpoint, message)
-            }
-            Failure::Decode { message } => {
-                JiraError::local(JiraErrorKind::Decode, endpoint, message)
-            }
-            Failure::Config { message } => {
-                JiraError::local(JiraErrorKind::Config, endpoint, message)
-            }
+            Failure::Timeout { .. } => JiraErrorKind::Timeout,
+            Failure::Transport { .. } => JiraErrorKind::Transport,
+            Failure::CutShort { .. } => JiraErrorKind::Incomplete,
+            Failure::TooLarge { .. } => JiraErrorKind::TooLarge,
+            Failure::CrossOrigin { .. } => JiraErrorKind::Redirect,
+            Failure::Budget { .. } => JiraErrorKind::Budget,
+            Failure::Decode { .. } => JiraErrorKind::Decode,
+            Failure::Config { .. } => JiraErrorKind::Config,
         };
-        err.message = scrubber.scrub(&err.message);
-        err.hint = scrubber.scrub(&err.hint);
-        err
+        JiraError::local(kind, endpoint, message).scrubbed(scrubber)
+    }
+
+    /// The error with every configured secret removed from its words.
+    fn scrubbed(mut self, scrubber: &Scrubber) -> Self {
+        self.message = scrubber.scrub(&self.message);
+        self.hint = scrubber.scrub(&self.hint);
+        self
     }
 }
