@@ -1,14 +1,41 @@
 //! Builds the API clients a command needs from the loaded [`Config`].
 //!
 //! Kept apart from the client modules so that they know nothing of the config file, and apart
-//! from the config so that it knows nothing of HTTP.
+//! from the config so that it knows nothing of HTTP. Both clients get the configured `api`
+//! timeouts and a scrubber that knows *every* configured secret (the Bitbucket token and the
+//! Jira key), so neither server can make the other's secret appear in an error. Jira gets its
+//! own request budget: its limits are separate from Bitbucket's.
 
 use crate::bitbucket::{ApiError, Auth, BitbucketClient, BudgetSettings, ClientSettings};
 use crate::config::Config;
+use crate::http::{Budget, RetryPolicy, Scrubber};
 use crate::jira::{JiraClient, JiraError, JiraSettings};
+use secrecy::ExposeSecret;
+use std::sync::Arc;
 
-/// The Bitbucket client for the config's account, with its request budget.
+/// Every configured secret in every form it travels in.
+pub fn scrubber(config: &Config) -> Scrubber {
+    let bitbucket = Scrubber::new().with_basic(&config.email, config.app_token.expose_secret());
+    match &config.jira {
+        Some(jira) => {
+            bitbucket.merge(&Scrubber::new().with_basic(&jira.user, jira.key.expose_secret()))
+        }
+        None => bitbucket,
+    }
+}
+
+/// The Bitbucket client for the config's account, with its request budget and the default
+/// retry policy (for long runs such as `sync`).
 pub fn bitbucket_client(config: &Config) -> Result<BitbucketClient, ApiError> {
+    bitbucket_client_with(config, RetryPolicy::default())
+}
+
+/// The Bitbucket client with the given retry policy (`doctor` uses
+/// [`RetryPolicy::interactive`]).
+pub fn bitbucket_client_with(
+    config: &Config,
+    retry: RetryPolicy,
+) -> Result<BitbucketClient, ApiError> {
     let settings = ClientSettings {
         base_url: config.api.bitbucket_url.clone(),
         auth: Auth::ApiToken {
@@ -23,16 +50,27 @@ pub fn bitbucket_client(config: &Config) -> Result<BitbucketClient, ApiError> {
             max_in_flight: config.request_budget.max_in_flight,
         },
     };
-    BitbucketClient::new(settings)
+    BitbucketClient::builder(settings)
+        .retry_policy(retry)
+        .scrubber(scrubber(config))
+        .build()
 }
 
-/// The Jira client, when the config has `jira_credentials`.
+/// The Jira client, when the config has `jira_credentials`, with the default retry policy.
 pub fn jira_client(config: &Config) -> Option<Result<JiraClient, JiraError>> {
+    jira_client_with(config, RetryPolicy::default())
+}
+
+/// The Jira client with the given retry policy, the configured timeouts and its own budget.
+pub fn jira_client_with(
+    config: &Config,
+    retry: RetryPolicy,
+) -> Option<Result<JiraClient, JiraError>> {
     config.jira.as_ref().map(|jira| {
-        JiraClient::new(JiraSettings::new(
-            jira.url.clone(),
-            jira.user.clone(),
-            jira.key.clone(),
-        ))
+        let mut settings = JiraSettings::new(jira.url.clone(), jira.user.clone(), jira.key.clone());
+        settings.connect_timeout = config.api.connect_timeout;
+        settings.read_timeout = config.api.read_timeout;
+        let budget = Arc::new(Budget::new(settings.budget));
+        JiraClient::with_parts(settings, retry, budget, scrubber(config))
     })
 }

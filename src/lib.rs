@@ -10,6 +10,7 @@ pub mod connect;
 pub mod doctor;
 pub mod domain;
 pub mod endpoints;
+pub mod http;
 pub mod jira;
 pub mod manifest;
 pub mod store;

@@ -1,18 +1,21 @@
-//! The client struct, its settings, and the one request loop every handler goes through
-//! (access-token check, budget admission, retries, error mapping, tracing).
+//! The client struct, its settings, and the Bitbucket side of the one request loop: the
+//! access-token check before sending, and the mapping of [`crate::http::Failure`] to
+//! [`ApiError`]. The loop itself (budget, deadlines, retries, limits, scrubbing) is
+//! [`crate::http::Transport`].
 
-use super::budget::{Budget, BudgetSettings};
 use super::error::{ApiError, AuthMethod, ErrorKind};
-use super::retry::{parse_retry_after, RetryPolicy};
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, RETRY_AFTER};
-use reqwest::{Method, StatusCode};
-use secrecy::{ExposeSecret, SecretString};
+use crate::http::budget::{Budget, BudgetSettings};
+use crate::http::retry::RetryPolicy;
+use crate::http::{
+    Credentials, Failure, HttpError, Limits, Request, Scrubber, Transport, TransportSettings,
+};
+use reqwest::Method;
+use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::Instrument;
 use url::Url;
 
 /// How the client authenticates.
@@ -52,28 +55,14 @@ impl Auth {
         }
     }
 
-    fn header(&self) -> Result<HeaderValue, ApiError> {
-        use base64::Engine as _;
-        let raw = match self {
-            Auth::ApiToken { email, token } => {
-                let pair = format!("{email}:{}", token.expose_secret());
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
-                )
-            }
-            Auth::AccessToken(token) => format!("Bearer {}", token.expose_secret()),
-        };
-        let mut value = HeaderValue::from_str(&raw).map_err(|_| {
-            ApiError::local(
-                ErrorKind::Config,
-                "(credentials)",
-                "the e-mail or token contains characters that cannot be sent in an HTTP header",
-            )
-        })?;
-        // Marks the header so that reqwest/hyper never print it.
-        value.set_sensitive(true);
-        Ok(value)
+    fn credentials(&self) -> Credentials {
+        match self {
+            Auth::ApiToken { email, token } => Credentials::Basic {
+                user: email.clone(),
+                secret: token.clone(),
+            },
+            Auth::AccessToken(token) => Credentials::Bearer(token.clone()),
+        }
     }
 }
 
@@ -105,12 +94,15 @@ impl ClientSettings {
     }
 }
 
-/// Optional parts of a client: the retry policy and a budget shared with other clients.
+/// Optional parts of a client: the retry policy, a budget shared with other clients, the
+/// response limits and further secrets to scrub.
 #[derive(Debug)]
 pub struct ClientBuilder {
     settings: ClientSettings,
     retry: RetryPolicy,
     budget: Option<Arc<Budget>>,
+    limits: Limits,
+    scrubber: Scrubber,
 }
 
 impl ClientBuilder {
@@ -127,6 +119,18 @@ impl ClientBuilder {
         self
     }
 
+    /// Replaces the default [`Limits`] (body size, attempt and request deadlines).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Further secrets (the Jira key, say) to remove from anything the server says.
+    pub fn scrubber(mut self, scrubber: Scrubber) -> Self {
+        self.scrubber = scrubber;
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> Result<BitbucketClient, ApiError> {
         let ClientSettings {
@@ -136,57 +140,31 @@ impl ClientBuilder {
             read_timeout,
             budget,
         } = self.settings;
-        if base_url.cannot_be_a_base() || base_url.host_str().is_none() {
-            return Err(ApiError::local(
-                ErrorKind::Config,
-                "(base_url)",
-                "the Bitbucket base URL must be an absolute http(s) URL such as https://api.bitbucket.org",
-            ));
-        }
-        let auth_header = auth.header()?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .read_timeout(read_timeout)
-            .redirect(same_origin_redirects())
-            .user_agent(concat!("bitbucket-access/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                ApiError::local(
-                    ErrorKind::Config,
-                    "(http client)",
-                    format!("could not build the HTTP client: {}", e.without_url()),
-                )
-            })?;
         let budget = self.budget.unwrap_or_else(|| Arc::new(Budget::new(budget)));
+        let transport = Transport::new(TransportSettings {
+            service: "Bitbucket",
+            base_url,
+            credentials: auth.credentials(),
+            connect_timeout,
+            read_timeout,
+            retry: self.retry,
+            budget,
+            limits: self.limits,
+            scrubber: self.scrubber,
+        })
+        .map_err(|failure| {
+            map_failure(
+                HttpError::local("(client settings)", Method::GET, failure),
+                auth.method(),
+            )
+        })?;
         Ok(BitbucketClient {
             inner: Arc::new(Inner {
-                http,
-                base: base_url,
+                transport,
                 auth_method: auth.method(),
-                auth_header,
-                retry: self.retry,
-                budget,
             }),
         })
     }
-}
-
-/// Follows redirects only within the same scheme, host and port (a few hops at most), so the
-/// `Authorization` header never travels to another host; anything else is returned as the 3xx
-/// answer and becomes an [`ErrorKind::Redirect`] error.
-fn same_origin_redirects() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
-        let same_origin = attempt.previous().last().is_some_and(|prev| {
-            prev.scheme() == attempt.url().scheme()
-                && prev.host_str() == attempt.url().host_str()
-                && prev.port_or_known_default() == attempt.url().port_or_known_default()
-        });
-        if same_origin && attempt.previous().len() < 4 {
-            attempt.follow()
-        } else {
-            attempt.stop()
-        }
-    })
 }
 
 /// The Bitbucket Cloud client: cheap to clone, every clone shares one connection pool and one
@@ -197,21 +175,15 @@ pub struct BitbucketClient {
 }
 
 pub(crate) struct Inner {
-    http: reqwest::Client,
-    base: Url,
+    transport: Transport,
     auth_method: AuthMethod,
-    auth_header: HeaderValue,
-    retry: RetryPolicy,
-    budget: Arc<Budget>,
 }
 
 impl fmt::Debug for BitbucketClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BitbucketClient")
-            .field("base_url", &self.inner.base.as_str())
             .field("auth", &self.inner.auth_method)
-            .field("retry", &self.inner.retry)
-            .field("budget", &self.inner.budget)
+            .field("transport", &self.inner.transport)
             .finish()
     }
 }
@@ -249,22 +221,24 @@ impl BitbucketClient {
             settings,
             retry: RetryPolicy::default(),
             budget: None,
+            limits: Limits::default(),
+            scrubber: Scrubber::new(),
         }
     }
 
     /// The budget this client (and its clones) spends.
     pub fn budget(&self) -> &Arc<Budget> {
-        &self.inner.budget
+        self.inner.transport.budget()
     }
 
     /// Requests sent so far (all attempts), per `METHOD template`.
     pub fn request_counts(&self) -> BTreeMap<String, u64> {
-        self.inner.budget.request_counts()
+        self.inner.transport.budget().request_counts()
     }
 
     /// Requests sent so far, all attempts included.
     pub fn requests_used(&self) -> u64 {
-        self.inner.budget.requests_used()
+        self.inner.transport.budget().requests_used()
     }
 
     /// The kind of credential configured.
@@ -274,7 +248,7 @@ impl BitbucketClient {
 
     /// The base URL (`https://api.bitbucket.org`).
     pub fn base_url(&self) -> &Url {
-        &self.inner.base
+        self.inner.transport.base_url()
     }
 
     /// Builds `{base}/{2.0|1.0}/{segments...}`, percent-encoding each segment (braces of UUIDs
@@ -285,42 +259,22 @@ impl BitbucketClient {
         endpoint: &'static str,
         segments: &[&str],
     ) -> Result<Url, ApiError> {
-        let mut url = self.inner.base.clone();
-        url.set_query(None);
-        url.set_fragment(None);
-        {
-            let mut path = url.path_segments_mut().map_err(|_| {
-                ApiError::local(
-                    ErrorKind::Config,
-                    endpoint,
-                    "the base URL cannot hold a path",
-                )
-            })?;
-            path.pop_if_empty();
-            path.push(match api {
-                Api::V2 => "2.0",
-                Api::V1 => "1.0",
-            });
-            for segment in segments {
-                if segment.is_empty() {
-                    return Err(ApiError::local(
-                        ErrorKind::Config,
-                        endpoint,
-                        "an empty workspace, slug, key or id was given",
-                    ));
-                }
-                path.push(segment);
-            }
-        }
-        Ok(url)
+        let version = match api {
+            Api::V2 => "2.0",
+            Api::V1 => "1.0",
+        };
+        self.inner
+            .transport
+            .url(
+                std::iter::once(version).chain(segments.iter().copied()),
+                &[],
+            )
+            .map_err(|failure| self.fail(HttpError::local(endpoint, Method::GET, failure)))
     }
 
     /// Whether `url` points at the configured API host (same scheme, host and port).
     pub(crate) fn same_origin(&self, url: &Url) -> bool {
-        let base = &self.inner.base;
-        base.scheme() == url.scheme()
-            && base.host_str() == url.host_str()
-            && base.port_or_known_default() == url.port_or_known_default()
+        self.inner.transport.same_origin(url)
     }
 
     /// GETs `url` and decodes the JSON body as `T`.
@@ -337,24 +291,42 @@ impl BitbucketClient {
                 body: None,
             })
             .await?;
-        decode(endpoint, &answer.body)
+        self.decode(endpoint, &answer.body)
     }
 
-    /// Sends one logical request through the budget and the retry policy.
+    /// Decodes a JSON body, naming the failing field in the (scrubbed) error.
+    pub(crate) fn decode<T: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        body: &[u8],
+    ) -> Result<T, ApiError> {
+        self.inner
+            .transport
+            .decode(body)
+            .map_err(|failure| self.fail(HttpError::local(endpoint, Method::GET, failure)))
+    }
+
+    /// A local failure of `endpoint` of the given kind, scrubbed like every other error (its
+    /// message may quote the server, as decoder messages do).
+    pub(crate) fn local_error(
+        &self,
+        kind: ErrorKind,
+        endpoint: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        let scrubber = self.inner.transport.scrubber();
+        ApiError::local(kind, endpoint, scrubber.scrub(&message.into()))
+    }
+
+    /// Gives a failed request Bitbucket's words and hint, with every secret scrubbed.
+    pub(crate) fn fail(&self, error: HttpError) -> ApiError {
+        map_failure(error, self.inner.auth_method).scrubbed(self.inner.transport.scrubber())
+    }
+
+    /// Sends one logical request through the transport (budget, deadlines, retries).
     pub(crate) async fn send(&self, call: Call) -> Result<Answer, ApiError> {
-        let span = tracing::info_span!(
-            "bitbucket_request",
-            endpoint = call.endpoint,
-            method = %call.method,
-            status = tracing::field::Empty,
-            attempts = tracing::field::Empty,
-        );
-        self.send_inner(call).instrument(span).await
-    }
-
-    async fn send_inner(&self, call: Call) -> Result<Answer, ApiError> {
-        let inner = &self.inner;
-        if inner.auth_method == AuthMethod::AccessToken && needs_user_api_token(call.endpoint) {
+        if self.inner.auth_method == AuthMethod::AccessToken && needs_user_api_token(call.endpoint)
+        {
             return Err(ApiError::local(
                 ErrorKind::UnsupportedAuth,
                 call.endpoint,
@@ -362,152 +334,55 @@ impl BitbucketClient {
                  permissions or list workspaces across the account); the request was not sent",
             ));
         }
-        let key = format!("{} {}", call.method, call.endpoint);
-        // Every method used by this client (GET, and PUT/DELETE on permissions and group
-        // members) is idempotent; anything else would only be retried on 429.
-        let idempotent = matches!(
-            call.method,
-            Method::GET | Method::PUT | Method::DELETE | Method::HEAD
-        );
-        let mut attempt: u32 = 0;
-        let mut waited = Duration::ZERO;
-        loop {
-            attempt += 1;
-            let admission = inner.budget.admit(&key).await;
-            let mut request = inner
-                .http
-                .request(call.method.clone(), call.url.clone())
-                .header(AUTHORIZATION, inner.auth_header.clone())
-                .header(ACCEPT, "application/json");
-            request = match &call.body {
-                Some(body) => request.json(body),
-                // Bitbucket answers 411 to a body-less PUT without Content-Length.
-                None if call.method == Method::PUT => request.header(CONTENT_LENGTH, "0"),
-                None => request,
-            };
-            let outcome = match request.send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    let retry_after = response
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(parse_retry_after);
-                    let location_host = response
-                        .headers()
-                        .get(reqwest::header::LOCATION)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|l| call.url.join(l).ok())
-                        .and_then(|u| u.host_str().map(str::to_owned));
-                    match response.bytes().await {
-                        Ok(body) => Ok((status, retry_after, location_host, body.to_vec())),
-                        Err(e) => Err(e),
-                    }
-                }
-                Err(e) => Err(e),
-            };
-            drop(admission);
-            let current = tracing::Span::current();
-            current.record("attempts", attempt);
-            let (error, retryable, retry_after) = match outcome {
-                Ok((status, _, _, body)) if status.is_success() => {
-                    current.record("status", status.as_u16());
-                    return Ok(Answer { body });
-                }
-                Ok((status, retry_after, location_host, body)) => {
-                    current.record("status", status.as_u16());
-                    let mut err = ApiError::from_response(
-                        status.as_u16(),
-                        &body,
-                        call.method.as_str(),
-                        call.endpoint,
-                        inner.auth_method,
-                        attempt,
-                    );
-                    if status.is_redirection() {
-                        err.message = format!(
-                            "redirected to {}; not followed with credentials",
-                            location_host.as_deref().unwrap_or("an unknown location")
-                        );
-                    }
-                    let retryable = status == StatusCode::TOO_MANY_REQUESTS
-                        || (status.is_server_error() && idempotent);
-                    (err, retryable, retry_after)
-                }
-                Err(e) => {
-                    let kind = if e.is_timeout() {
-                        ErrorKind::Timeout
-                    } else if e.is_decode() || e.is_body() {
-                        ErrorKind::Incomplete
-                    } else {
-                        ErrorKind::Transport
-                    };
-                    let err = ApiError::local(kind, call.endpoint, describe_transport(&e));
-                    (err, idempotent, None)
-                }
-            };
-            if !retryable {
-                return Err(error);
-            }
-            match inner.retry.next_delay(attempt, waited, retry_after) {
-                Some(delay) => {
-                    tracing::warn!(
-                        status = error.status,
-                        attempt,
-                        delay_ms = delay.as_millis() as u64,
-                        "retrying Bitbucket request after a transient failure"
-                    );
-                    waited += delay;
-                    tokio::time::sleep(delay).await;
-                }
-                None => {
-                    // The hint names the number of attempts made; rebuild it for the final count.
-                    return Err(finalize(
-                        error,
-                        call.method.as_str(),
-                        attempt,
-                        inner.auth_method,
-                    ));
-                }
-            }
-        }
-    }
-}
-
-/// Recomputes a status error's hint with the final attempt count.
-fn finalize(error: ApiError, method: &str, attempts: u32, auth: AuthMethod) -> ApiError {
-    match error.status {
-        Some(status) if error.kind == ErrorKind::RateLimited || error.kind == ErrorKind::Server => {
-            let mut rebuilt =
-                ApiError::from_response(status, b"", method, error.endpoint, auth, attempts);
-            rebuilt.message = error.message;
-            rebuilt.detail = error.detail;
-            rebuilt
-        }
-        _ => error,
-    }
-}
-
-/// A one-line description of a transport error without its URL (which may hold query values).
-fn describe_transport(e: &reqwest::Error) -> String {
-    use std::error::Error as _;
-    let mut text = String::new();
-    let mut source: Option<&dyn std::error::Error> = e.source();
-    while let Some(s) = source {
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    if text.is_empty() {
-        text = if e.is_timeout() {
-            "timed out".to_owned()
-        } else {
-            "request failed".to_owned()
+        let request = Request {
+            method: call.method,
+            endpoint: call.endpoint,
+            url: call.url,
+            body: call.body,
         };
+        match self.inner.transport.send(request).await {
+            Ok(body) => Ok(Answer { body }),
+            Err(error) => Err(self.fail(error)),
+        }
     }
-    text
+}
+
+/// Bitbucket's view of a failed request: the kind, its words and its hint.
+fn map_failure(error: HttpError, auth: AuthMethod) -> ApiError {
+    let endpoint = error.endpoint;
+    let message = error.describe();
+    let kind = match error.failure {
+        Failure::Status {
+            status,
+            body,
+            redirect_to,
+        } => {
+            let mut err = ApiError::from_response(
+                status,
+                body.as_bytes(),
+                error.method.as_str(),
+                endpoint,
+                auth,
+                error.attempts,
+            );
+            if (300..400).contains(&status) {
+                err.message = format!(
+                    "redirected to {}; not followed with credentials",
+                    redirect_to.as_deref().unwrap_or("an unknown location")
+                );
+            }
+            return err;
+        }
+        Failure::Timeout { .. } => ErrorKind::Timeout,
+        Failure::Transport { .. } => ErrorKind::Transport,
+        Failure::CutShort { .. } => ErrorKind::Incomplete,
+        Failure::TooLarge { .. } => ErrorKind::TooLarge,
+        Failure::CrossOrigin { .. } => ErrorKind::Redirect,
+        Failure::Budget { .. } => ErrorKind::Budget,
+        Failure::Decode { .. } => ErrorKind::Decode,
+        Failure::Config { .. } => ErrorKind::Config,
+    };
+    ApiError::local(kind, endpoint, message)
 }
 
 /// Templates an access token may not call: Bitbucket refuses them permission data and
@@ -516,18 +391,4 @@ pub fn needs_user_api_token(endpoint: &str) -> bool {
     endpoint.contains("/permissions-config/")
         || endpoint.starts_with("/workspaces/{workspace}/permissions")
         || endpoint.starts_with("/user/workspaces")
-}
-
-/// Decodes a JSON body, naming the failing field in the error.
-pub(crate) fn decode<T: DeserializeOwned>(
-    endpoint: &'static str,
-    body: &[u8],
-) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::local(
-            ErrorKind::Decode,
-            endpoint,
-            format!("could not read the answer: {e}"),
-        )
-    })
 }

@@ -44,8 +44,11 @@ pub enum ErrorKind {
     UnsupportedAuth,
     /// Bitbucket answered with a redirect the client will not follow with credentials.
     Redirect,
-    /// The request budget could not admit the request.
+    /// The request budget could not admit the request (the run's `--max-requests` cap is
+    /// spent); the request was not sent.
     Budget,
+    /// The answer was larger than the client accepts; reading stopped at the limit.
+    TooLarge,
     /// The client was configured with something unusable (such as a base URL that cannot hold a
     /// path); the request was not sent.
     Config,
@@ -85,6 +88,18 @@ pub struct ApiError {
     pub kind: ErrorKind,
     /// One sentence telling the person what to do.
     pub hint: String,
+    /// For a 410: what Atlassian removed, when the answer says.
+    pub removed: Option<Removal>,
+}
+
+/// What a 410 answer says Atlassian removed, so callers branch on a value, not on a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Removal {
+    /// App passwords no longer authenticate (CHANGE-3222).
+    AppPasswords,
+    /// A cross-workspace endpoint was removed (CHANGE-2770).
+    CrossWorkspaceEndpoint,
 }
 
 impl ApiError {
@@ -98,6 +113,7 @@ impl ApiError {
             endpoint,
             kind,
             hint: String::new(),
+            removed: None,
         };
         err.hint = local_hint(&err);
         err
@@ -135,6 +151,12 @@ impl ApiError {
             message
         };
         let kind = kind_for_status(status);
+        // The one place Bitbucket's words decide something: a 410 names its change notice.
+        let removed = match status {
+            410 if message.contains("CHANGE-3222") => Some(Removal::AppPasswords),
+            410 if message.contains("CHANGE-2770") => Some(Removal::CrossWorkspaceEndpoint),
+            _ => None,
+        };
         let mut err = ApiError {
             status: Some(status),
             message,
@@ -142,6 +164,7 @@ impl ApiError {
             endpoint,
             kind,
             hint: String::new(),
+            removed,
         };
         err.hint = status_hint(&err, method, auth, attempts, announcement.as_deref());
         err
@@ -159,6 +182,21 @@ impl ApiError {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// The error with every configured secret removed from the server's words (message,
+    /// detail and the hint that may quote them).
+    pub fn scrubbed(mut self, scrubber: &crate::http::Scrubber) -> Self {
+        self.message = scrubber.scrub(&self.message);
+        self.hint = scrubber.scrub(&self.hint);
+        self.detail = self.detail.map(|detail| match detail {
+            ErrorDetail::Text(text) => ErrorDetail::Text(scrubber.scrub(&text)),
+            ErrorDetail::Scopes { granted, required } => ErrorDetail::Scopes {
+                granted: granted.iter().map(|s| scrubber.scrub(s)).collect(),
+                required: required.iter().map(|s| scrubber.scrub(s)).collect(),
+            },
+        });
+        self
     }
 
     /// Whether a retry of the same request could succeed (used by the retry loop's callers).
@@ -331,12 +369,12 @@ fn status_hint(
             err.endpoint
         ),
         410 => {
-            if err.message.contains("CHANGE-3222") {
+            if err.removed == Some(Removal::AppPasswords) {
                 "App passwords were switched off by Atlassian in 2026 (CHANGE-3222); create an \
                  Atlassian API token with scopes and configure it as `app_token` with your \
                  Atlassian account `email`."
                     .to_owned()
-            } else if err.message.contains("CHANGE-2770") {
+            } else if err.removed == Some(Removal::CrossWorkspaceEndpoint) {
                 "This cross-workspace endpoint was removed by Atlassian on 14 April 2026 \
                  (CHANGE-2770); list workspaces with /2.0/user/workspaces and repositories per \
                  workspace with /2.0/repositories/{workspace} instead."
@@ -384,8 +422,11 @@ fn local_hint(err: &ApiError) -> String {
         ErrorKind::Redirect => "The client refuses to carry credentials to another host; check \
             that the API base URL is https://api.bitbucket.org (or your proxy)."
             .to_owned(),
-        ErrorKind::Budget => "The request budget cannot admit this request; raise \
-            `requests_per_hour` or wait for the rolling hour to free requests."
+        ErrorKind::Budget => "The run's request cap (`--max-requests`) is spent, so nothing more \
+            was sent; raise the cap, or run again to continue where this run stopped."
+            .to_owned(),
+        ErrorKind::TooLarge => "The answer was far larger than any page Bitbucket sends, so it \
+            was not read; check that the API base URL points at Bitbucket (or your proxy)."
             .to_owned(),
         ErrorKind::Config => "Fix the Bitbucket client settings named above.".to_owned(),
         _ => "Try again later.".to_owned(),

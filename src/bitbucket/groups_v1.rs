@@ -4,7 +4,7 @@
 //! read-only (writes answer 403/405/410), and it needs the workspace *slug*. Listings are bare
 //! arrays, not pages.
 
-use super::client::{decode, Api, BitbucketClient, Call};
+use super::client::{Api, BitbucketClient, Call};
 use super::error::ApiError;
 use super::models::{GroupV1, MemberV1};
 use reqwest::Method;
@@ -75,7 +75,7 @@ impl GroupsV1Handler<'_> {
         if answer.body.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
-        decode(GROUP_MEMBER, &answer.body).map(Some)
+        self.client.decode(GROUP_MEMBER, &answer.body).map(Some)
     }
 
     /// Removes a member from a group.

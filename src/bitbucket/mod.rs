@@ -14,6 +14,12 @@
 //! anything, with an [`ErrorKind::UnsupportedAuth`] error. Redirects are followed only to the
 //! same scheme, host and port, so credentials never travel to another host.
 //!
+//! # The HTTP layer
+//! Every request goes through [`crate::http::Transport`], shared with the Jira client: budget
+//! admission before every attempt, an attempt deadline over connect, headers and body, a total
+//! deadline per request, bodies bounded in size, and every configured secret scrubbed from
+//! what the server says before it reaches an [`ApiError`].
+//!
 //! # Retry policy
 //! - **429** is retried for every method, with exponential backoff and full jitter: before retry
 //!   `n` the client sleeps a random time in `[0, min(max_delay, base_delay * 2^(n-1))]`.
@@ -32,10 +38,10 @@
 //! per endpoint template.
 //!
 //! # Tracing
-//! Each request runs in a `bitbucket_request` span with `endpoint` (the path template, never the
+//! Each request runs in an `http_request` span (`service = "Bitbucket"`) with `endpoint` (the path template, never the
 //! URL), `method`, `status` and `attempts`; retries log a warning. Credentials are never logged.
 
-pub mod budget;
+pub use crate::http::budget;
 mod client;
 pub mod error;
 mod groups_v1;
@@ -44,12 +50,12 @@ pub mod pagination;
 mod permissions;
 mod projects;
 mod repositories;
-pub mod retry;
+pub use crate::http::retry;
 mod workspaces;
 
 pub use budget::{Budget, BudgetSettings};
 pub use client::{needs_user_api_token, Auth, BitbucketClient, ClientBuilder, ClientSettings};
-pub use error::{ApiError, AuthMethod, ErrorDetail, ErrorKind};
+pub use error::{ApiError, AuthMethod, ErrorDetail, ErrorKind, Removal};
 pub use groups_v1::GroupsV1Handler;
 pub use models::*;
 pub use pagination::Paged;

@@ -5,7 +5,7 @@
 //! `delete:permission:bitbucket` (DELETE) plus `admin:repository|project:bitbucket`. Both are
 //! idempotent, which is why the retry policy may repeat them.
 
-use super::client::{decode, Api, BitbucketClient, Call};
+use super::client::{Api, BitbucketClient, Call};
 use super::error::ApiError;
 use super::models::{GroupPermission, PermissionLevel, RepositoryPermission, UserPermission};
 use super::pagination::{first_page, paginate, Paged};
@@ -162,7 +162,7 @@ impl PermissionsHandler<'_> {
                 body: Some(serde_json::json!({ "permission": level.as_str() })),
             })
             .await?;
-        decode(endpoint, &answer.body)
+        self.client.decode(endpoint, &answer.body)
     }
 
     async fn delete(

@@ -9,6 +9,7 @@
 use super::{load_config, Cli, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 use crate::connect;
 use crate::doctor::{self, CapabilityState, DoctorReport, Problem};
+use crate::http::RetryPolicy;
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -44,14 +45,16 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let bitbucket = match connect::bitbucket_client(&config) {
+    // A person is waiting: tell them about a rate limit within seconds instead of retrying
+    // for minutes.
+    let bitbucket = match connect::bitbucket_client_with(&config, RetryPolicy::interactive()) {
         Ok(client) => client,
         Err(error) => {
             eprintln!("error: cannot set up the Bitbucket client: {error}");
             return EXIT_USAGE;
         }
     };
-    let jira = match connect::jira_client(&config) {
+    let jira = match connect::jira_client_with(&config, RetryPolicy::interactive()) {
         None => None,
         Some(Ok(client)) => Some(client),
         Some(Err(error)) => {

@@ -24,251 +24,33 @@
 //! one new token fixes them all. Things that work but not fully (some Jira users hide their
 //! e-mail address) are warnings: they are reported with their fix but keep the report healthy.
 
+use crate::bitbucket::templates::{
+    PROJECTS, PROJECT_USER, PROJECT_USERS, REPOSITORIES, REPO_USER, REPO_USERS, USER,
+    USER_WORKSPACES, WORKSPACE_PERMISSIONS,
+};
 use crate::bitbucket::{
-    ApiError, BitbucketClient, ErrorDetail, ErrorKind, PermissionLevel, PermissionTarget,
+    ApiError, BitbucketClient, ErrorKind, PermissionLevel, PermissionTarget, Removal,
 };
 use crate::config::Config;
-use crate::endpoints;
 use crate::jira::{AccountType, JiraClient, JiraErrorKind};
 use crate::manifest::Manifest;
 use futures::{StreamExt, TryStreamExt};
-use serde::Serialize;
 use std::collections::BTreeSet;
 
 /// An account id no Atlassian account can have, used by the non-mutating write probes.
 pub const PROBE_ACCOUNT: &str = "{00000000-0000-4000-8000-000000000000}";
 
+mod report;
+mod scopes;
+
+pub use report::{
+    AuthCheck, BudgetCheck, CapabilityCheck, CapabilityState, DoctorReport, JiraCheck, Problem,
+    WorkspaceCheck,
+};
+use scopes::ScopeKnowledge;
+
 /// How many Jira users the doctor samples to tell whether e-mail addresses are visible.
 const JIRA_SAMPLE: u32 = 100;
-
-/// The full result of a doctor run.
-#[derive(Debug, Clone, Serialize)]
-pub struct DoctorReport {
-    /// Whether Basic `email:token` authentication works, and as whom.
-    pub authentication: AuthCheck,
-    /// Every workspace the account can see, and the configured ones it cannot.
-    pub workspaces: Vec<WorkspaceCheck>,
-    /// One line per capability of `connector.json`.
-    pub capabilities: Vec<CapabilityCheck>,
-    /// The Jira credentials, when configured.
-    pub jira: Option<JiraCheck>,
-    /// The request budget the connector will keep to.
-    pub budget: BudgetCheck,
-    /// Every problem, each with its fix. Empty means everything the config asks for will work.
-    pub problems: Vec<Problem>,
-    /// Things that work, but less well than they could (some e-mail addresses hidden, say);
-    /// they do not make the report unhealthy.
-    pub warnings: Vec<Problem>,
-}
-
-impl DoctorReport {
-    /// True when nothing stands in the way of what the config asks for.
-    pub fn healthy(&self) -> bool {
-        self.problems.is_empty()
-    }
-}
-
-/// Something that will not work, and how to fix it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Problem {
-    /// What does not work.
-    pub what: String,
-    /// The fix, in one sentence.
-    pub fix: String,
-}
-
-/// The authentication check.
-#[derive(Debug, Clone, Serialize)]
-pub struct AuthCheck {
-    /// Whether Bitbucket accepted the credentials.
-    pub ok: bool,
-    /// The configured account e-mail (not a secret).
-    pub email: String,
-    /// Display name and account id of the authenticated account.
-    pub display_name: Option<String>,
-    /// Atlassian account id.
-    pub account_id: Option<String>,
-    /// Bitbucket's answer when it refused.
-    pub error: Option<String>,
-}
-
-/// One workspace.
-#[derive(Debug, Clone, Serialize)]
-pub struct WorkspaceCheck {
-    /// Slug.
-    pub slug: String,
-    /// Whether the account can see it.
-    pub visible: bool,
-    /// Whether the account administers it (needed to read and change permissions).
-    pub administrator: bool,
-    /// Whether the connector will manage it (named in `workspaces`, or administered when the
-    /// config names none).
-    pub managed: bool,
-}
-
-/// The state of one capability.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case", tag = "state")]
-pub enum CapabilityState {
-    /// Every scope it needs was proven present.
-    Ready,
-    /// These scopes are missing from the token.
-    MissingScopes {
-        /// The missing scopes.
-        scopes: Vec<String>,
-    },
-    /// The scopes are there but the account is not an administrator where it must be.
-    NotAdministrator,
-    /// It could not be checked (the reason says why).
-    Unverified {
-        /// Why.
-        reason: String,
-    },
-    /// It needs something the config does not have (Jira credentials, say); not a problem.
-    NotConfigured {
-        /// What is missing.
-        reason: String,
-    },
-}
-
-/// One capability.
-#[derive(Debug, Clone, Serialize)]
-pub struct CapabilityCheck {
-    /// Capability id from `connector.json`.
-    pub id: String,
-    /// Its state.
-    #[serde(flatten)]
-    pub state: CapabilityState,
-}
-
-/// The Jira check.
-#[derive(Debug, Clone, Serialize)]
-pub struct JiraCheck {
-    /// Whether the credentials work.
-    pub ok: bool,
-    /// The site URL.
-    pub url: String,
-    /// The account the credentials authenticate as.
-    pub display_name: Option<String>,
-    /// Among the sampled people (account type `atlassian`), how many show an e-mail address.
-    pub emails_visible: Option<usize>,
-    /// How many people were sampled.
-    pub people_sampled: Option<usize>,
-    /// Jira's answer when it refused.
-    pub error: Option<String>,
-}
-
-/// The request budget.
-#[derive(Debug, Clone, Serialize)]
-pub struct BudgetCheck {
-    /// Bitbucket's limit the config assumes, per rolling hour.
-    pub requests_per_hour: u32,
-    /// Requests left for other tools that use the same account.
-    pub reserve: u32,
-    /// Requests the connector allows itself per rolling hour.
-    pub usable_per_hour: u32,
-    /// Requests in flight at most.
-    pub max_in_flight: usize,
-    /// Requests this doctor run sent to Bitbucket.
-    pub requests_used_by_doctor: u64,
-}
-
-/// What one probe learned.
-#[derive(Debug, Default)]
-struct ScopeKnowledge {
-    /// Scopes proven present.
-    granted: BTreeSet<String>,
-    /// Scopes proven missing.
-    missing: BTreeSet<String>,
-    /// The complete list of the token's scopes, when a 403 told it.
-    complete: Option<BTreeSet<String>>,
-    /// Endpoints refused because the account is not an administrator.
-    not_admin: BTreeSet<String>,
-    /// Endpoints the doctor could not probe, with the reason.
-    unprobed: Vec<(String, String)>,
-}
-
-impl ScopeKnowledge {
-    /// Records the outcome of a request to the endpoint `method path`.
-    fn record<T>(&mut self, method: &str, path: &str, outcome: &Result<T, ApiError>) {
-        let required: Vec<String> = endpoints::scopes(method, path).to_vec();
-        match outcome {
-            Ok(_) => self.granted.extend(required),
-            Err(e) if e.kind == ErrorKind::Forbidden => match &e.detail {
-                Some(ErrorDetail::Scopes { granted, required }) => {
-                    let granted: BTreeSet<String> = granted.iter().cloned().collect();
-                    for scope in required {
-                        if !granted.contains(scope) {
-                            self.missing.insert(scope.clone());
-                        }
-                    }
-                    self.granted.extend(granted.iter().cloned());
-                    self.complete = Some(granted);
-                }
-                _ => {
-                    self.not_admin.insert(format!("{method} {path}"));
-                }
-            },
-            Err(e) if e.status.is_some_and(answered_after_scope_check) => {
-                self.granted.extend(required)
-            }
-            // 401, 410, 429, 5xx and transport failures happen before (or instead of) the
-            // scope check, so they prove nothing about the token's scopes.
-            Err(e) => self
-                .unprobed
-                .push((format!("{method} {path}"), e.to_string())),
-        }
-    }
-
-    /// What the doctor can say about a capability needing `scopes` and calling `calls`.
-    fn state_for(&self, scopes: &[String], calls: &[String]) -> CapabilityState {
-        let mut missing: Vec<String> = scopes
-            .iter()
-            .filter(|s| {
-                self.missing.contains(*s)
-                    || self.complete.as_ref().is_some_and(|all| !all.contains(*s))
-            })
-            .cloned()
-            .collect();
-        missing.dedup();
-        if !missing.is_empty() {
-            return CapabilityState::MissingScopes { scopes: missing };
-        }
-        if calls.iter().any(|c| self.not_admin.contains(c)) {
-            return CapabilityState::NotAdministrator;
-        }
-        let unknown: Vec<&String> = scopes
-            .iter()
-            .filter(|s| !self.granted.contains(*s))
-            .collect();
-        if unknown.is_empty() {
-            CapabilityState::Ready
-        } else {
-            let why = self
-                .unprobed
-                .first()
-                .map(|(call, why)| format!("{call} could not be probed: {why}"))
-                .unwrap_or_else(|| "nothing in the managed workspaces to probe".to_string());
-            CapabilityState::Unverified {
-                reason: format!(
-                    "{} not proven ({why})",
-                    unknown
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            }
-        }
-    }
-}
-
-/// Whether Bitbucket gives this status only after it has accepted the token's scopes: the
-/// request was well-formed and authorised, and failed on its content (unknown account, bad
-/// body, seat limit, conflict). 401, 403, 410, 429 and 5xx come earlier or say nothing.
-fn answered_after_scope_check(status: u16) -> bool {
-    matches!(status, 400 | 402 | 404 | 409 | 422)
-}
 
 /// Runs every check. It never fails: what goes wrong becomes a [`Problem`] in the report.
 pub async fn run(
@@ -282,7 +64,7 @@ pub async fn run(
 
     // 1. Authentication.
     let user = bitbucket.user().await;
-    knowledge.record("GET", "/user", &user);
+    knowledge.record("GET", USER, &user);
     let authentication = match &user {
         Ok(account) => AuthCheck {
             ok: true,
@@ -412,7 +194,7 @@ pub async fn run(
 
 /// The problem for credentials Bitbucket refused, with the fix that fits the refusal.
 fn refused_credentials(config: &Config, e: &ApiError) -> Problem {
-    if e.kind == ErrorKind::Gone && e.message.contains("CHANGE-3222") {
+    if e.removed == Some(Removal::AppPasswords) {
         // The one refusal whose fix is not "check the token": app passwords are gone for good,
         // so say exactly what to create instead.
         return Problem {
@@ -426,7 +208,11 @@ fn refused_credentials(config: &Config, e: &ApiError) -> Problem {
                  https://id.atlassian.com/manage-profile/security/api-tokens (choose Bitbucket and \
                  select {}), put it in `app_token`, and set `email` to the Atlassian account \
                  e-mail address of its owner.",
-                connector_scopes().join(", ")
+                {
+                    let mut scopes = Manifest::get().all_scopes();
+                    scopes.sort_unstable();
+                    scopes.join(", ")
+                }
             ),
         };
     }
@@ -446,16 +232,6 @@ fn refused_credentials(config: &Config, e: &ApiError) -> Problem {
     }
 }
 
-/// Every scope some capability of `connector.json` needs, sorted.
-fn connector_scopes() -> Vec<String> {
-    let all: BTreeSet<String> = Manifest::get()
-        .capabilities
-        .iter()
-        .flat_map(|c| c.scopes.iter().cloned())
-        .collect();
-    all.into_iter().collect()
-}
-
 async fn check_workspaces(
     config: &Config,
     bitbucket: &BitbucketClient,
@@ -463,7 +239,7 @@ async fn check_workspaces(
     problems: &mut Vec<Problem>,
 ) -> Vec<WorkspaceCheck> {
     let listed = bitbucket.workspaces().list().collect_all().await;
-    knowledge.record("GET", "/user/workspaces", &listed);
+    knowledge.record("GET", USER_WORKSPACES, &listed);
     let listed = match listed {
         Ok(l) => l,
         Err(e) => {
@@ -543,14 +319,14 @@ async fn probe_managed(
         s.next().await.transpose()
     }
     .await;
-    knowledge.record("GET", "/workspaces/{workspace}/permissions", &first_member);
+    knowledge.record("GET", WORKSPACE_PERMISSIONS, &first_member);
 
     let mut repo_target: Option<(&str, String)> = None;
     let mut project_target: Option<(&str, String)> = None;
     for ws in &candidates {
         if repo_target.is_none() {
             let repo = bitbucket.repositories(ws).list(None).try_next().await;
-            knowledge.record("GET", "/repositories/{workspace}", &repo);
+            knowledge.record("GET", REPOSITORIES, &repo);
             repo_target = repo
                 .ok()
                 .flatten()
@@ -559,7 +335,7 @@ async fn probe_managed(
         }
         if project_target.is_none() {
             let project = bitbucket.projects(ws).list().try_next().await;
-            knowledge.record("GET", "/workspaces/{workspace}/projects", &project);
+            knowledge.record("GET", PROJECTS, &project);
             project_target = project.ok().flatten().map(|p| (*ws, p.key));
         }
         if repo_target.is_some() && project_target.is_some() {
@@ -568,10 +344,6 @@ async fn probe_managed(
     }
 
     let perms = bitbucket.permissions();
-    const REPO_USER: &str =
-        "/repositories/{workspace}/{repo_slug}/permissions-config/users/{selected_user_id}";
-    const PROJECT_USER: &str =
-        "/workspaces/{workspace}/projects/{project_key}/permissions-config/users/{selected_user_id}";
     match &repo_target {
         Some((ws, slug)) => {
             let target = PermissionTarget::Repository {
@@ -579,11 +351,7 @@ async fn probe_managed(
                 repo_slug: slug,
             };
             let list = perms.list_users(target).try_next().await;
-            knowledge.record(
-                "GET",
-                "/repositories/{workspace}/{repo_slug}/permissions-config/users",
-                &list,
-            );
+            knowledge.record("GET", REPO_USERS, &list);
             let put = perms
                 .put_user(target, PROBE_ACCOUNT, PermissionLevel::Read)
                 .await;
@@ -603,11 +371,7 @@ async fn probe_managed(
                 project_key: key,
             };
             let list = perms.list_users(target).try_next().await;
-            knowledge.record(
-                "GET",
-                "/workspaces/{workspace}/projects/{project_key}/permissions-config/users",
-                &list,
-            );
+            knowledge.record("GET", PROJECT_USERS, &list);
             let put = perms
                 .put_user(target, PROBE_ACCOUNT, PermissionLevel::Read)
                 .await;
@@ -701,85 +465,4 @@ async fn check_jira(
         }
     }
     check
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::bitbucket::AuthMethod;
-
-    const REPO_USER: &str =
-        "/repositories/{workspace}/{repo_slug}/permissions-config/users/{selected_user_id}";
-
-    fn answer(status: u16, body: &str, method: &str, path: &'static str) -> Result<(), ApiError> {
-        Err(ApiError::from_response(
-            status,
-            body.as_bytes(),
-            method,
-            path,
-            AuthMethod::ApiToken,
-            1,
-        ))
-    }
-
-    fn scopes(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn a_404_to_a_write_probe_proves_its_scopes() {
-        let mut k = ScopeKnowledge::default();
-        k.record("PUT", REPO_USER, &answer(404, "", "PUT", REPO_USER));
-        let needed = endpoints::scopes("PUT", REPO_USER).to_vec();
-        assert!(!needed.is_empty());
-        assert_eq!(k.state_for(&needed, &[]), CapabilityState::Ready);
-    }
-
-    #[test]
-    fn rate_limits_and_server_errors_prove_nothing() {
-        for status in [429, 500, 503, 401] {
-            let mut k = ScopeKnowledge::default();
-            k.record("PUT", REPO_USER, &answer(status, "", "PUT", REPO_USER));
-            let needed = endpoints::scopes("PUT", REPO_USER).to_vec();
-            assert!(
-                matches!(
-                    k.state_for(&needed, &[]),
-                    CapabilityState::Unverified { .. }
-                ),
-                "HTTP {status}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_scope_403_names_what_is_missing_for_every_capability() {
-        let mut k = ScopeKnowledge::default();
-        let body = r#"{"type":"error","error":{"message":"Your credentials lack one or more required privilege scopes.","detail":{"granted":["read:repository:bitbucket","admin:repository:bitbucket"],"required":["admin:repository:bitbucket","write:permission:bitbucket"]}}}"#;
-        k.record("PUT", REPO_USER, &answer(403, body, "PUT", REPO_USER));
-        // The granted list is complete, so a scope no probe asked about is known missing too.
-        assert_eq!(
-            k.state_for(
-                &scopes(&["read:repository:bitbucket", "delete:permission:bitbucket"]),
-                &[]
-            ),
-            CapabilityState::MissingScopes {
-                scopes: scopes(&["delete:permission:bitbucket"])
-            }
-        );
-        assert_eq!(
-            k.state_for(&scopes(&["read:repository:bitbucket"]), &[]),
-            CapabilityState::Ready
-        );
-    }
-
-    #[test]
-    fn a_403_without_scopes_means_not_an_administrator() {
-        let mut k = ScopeKnowledge::default();
-        let body = r#"{"type":"error","error":{"message":"You must be an administrator of this repository"}}"#;
-        k.record("PUT", REPO_USER, &answer(403, body, "PUT", REPO_USER));
-        assert_eq!(
-            k.state_for(&[], &[format!("PUT {REPO_USER}")]),
-            CapabilityState::NotAdministrator
-        );
-    }
 }

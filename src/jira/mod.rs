@@ -8,22 +8,29 @@
 //! users matching an e-mail address. Jira hides e-mail addresses by privacy setting; a hidden
 //! address becomes `None`, never an empty string.
 //!
-//! Retries follow the same policy as the Bitbucket client (see [`crate::bitbucket::retry`]):
-//! 429, 5xx, connection errors and timeouts are retried with full-jitter exponential backoff
-//! (honouring `Retry-After`, which Jira does send), other 4xx never. Credentials never appear
-//! in errors, `Debug` output or logs; spans name the endpoint template only.
+//! Every request goes through the same HTTP layer as the Bitbucket client
+//! ([`crate::http::Transport`]): the configured timeouts, the retry policy (see
+//! [`crate::http::retry`]; Jira does send `Retry-After`), its **own** request budget (Jira's
+//! limits are separate from Bitbucket's), bounded bodies, same-origin requests only, and
+//! every configured secret scrubbed from what Jira says. Credentials never appear in errors,
+//! `Debug` output or logs; spans name the endpoint template only.
 
-use crate::bitbucket::retry::{parse_retry_after, RetryPolicy};
+mod error;
+
+pub use error::{JiraError, JiraErrorKind};
+
+use crate::http::{
+    Budget, BudgetSettings, Credentials, HttpError, Limits, Request, RetryPolicy, Scrubber,
+    Transport, TransportSettings,
+};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};
-use reqwest::StatusCode;
-use secrecy::{ExposeSecret, SecretString};
+use reqwest::Method;
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tracing::Instrument;
 use url::Url;
 
 /// `GET /rest/api/3/myself`.
@@ -36,6 +43,9 @@ pub const USER_BULK: &str = "/rest/api/3/user/bulk";
 pub const USER: &str = "/rest/api/3/user";
 /// `GET /rest/api/3/user/search`.
 pub const USER_SEARCH: &str = "/rest/api/3/user/search";
+
+/// Pages `users/search` may take: ten million users, far beyond any site.
+pub const MAX_USER_PAGES: u64 = 10_000;
 
 /// Page size of `users/search` (Jira's maximum).
 pub const USERS_SEARCH_PAGE: u32 = 1000;
@@ -103,184 +113,6 @@ impl<'de> Deserialize<'de> for JiraUser {
     }
 }
 
-/// What went wrong with a Jira call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum JiraErrorKind {
-    /// 401: wrong user or key.
-    Unauthorized,
-    /// 401 that Jira attributes to token scopes: a scoped token used on the site URL.
-    ScopedToken,
-    /// 403: the account lacks the *Browse users and groups* permission.
-    Forbidden,
-    /// 404.
-    NotFound,
-    /// 429 after every retry.
-    RateLimited,
-    /// Other 4xx.
-    ClientError,
-    /// 5xx after every retry.
-    Server,
-    /// Connection failure after every retry.
-    Transport,
-    /// Timeout after every retry.
-    Timeout,
-    /// Unexpected body.
-    Decode,
-    /// A listing could not be read to its end.
-    Incomplete,
-    /// Unusable settings; nothing was sent.
-    Config,
-}
-
-/// A failed Jira call, with a hint for the person who has to fix it.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("Jira {endpoint}: {}{message}. {hint}", status.map(|s| format!("HTTP {s}: ")).unwrap_or_default())]
-pub struct JiraError {
-    /// HTTP status when an answer arrived.
-    pub status: Option<u16>,
-    /// Jira's message or a description of the local failure.
-    pub message: String,
-    /// The endpoint template.
-    pub endpoint: &'static str,
-    /// The kind of failure.
-    pub kind: JiraErrorKind,
-    /// What to do about it.
-    pub hint: String,
-}
-
-impl JiraError {
-    fn local(kind: JiraErrorKind, endpoint: &'static str, message: impl Into<String>) -> Self {
-        let hint = match kind {
-            JiraErrorKind::Transport => "Could not reach Jira: check `jira_credentials.url`, the network and proxy settings.",
-            JiraErrorKind::Timeout => "Jira did not answer in time; try again later.",
-            JiraErrorKind::Decode => "Jira's answer did not have the expected shape; please report it with the endpoint named above.",
-            JiraErrorKind::Incomplete => "The user listing could not be read to its end, so nothing was concluded from it; run again.",
-            JiraErrorKind::Config => "Fix `jira_credentials` (url, user, key).",
-            _ => "Try again later.",
-        };
-        JiraError {
-            status: None,
-            message: message.into(),
-            endpoint,
-            kind,
-            hint: hint.to_owned(),
-        }
-    }
-
-    fn from_response(
-        status: u16,
-        body: &[u8],
-        endpoint: &'static str,
-        site: &Url,
-        attempts: u32,
-    ) -> Self {
-        let message = jira_message(body);
-        // A scoped token sent to the site URL gets a 401 that mentions scopes; the gateway host
-        // is the one place where the scoped-token advice would be wrong.
-        let via_gateway = site.host_str() == Some("api.atlassian.com");
-        let scope_words = message.to_ascii_lowercase().contains("scope");
-        let (kind, hint) = match status {
-            401 if scope_words && !via_gateway => (
-                JiraErrorKind::ScopedToken,
-                format!(
-                    "`jira_credentials.key` looks like a scoped API token: {}",
-                    scoped_hint(site)
-                ),
-            ),
-            401 if !via_gateway => (
-                JiraErrorKind::Unauthorized,
-                format!(
-                    "Jira rejected `jira_credentials`: check that `user` is the Atlassian account e-mail \
-                     and `key` a valid, unexpired classic API token; {}",
-                    scoped_hint(site)
-                ),
-            ),
-            401 => (
-                JiraErrorKind::Unauthorized,
-                "Jira rejected `jira_credentials`: check that `user` is the Atlassian account e-mail \
-                 and `key` a valid, unexpired API token."
-                    .to_owned(),
-            ),
-            403 => (
-                JiraErrorKind::Forbidden,
-                "The Jira account lacks the 'Browse users and groups' global permission; grant it \
-                 (or use an account that has it) so users and their e-mail addresses can be read."
-                    .to_owned(),
-            ),
-            404 => (
-                JiraErrorKind::NotFound,
-                "Nothing was found: check that `jira_credentials.url` is the site URL \
-                 (https://your-site.atlassian.net) and that the account ID exists."
-                    .to_owned(),
-            ),
-            429 => (
-                JiraErrorKind::RateLimited,
-                format!("Jira's rate limit was still exceeded after {attempts} attempts; try again later."),
-            ),
-            500..=599 => (
-                JiraErrorKind::Server,
-                format!("Jira failed on its side after {attempts} attempts; try again later."),
-            ),
-            _ => (
-                JiraErrorKind::ClientError,
-                format!("Jira answered HTTP {status}; check `jira_credentials`."),
-            ),
-        };
-        JiraError {
-            status: Some(status),
-            message,
-            endpoint,
-            kind,
-            hint,
-        }
-    }
-}
-
-fn scoped_hint(site: &Url) -> String {
-    format!(
-        "scoped tokens only work through https://api.atlassian.com/ex/jira/{{cloudId}}, so a \
-         site URL such as {} (*.atlassian.net) needs a classic API token (created without \
-         scopes at https://id.atlassian.com/manage-profile/security/api-tokens).",
-        site.host_str().unwrap_or("the site URL")
-    )
-}
-
-/// Jira's error bodies: `{"errorMessages": [...], "errors": {...}}` or `{"message": "..."}`.
-fn jira_message(body: &[u8]) -> String {
-    #[derive(Deserialize, Default)]
-    #[serde(default, rename_all = "camelCase")]
-    struct Body {
-        error_messages: Vec<String>,
-        errors: BTreeMap<String, serde_json::Value>,
-        message: Option<String>,
-    }
-    match serde_json::from_slice::<Body>(body) {
-        Ok(b) => {
-            let mut parts = b.error_messages;
-            parts.extend(b.errors.into_iter().map(|(k, v)| match v {
-                serde_json::Value::String(s) => format!("{k}: {s}"),
-                other => format!("{k}: {other}"),
-            }));
-            parts.extend(b.message);
-            if parts.is_empty() {
-                "no message".to_owned()
-            } else {
-                parts.join("; ")
-            }
-        }
-        Err(_) => {
-            let text = String::from_utf8_lossy(body);
-            let text = text.trim();
-            if text.is_empty() || text.starts_with('<') {
-                "no message".to_owned()
-            } else {
-                text.chars().take(200).collect()
-            }
-        }
-    }
-}
-
 /// Settings of a [`JiraClient`], from `jira_credentials`.
 #[derive(Clone)]
 pub struct JiraSettings {
@@ -292,12 +124,16 @@ pub struct JiraSettings {
     pub key: SecretString,
     /// Longest wait for a connection.
     pub connect_timeout: Duration,
-    /// Longest wait for any read.
+    /// Longest wait for any read; with the connect timeout, the deadline of one attempt.
     pub read_timeout: Duration,
+    /// Jira's own request budget (its limits are separate from Bitbucket's).
+    pub budget: BudgetSettings,
+    /// Body size and deadlines.
+    pub limits: Limits,
 }
 
 impl JiraSettings {
-    /// Settings with default timeouts.
+    /// Settings with default timeouts, budget and limits.
     pub fn new(base_url: Url, user: impl Into<String>, key: SecretString) -> Self {
         JiraSettings {
             base_url,
@@ -305,6 +141,8 @@ impl JiraSettings {
             key,
             connect_timeout: crate::config::DEFAULT_CONNECT_TIMEOUT,
             read_timeout: crate::config::DEFAULT_READ_TIMEOUT,
+            budget: BudgetSettings::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -319,112 +157,85 @@ impl fmt::Debug for JiraSettings {
     }
 }
 
-/// The Jira client; cheap to clone.
+/// The Jira client; cheap to clone (clones share the connection pool and the budget).
 #[derive(Clone)]
 pub struct JiraClient {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    http: reqwest::Client,
-    base: Url,
-    auth_header: HeaderValue,
-    retry: RetryPolicy,
-    counts: Mutex<BTreeMap<String, u64>>,
+    inner: Arc<Transport>,
 }
 
 impl fmt::Debug for JiraClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JiraClient")
-            .field("base_url", &self.inner.base.as_str())
-            .field("retry", &self.inner.retry)
+            .field("transport", &self.inner)
             .finish()
     }
 }
 
 impl JiraClient {
-    /// A client with the default retry policy.
+    /// A client with the default retry policy and its own budget.
     pub fn new(settings: JiraSettings) -> Result<Self, JiraError> {
         Self::with_retry(settings, RetryPolicy::default())
     }
 
-    /// A client with a custom retry policy.
+    /// A client with a custom retry policy and its own budget.
     pub fn with_retry(settings: JiraSettings, retry: RetryPolicy) -> Result<Self, JiraError> {
-        use base64::Engine as _;
-        if settings.base_url.cannot_be_a_base() || settings.base_url.host_str().is_none() {
-            return Err(JiraError::local(
-                JiraErrorKind::Config,
-                "(url)",
-                "`jira_credentials.url` must be an absolute URL such as https://acme.atlassian.net",
-            ));
-        }
-        let pair = format!("{}:{}", settings.user, settings.key.expose_secret());
-        let mut auth_header = HeaderValue::from_str(&format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(pair)
-        ))
-        .map_err(|_| {
-            JiraError::local(
-                JiraErrorKind::Config,
-                "(credentials)",
-                "the user or key contains characters that cannot be sent in an HTTP header",
+        let budget = Arc::new(Budget::new(settings.budget));
+        Self::with_parts(settings, retry, budget, Scrubber::new())
+    }
+
+    /// A client with a custom retry policy, a given budget and further secrets to scrub (the
+    /// Bitbucket token, say).
+    pub fn with_parts(
+        settings: JiraSettings,
+        retry: RetryPolicy,
+        budget: Arc<Budget>,
+        scrubber: Scrubber,
+    ) -> Result<Self, JiraError> {
+        let site = settings.base_url.clone();
+        let transport = Transport::new(TransportSettings {
+            service: "Jira",
+            base_url: settings.base_url,
+            credentials: Credentials::Basic {
+                user: settings.user,
+                secret: settings.key,
+            },
+            connect_timeout: settings.connect_timeout,
+            read_timeout: settings.read_timeout,
+            retry,
+            budget,
+            limits: settings.limits,
+            scrubber,
+        })
+        .map_err(|failure| {
+            JiraError::from_http(
+                HttpError::local("(jira_credentials)", Method::GET, failure),
+                &site,
+                &Scrubber::new(),
             )
         })?;
-        auth_header.set_sensitive(true);
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .read_timeout(settings.read_timeout)
-            // Credentials must never follow a redirect; Jira's REST API does not redirect.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("bitbucket-access/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                JiraError::local(
-                    JiraErrorKind::Config,
-                    "(http client)",
-                    format!("could not build the HTTP client: {}", e.without_url()),
-                )
-            })?;
         Ok(JiraClient {
-            inner: Arc::new(Inner {
-                http,
-                base: settings.base_url,
-                auth_header,
-                retry,
-                counts: Mutex::new(BTreeMap::new()),
-            }),
+            inner: Arc::new(transport),
         })
     }
 
-    /// Requests sent so far (all attempts) per endpoint template.
+    /// Jira's budget, which this client and its clones spend.
+    pub fn budget(&self) -> &Arc<Budget> {
+        self.inner.budget()
+    }
+
+    /// Requests sent so far (all attempts) per `METHOD template`.
     pub fn request_counts(&self) -> BTreeMap<String, u64> {
-        self.inner
-            .counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.inner.budget().request_counts()
+    }
+
+    fn fail(&self, error: HttpError) -> JiraError {
+        JiraError::from_http(error, self.inner.base_url(), self.inner.scrubber())
     }
 
     fn url(&self, endpoint: &'static str, query: &[(&str, &str)]) -> Result<Url, JiraError> {
-        let mut url = self.inner.base.clone();
-        url.set_query(None);
-        {
-            let mut path = url.path_segments_mut().map_err(|_| {
-                JiraError::local(
-                    JiraErrorKind::Config,
-                    endpoint,
-                    "the Jira URL cannot hold a path",
-                )
-            })?;
-            path.pop_if_empty();
-            for segment in endpoint.trim_start_matches('/').split('/') {
-                path.push(segment);
-            }
-        }
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
-        }
-        Ok(url)
+        self.inner
+            .url(endpoint.trim_start_matches('/').split('/'), query)
+            .map_err(|failure| self.fail(HttpError::local(endpoint, Method::GET, failure)))
     }
 
     /// The account the credentials belong to; the cheapest check that they work.
@@ -473,7 +284,7 @@ impl JiraClient {
                 )?;
                 let answer = client.send(USERS_SEARCH, url).await?;
                 let users: Vec<JiraUser> = serde_json::from_slice(&answer).map_err(|e| {
-                    JiraError::local(
+                    client.local(
                         JiraErrorKind::Incomplete,
                         USERS_SEARCH,
                         format!("a page of users was cut short or is not a JSON array ({e})"),
@@ -481,6 +292,14 @@ impl JiraClient {
                 })?;
                 let next = if users.is_empty() || users.len() < page_size as usize {
                     None
+                } else if start / u64::from(page_size) + 1 >= MAX_USER_PAGES {
+                    return Err(client.local(
+                        JiraErrorKind::Incomplete,
+                        USERS_SEARCH,
+                        format!(
+                            "the user listing still had full pages after {MAX_USER_PAGES} pages"
+                        ),
+                    ));
                 } else {
                     Some(start + users.len() as u64)
                 };
@@ -515,7 +334,7 @@ impl JiraClient {
                 pages += 1;
                 let answer = self.send(USER_BULK, url.clone()).await?;
                 let page: PageBeanUser = serde_json::from_slice(&answer).map_err(|e| {
-                    JiraError::local(
+                    self.local(
                         JiraErrorKind::Incomplete,
                         USER_BULK,
                         format!("a page of users was cut short or is not JSON ({e})"),
@@ -544,11 +363,7 @@ impl JiraClient {
                             "`nextPage` is not a URL",
                         )
                     })?;
-                    let base = &self.inner.base;
-                    if link.host_str() != base.host_str()
-                        || link.port_or_known_default() != base.port_or_known_default()
-                        || pages > account_ids.len() + 1
-                    {
+                    if !self.inner.same_origin(&link) || pages > chunk.len() + 1 {
                         return Err(JiraError::local(
                             JiraErrorKind::Incomplete,
                             USER_BULK,
@@ -568,106 +383,26 @@ impl JiraClient {
         url: Url,
     ) -> Result<T, JiraError> {
         let body = self.send(endpoint, url).await?;
-        serde_json::from_slice(&body).map_err(|e| {
-            JiraError::local(
-                JiraErrorKind::Decode,
-                endpoint,
-                format!("could not read the answer: {e}"),
-            )
-        })
+        self.inner
+            .decode(&body)
+            .map_err(|failure| self.fail(HttpError::local(endpoint, Method::GET, failure)))
     }
 
     async fn send(&self, endpoint: &'static str, url: Url) -> Result<Vec<u8>, JiraError> {
-        let span = tracing::info_span!(
-            "jira_request",
-            endpoint,
-            status = tracing::field::Empty,
-            attempts = tracing::field::Empty
-        );
-        self.send_inner(endpoint, url).instrument(span).await
+        self.inner
+            .send(Request::get(endpoint, url))
+            .await
+            .map_err(|e| self.fail(e))
     }
 
-    async fn send_inner(&self, endpoint: &'static str, url: Url) -> Result<Vec<u8>, JiraError> {
-        let inner = &self.inner;
-        let mut attempt = 0u32;
-        let mut waited = Duration::ZERO;
-        loop {
-            attempt += 1;
-            *inner
-                .counts
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(format!("GET {endpoint}"))
-                .or_default() += 1;
-            let result = inner
-                .http
-                .get(url.clone())
-                .header(AUTHORIZATION, inner.auth_header.clone())
-                .header(ACCEPT, "application/json")
-                .send()
-                .await;
-            let outcome = match result {
-                Ok(response) => {
-                    let status = response.status();
-                    let retry_after = response
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(parse_retry_after);
-                    response
-                        .bytes()
-                        .await
-                        .map(|b| (status, retry_after, b.to_vec()))
-                }
-                Err(e) => Err(e),
-            };
-            let span = tracing::Span::current();
-            span.record("attempts", attempt);
-            let (error, retry_after) = match outcome {
-                Ok((status, _, body)) if status.is_success() => {
-                    span.record("status", status.as_u16());
-                    return Ok(body);
-                }
-                Ok((status, retry_after, body)) => {
-                    span.record("status", status.as_u16());
-                    let error = JiraError::from_response(
-                        status.as_u16(),
-                        &body,
-                        endpoint,
-                        &inner.base,
-                        attempt,
-                    );
-                    if status != StatusCode::TOO_MANY_REQUESTS && !status.is_server_error() {
-                        return Err(error);
-                    }
-                    (error, retry_after)
-                }
-                Err(e) => {
-                    let kind = if e.is_timeout() {
-                        JiraErrorKind::Timeout
-                    } else {
-                        JiraErrorKind::Transport
-                    };
-                    (
-                        JiraError::local(kind, endpoint, e.without_url().to_string()),
-                        None,
-                    )
-                }
-            };
-            match inner.retry.next_delay(attempt, waited, retry_after) {
-                Some(delay) => {
-                    tracing::warn!(
-                        status = error.status,
-                        attempt,
-                        delay_ms = delay.as_millis() as u64,
-                        "retrying Jira request after a transient failure"
-                    );
-                    waited += delay;
-                    tokio::time::sleep(delay).await;
-                }
-                None => return Err(error),
-            }
-        }
+    /// A local failure whose message may quote Jira (decoder messages do), scrubbed.
+    fn local(
+        &self,
+        kind: JiraErrorKind,
+        endpoint: &'static str,
+        message: impl Into<String>,
+    ) -> JiraError {
+        JiraError::local(kind, endpoint, self.inner.scrubber().scrub(&message.into()))
     }
 }
 

@@ -202,6 +202,9 @@ pub async fn run(
 ) -> Result<SyncReport, SyncError> {
     let started = Instant::now();
     let requests_before = client.requests_used();
+    // `--max-requests` bounds every request of the run, discovery and listings included, so a
+    // listing that never ends cannot pass it.
+    client.budget().cap_requests(options.max_requests);
     let workspaces = managed_workspaces(client, options).await?;
 
     // Take over an interrupted run, skipping what it completed.

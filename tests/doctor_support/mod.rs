@@ -8,6 +8,7 @@ use base64::Engine as _;
 use bitbucket_access::config::{Config, DatabaseUrl, JiraCredentials};
 use bitbucket_access::connect;
 use bitbucket_access::doctor::{self, CapabilityState, DoctorReport};
+use bitbucket_access::http::RetryPolicy;
 use bitbucket_sim::{Role, Sim, SimHandle, SimOptions, World, WorldSpec};
 use secrecy::SecretString;
 use std::io::Write;
@@ -43,8 +44,10 @@ pub fn config(sim: &SimHandle, email: &str, token: &str, jira: Option<(&str, &st
 
 /// Builds the clients as the command does and runs the doctor.
 pub async fn run_doctor(config: &Config) -> DoctorReport {
-    let bitbucket = connect::bitbucket_client(config).expect("bitbucket client");
-    let jira = connect::jira_client(config).map(|r| r.expect("jira client"));
+    let bitbucket = connect::bitbucket_client_with(config, RetryPolicy::interactive())
+        .expect("bitbucket client");
+    let jira = connect::jira_client_with(config, RetryPolicy::interactive())
+        .map(|r| r.expect("jira client"));
     doctor::run(config, &bitbucket, jira.as_ref()).await
 }
 

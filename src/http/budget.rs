@@ -1,4 +1,4 @@
-//! The request budget shared by every task that uses one Bitbucket token.
+//! The request budget shared by every task that uses one token (Bitbucket's, or Jira's own).
 //!
 //! Bitbucket allows a user API token about 1,000 requests in any rolling hour, shared with every
 //! other tool using the same account, and answers 429 (usually without `Retry-After`) once the
@@ -13,6 +13,11 @@
 //! - **Concurrency.** A semaphore keeps at most `max_in_flight` requests open at once.
 //! - **Accounting.** Counters per endpoint template tell the sync what it spent, and
 //!   [`Budget::available`] / [`Budget::try_reserve`] let it plan a run before starting it.
+//! - **Other processes.** [`Budget::set_external_usage`] tells the budget how many requests
+//!   other processes spent on the same token in the current rolling hour; they count against
+//!   the ceiling until an hour after they were reported.
+//! - **A run's cap.** [`Budget::cap_requests`] refuses every request past a fixed number
+//!   (`sync --max-requests`), listings and retries included, with [`BudgetError`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -60,6 +65,19 @@ struct State {
     /// Requests admitted since the budget was created, per `METHOD template`.
     counts: BTreeMap<String, u64>,
     total: u64,
+    /// Requests other processes spent in the rolling hour, as last reported, and when.
+    external: u64,
+    external_at: Instant,
+    /// No request is admitted once `total` reaches this.
+    cap: Option<u64>,
+}
+
+/// The budget refused a request outright (rather than making it wait).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the run's request cap of {cap} requests is spent")]
+pub struct BudgetError {
+    /// The cap that was reached, in requests since the budget was created.
+    pub cap: u64,
 }
 
 /// The shared budget; clone the `Arc` to share it between clients using one token.
@@ -123,6 +141,9 @@ impl Budget {
                 reserved: 0,
                 counts: BTreeMap::new(),
                 total: 0,
+                external: 0,
+                external_at: Instant::now(),
+                cap: None,
             }),
         }
     }
@@ -144,8 +165,10 @@ impl Budget {
     }
 
     /// Waits until one more request fits the pace, the hourly ceiling and the concurrency limit,
-    /// then counts it against `endpoint` (a `METHOD template` key).
-    pub async fn admit(&self, endpoint: &str) -> Admission {
+    /// then counts it against `endpoint` (a `METHOD template` key). Fails at once, without
+    /// counting, when the cap set by [`Budget::cap_requests`] is spent.
+    pub async fn admit(&self, endpoint: &str) -> Result<Admission, BudgetError> {
+        self.check_cap()?;
         let permit = Arc::clone(&self.in_flight)
             .acquire_owned()
             .await
@@ -153,18 +176,23 @@ impl Budget {
         loop {
             let wait_until = {
                 let mut state = self.lock();
+                if let Some(cap) = state.cap.filter(|cap| state.total >= *cap) {
+                    return Err(BudgetError { cap });
+                }
                 let now = Instant::now();
                 prune(&mut state.window, now, self.window);
+                let external = self.external_now(&state, now);
                 let paced = state.tat.checked_sub(self.tolerance).unwrap_or(now);
-                let ceiling = if state.window.len() >= self.settings.limit() as usize {
-                    state
-                        .window
-                        .front()
-                        .map(|t| *t + self.window)
-                        .unwrap_or(now)
-                } else {
-                    now
-                };
+                let ceiling =
+                    if state.window.len() as u64 + external >= u64::from(self.settings.limit()) {
+                        // The ceiling frees up when the oldest own request leaves the window or
+                        // the reported external requests expire, whichever comes first.
+                        let own = state.window.front().map(|t| *t + self.window);
+                        let ext = (external > 0).then(|| state.external_at + self.window);
+                        own.into_iter().chain(ext).min().unwrap_or(now)
+                    } else {
+                        now
+                    };
                 let earliest = paced.max(ceiling);
                 if earliest <= now {
                     state.tat = state.tat.max(now) + self.interval;
@@ -178,7 +206,7 @@ impl Budget {
                 }
             };
             match wait_until {
-                None => return Admission { _permit: permit },
+                None => return Ok(Admission { _permit: permit }),
                 Some(at) => {
                     tracing::debug!(
                         wait_ms = at.saturating_duration_since(Instant::now()).as_millis() as u64,
@@ -209,7 +237,49 @@ impl Budget {
     fn hour_left(&self, state: &State) -> u64 {
         u64::from(self.settings.limit())
             .saturating_sub(state.window.len() as u64)
+            .saturating_sub(self.external_now(state, Instant::now()))
             .saturating_sub(state.reserved)
+    }
+
+    /// The reported external usage, or zero once a whole window has passed since the report
+    /// (every request it counted has then left the rolling hour).
+    fn external_now(&self, state: &State, now: Instant) -> u64 {
+        if now.saturating_duration_since(state.external_at) >= self.window {
+            0
+        } else {
+            state.external
+        }
+    }
+
+    fn check_cap(&self) -> Result<(), BudgetError> {
+        let state = self.lock();
+        match state.cap {
+            Some(cap) if state.total >= cap => Err(BudgetError { cap }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records that other processes spent `n` requests on this token in the current rolling
+    /// hour (the sync reads this from the store). They reduce what this budget admits until an
+    /// hour after this call; a later call replaces the figure.
+    pub fn set_external_usage(&self, n: u64) {
+        let mut state = self.lock();
+        state.external = n;
+        state.external_at = Instant::now();
+    }
+
+    /// Requests this process sent in the current rolling hour (the window), retries included.
+    pub fn used_in_window(&self) -> u64 {
+        let mut state = self.lock();
+        prune(&mut state.window, Instant::now(), self.window);
+        state.window.len() as u64
+    }
+
+    /// Admits at most `max` more requests from now on (every request: listings, pages and
+    /// retries); later ones fail with [`BudgetError`]. `None` removes the cap.
+    pub fn cap_requests(&self, max: Option<u64>) {
+        let mut state = self.lock();
+        state.cap = max.map(|m| state.total.saturating_add(m));
     }
 
     /// Requests still allowed in the current rolling hour, less those promised by
@@ -279,7 +349,7 @@ mod tests {
         let budget = Budget::with_burst(settings(72_000, 8), 2);
         let start = Instant::now();
         for _ in 0..5 {
-            drop(budget.admit("GET /user").await);
+            drop(budget.admit("GET /user").await.expect("admitted"));
         }
         let elapsed = start.elapsed();
         assert!(elapsed >= Duration::from_millis(145), "took {elapsed:?}");
@@ -295,11 +365,11 @@ mod tests {
         let budget = Budget::with_window(settings(10, 8), 10, window);
         let start = Instant::now();
         for _ in 0..10 {
-            drop(budget.admit("GET /user").await);
+            drop(budget.admit("GET /user").await.expect("admitted"));
         }
         assert!(start.elapsed() < Duration::from_millis(100));
         assert_eq!(budget.available(), 0);
-        drop(budget.admit("GET /user").await);
+        drop(budget.admit("GET /user").await.expect("admitted"));
         assert!(start.elapsed() >= window);
     }
 
@@ -310,11 +380,67 @@ mod tests {
         assert!(budget.try_reserve(60));
         assert!(!budget.try_reserve(41));
         assert_eq!(budget.available(), 40);
-        drop(budget.admit("GET /user").await);
+        drop(budget.admit("GET /user").await.expect("admitted"));
         // The admitted request used one of the reserved ones.
         assert_eq!(budget.available(), 40);
         budget.release(59);
         assert_eq!(budget.available(), 99);
         assert_eq!(budget.remaining_now(), 4);
+    }
+
+    #[tokio::test]
+    async fn external_usage_reduces_the_window_and_expires_with_it() {
+        let window = Duration::from_millis(300);
+        let budget = Budget::with_window(settings(10, 8), 10, window);
+        budget.set_external_usage(8);
+        assert_eq!(budget.available(), 2);
+        let start = Instant::now();
+        for _ in 0..2 {
+            drop(budget.admit("GET /user").await.expect("admitted"));
+        }
+        assert!(start.elapsed() < Duration::from_millis(100));
+        assert_eq!(budget.used_in_window(), 2);
+        // The third request must wait for the window to pass: the external eight and the own
+        // two fill the limit of ten.
+        drop(budget.admit("GET /user").await.expect("admitted"));
+        assert!(
+            start.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            start.elapsed()
+        );
+        // After the window, only the request just made remains in it.
+        assert_eq!(budget.used_in_window(), 1);
+        assert_eq!(budget.available(), 9);
+    }
+
+    #[tokio::test]
+    async fn used_in_window_forgets_requests_older_than_the_window() {
+        let window = Duration::from_millis(200);
+        let budget = Budget::with_window(settings(100, 8), 100, window);
+        for _ in 0..3 {
+            drop(budget.admit("GET /user").await.expect("admitted"));
+        }
+        assert_eq!(budget.used_in_window(), 3);
+        tokio::time::sleep(window).await;
+        assert_eq!(budget.used_in_window(), 0);
+        assert_eq!(budget.requests_used(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_cap_refuses_requests_past_it() {
+        let budget = Budget::with_burst(settings(100_000, 8), 100);
+        drop(budget.admit("GET /user").await.expect("admitted"));
+        budget.cap_requests(Some(2));
+        for _ in 0..2 {
+            drop(budget.admit("GET /user").await.expect("admitted"));
+        }
+        let refused = budget
+            .admit("GET /user")
+            .await
+            .expect_err("the cap is spent");
+        assert_eq!(refused.cap, 3);
+        assert_eq!(budget.requests_used(), 3);
+        budget.cap_requests(None);
+        assert!(budget.admit("GET /user").await.is_ok());
     }
 }

@@ -40,6 +40,18 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The policy of interactive commands such as `doctor`: two attempts in all and at most a
+    /// few seconds of waiting, so a person is told about a rate limit instead of kept waiting
+    /// for minutes.
+    pub fn interactive() -> Self {
+        RetryPolicy {
+            max_attempts: 2,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(2),
+            max_total_wait: Duration::from_secs(3),
+        }
+    }
+
     /// A policy with no waiting at all, for tests.
     pub fn immediate(max_attempts: u32) -> Self {
         RetryPolicy {
@@ -134,6 +146,18 @@ mod tests {
             policy.next_delay(1, Duration::ZERO, Some(Duration::from_secs(2))),
             Some(Duration::from_secs(2))
         );
+    }
+
+    #[test]
+    fn the_interactive_policy_gives_up_within_seconds() {
+        let policy = RetryPolicy::interactive();
+        // Bitbucket's usual long Retry-After is not honoured: the person is told instead.
+        assert_eq!(
+            policy.next_delay(1, Duration::ZERO, Some(Duration::from_secs(60))),
+            None
+        );
+        assert!(policy.next_delay(1, Duration::ZERO, None).is_some());
+        assert_eq!(policy.next_delay(2, Duration::ZERO, None), None);
     }
 
     #[test]
