@@ -14,7 +14,8 @@
 //! 4. scrubs every server-provided text (error bodies, transport messages) of the configured
 //!    secrets before it can reach an error.
 //!
-//! An attempt that passes its deadline is retried once at most. The attempts of one request,
+//! An attempt that passes its deadline is retried once at most, and only while the attempts
+//! that timed out stay within [`SLOW_SERVER_CEILING`] (a minute). The attempts of one request,
 //! and the waits between them, share a **total deadline**
 //! (`request_timeout`); time spent waiting for budget admission does not count against it,
 //! because pacing a long sync is the budget's job, not a failure. A URL on another scheme, host
@@ -30,6 +31,10 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The longest a request may spend on attempts that time out: a server that holds a
+/// connection open without answering must not hold a run for minutes.
+pub const SLOW_SERVER_CEILING: Duration = Duration::from_secs(60);
 use tokio::time::Instant;
 use tracing::Instrument;
 use url::Url;
@@ -258,6 +263,14 @@ impl Transport {
         })
     }
 
+    /// Whether a request whose attempt ran out of time gets another attempt. A server that
+    /// could not deliver a whole answer within the deadline twice will not do better a third
+    /// time, so there is one retry at most, and only when it still fits within
+    /// [`SLOW_SERVER_CEILING`]: a silent or trickling server ends the request within a minute.
+    fn may_retry_slow(&self, attempt: u32, spent: Duration) -> bool {
+        attempt == 1 && spent + self.attempt_timeout < SLOW_SERVER_CEILING
+    }
+
     /// Sends one logical request through the budget, the deadlines and the retry policy and
     /// returns the body of its 2xx answer.
     pub async fn send(&self, request: Request) -> Result<Vec<u8>, HttpError> {
@@ -325,11 +338,9 @@ impl Transport {
                             seconds(self.attempt_timeout)
                         )
                     };
-                    // A server that could not deliver a whole answer within the deadline
-                    // twice will not do better a third time: one retry at most.
                     (
                         Failure::Timeout { message },
-                        idempotent && attempt == 1,
+                        idempotent && self.may_retry_slow(attempt, spent),
                         None,
                     )
                 }
@@ -355,12 +366,11 @@ impl Transport {
                 }
                 Ok(Err(failure)) => {
                     let retryable = idempotent
-                        && matches!(
-                            failure,
-                            Failure::Transport { .. }
-                                | Failure::CutShort { .. }
-                                | Failure::Timeout { .. }
-                        );
+                        && match failure {
+                            Failure::Timeout { .. } => self.may_retry_slow(attempt, spent),
+                            Failure::Transport { .. } | Failure::CutShort { .. } => true,
+                            _ => false,
+                        };
                     (failure, retryable, None)
                 }
             };
