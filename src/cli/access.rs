@@ -3,6 +3,7 @@
 use super::output::{render, Format, Rows};
 use super::{load_config, Cli, EXIT_FAILURE, EXIT_OK};
 use crate::access::{for_account, for_repository, AccessError, AccessRow};
+use crate::store::OpenMode;
 
 /// Options of `access`.
 #[derive(Debug, clap::Args)]
@@ -36,7 +37,8 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let store = match crate::store::open(config.database_url.expose_url()).await {
+    // Answering never writes: a read-only file works, and a store behind the schema is refused.
+    let store = match crate::store::open_with(&config.database_url, OpenMode::ReadOnly).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot open the store: {e}");

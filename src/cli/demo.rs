@@ -9,7 +9,7 @@ use super::output::Format;
 use super::sync::summary;
 use super::{Cli, EXIT_FAILURE, EXIT_OK};
 use crate::config::{Config, DatabaseUrl, RequestBudget};
-use crate::store::{AuditFilter, AuditKind};
+use crate::store::{AuditFilter, AuditKind, OpenMode};
 use crate::sync::SyncOptions;
 use bitbucket_sim::{Level, Role, Sim, SimOptions, World, WorldSpec};
 use secrecy::SecretString;
@@ -92,7 +92,7 @@ async fn demo(args: &Args) -> Result<(), String> {
         reserve: 0,
         max_in_flight: 8,
     };
-    let store = crate::store::open(config.database_url.expose_url())
+    let store = crate::store::open_with(&config.database_url, OpenMode::ReadWrite)
         .await
         .map_err(|e| e.to_string())?;
     println!("   {}", path.display());

@@ -17,7 +17,7 @@ mod error;
 mod raw;
 mod schema;
 
-pub use database_url::{Backend, DatabaseUrl, DEFAULT_DATABASE_URL};
+pub use database_url::{redact_url, Backend, DatabaseUrl, DEFAULT_DATABASE_URL};
 pub use duration::{format_duration, parse_duration, HumanDuration};
 pub use error::{ConfigError, Problem};
 pub use raw::{Level, RawConfig, ReportFormat};

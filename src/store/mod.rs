@@ -25,13 +25,17 @@
 //! permissions (or members) and their freshness, since Bitbucket removes them with it.
 
 mod error;
+mod file;
+mod health;
 mod listing;
 mod postgres;
 mod sqlite;
 mod types;
 
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -42,11 +46,13 @@ use crate::domain::{
     WorkspaceMember, WorkspaceSlug,
 };
 
-pub use error::{redact_url, DatabaseUrl, StoreError};
+pub use crate::config::{redact_url, Backend, DatabaseUrl};
+pub use error::StoreError;
+pub use health::{check_health, StoreHealth};
 pub use types::{
-    AuditEntry, AuditFilter, AuditId, AuditKind, Backend, ExpectedChange, Fact, ListingFreshness,
-    ListingKey, ListingStatus, NewAuditEntry, ReplaceListing, ReplaceOutcome, SyncOutcome, SyncRun,
-    SyncRunFinish, SyncRunId,
+    AuditEntry, AuditFilter, AuditId, AuditKind, ExpectedChange, Fact, HeldChange,
+    ListingFreshness, ListingKey, ListingStatus, MassChangeGuard, NewAuditEntry, ReplaceListing,
+    ReplaceOutcome, SyncOutcome, SyncRun, SyncRunFinish, SyncRunId,
 };
 
 /// The future every store method returns.
@@ -59,6 +65,14 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Applies the embedded migrations. Idempotent; [`open`] already calls it.
     fn migrate(&self) -> StoreFuture<'_, ()>;
+
+    /// Whether the store answers, takes writes and has every migration of this program, each
+    /// problem with what to do (for `doctor`).
+    fn health(&self) -> StoreFuture<'_, StoreHealth>;
+
+    /// Fails when the SQLite file the store opened was removed or replaced since (a long run
+    /// calls it before it reports success). Always `Ok` on PostgreSQL and in memory.
+    fn check_file(&self) -> Result<(), StoreError>;
 
     // ----- Facts -----
 
@@ -219,28 +233,58 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn list_audit<'a>(&'a self, filter: &'a AuditFilter) -> StoreFuture<'a, Vec<AuditEntry>>;
 }
 
+/// How long connecting (and waiting for a pooled connection) may take before the store gives up
+/// with an error naming the database, instead of hanging on a server that never answers.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a command opens the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Creates a missing SQLite file and applies pending migrations (`sync`, `migrate`).
+    ReadWrite,
+    /// Never writes and never migrates: an SQLite file is opened read-only (so a read-only file
+    /// or folder works), and a store behind this program's schema is refused (`access`).
+    ReadOnly,
+}
+
 /// Opens the store the URL names and applies its migrations.
 ///
 /// `sqlite://PATH` (or `sqlite:PATH`, `sqlite::memory:`) opens an SQLite file, creating it and
-/// its folder if missing; `postgres://` or `postgresql://` connects to PostgreSQL.
+/// its folder if missing; `postgres://` or `postgresql://` connects to PostgreSQL. An SQLite file
+/// that fails its integrity check is refused, naming it.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    let store = SqlStore::connect(url).await?;
-    store.migrate().await?;
+    open_with(&parse_url(url)?, OpenMode::ReadWrite).await
+}
+
+/// Opens the store read-only, for commands that only read (see [`OpenMode::ReadOnly`]).
+pub async fn open_read_only(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(&parse_url(url)?, OpenMode::ReadOnly).await
+}
+
+/// Opens the store in the given mode: migrating in [`OpenMode::ReadWrite`], checking that no
+/// migration is pending in [`OpenMode::ReadOnly`].
+pub async fn open_with(url: &DatabaseUrl, mode: OpenMode) -> Result<Arc<dyn Store>, StoreError> {
+    let store = SqlStore::connect_with(url, mode).await?;
+    match mode {
+        OpenMode::ReadWrite => store.migrate().await?,
+        OpenMode::ReadOnly => {
+            if let Some(reason) = store.pending_migrations().await? {
+                return Err(StoreError::NotMigrated {
+                    url: url.redacted().to_owned(),
+                    reason,
+                });
+            }
+        }
+    }
     Ok(Arc::new(store))
 }
 
-/// Which backend a URL names, without connecting.
-pub fn backend_of(url: &str) -> Result<Backend, StoreError> {
-    let lower = url.trim_start().to_ascii_lowercase();
-    if lower.starts_with("sqlite:") {
-        Ok(Backend::Sqlite)
-    } else if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-        Ok(Backend::Postgres)
-    } else {
-        Err(StoreError::UnsupportedUrl {
-            url: redact_url(url),
-        })
-    }
+/// Parses a URL given as text (relative SQLite paths stay relative to the working directory).
+fn parse_url(url: &str) -> Result<DatabaseUrl, StoreError> {
+    DatabaseUrl::parse(url, Path::new("")).map_err(|reason| StoreError::UnsupportedUrl {
+        url: redact_url(url),
+        reason,
+    })
 }
 
 enum Pool {
@@ -252,7 +296,13 @@ enum Pool {
 pub struct SqlStore {
     pool: Pool,
     url: DatabaseUrl,
+    mode: OpenMode,
+    /// The SQLite file and its identity when opened, to notice a removal or replacement.
+    file: Option<file::FileIdentity>,
 }
+
+/// How [`Store::health`] begins the problem of a store opened read-only.
+const READ_ONLY_PROBLEM: &str = "the store was opened read-only";
 
 impl fmt::Debug for SqlStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -264,16 +314,28 @@ impl fmt::Debug for SqlStore {
 }
 
 impl SqlStore {
-    /// Connects without applying migrations (use [`open`] unless you mean to migrate yourself).
+    /// Connects read-write without applying migrations (use [`open`] unless you mean to migrate
+    /// yourself).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let database_url = DatabaseUrl::new(url);
-        let pool = match backend_of(url)? {
-            Backend::Sqlite => Pool::Sqlite(sqlite::connect(&database_url).await?),
-            Backend::Postgres => Pool::Postgres(postgres::connect(&database_url).await?),
+        Self::connect_with(&parse_url(url)?, OpenMode::ReadWrite).await
+    }
+
+    /// Connects in the given mode without applying migrations. An SQLite file is checked for
+    /// integrity first.
+    pub async fn connect_with(url: &DatabaseUrl, mode: OpenMode) -> Result<Self, StoreError> {
+        let (pool, file) = match url.backend() {
+            Backend::Sqlite => {
+                let (pool, path) = sqlite::connect(url, mode).await?;
+                let file = path.map(|p| file::FileIdentity::of(&p)).transpose()?;
+                (Pool::Sqlite(pool), file)
+            }
+            Backend::Postgres => (Pool::Postgres(postgres::connect(url, mode).await?), None),
         };
         Ok(Self {
             pool,
-            url: database_url,
+            url: url.clone(),
+            mode,
+            file,
         })
     }
 
@@ -287,6 +349,55 @@ impl SqlStore {
         match &self.pool {
             Pool::Sqlite(p) => p.close().await,
             Pool::Postgres(p) => p.close().await,
+        }
+    }
+
+    async fn probe_health(&self) -> StoreHealth {
+        let (reachable, pending) = match &self.pool {
+            Pool::Sqlite(pool) => (
+                sqlite::ping(pool).await,
+                sqlite::pending_migrations(pool).await,
+            ),
+            Pool::Postgres(pool) => (
+                postgres::ping(pool).await,
+                postgres::pending_migrations(pool).await,
+            ),
+        };
+        let writable = match self.mode {
+            OpenMode::ReadOnly => Err(format!(
+                "{READ_ONLY_PROBLEM}: open it read-write to check that it takes writes"
+            )),
+            OpenMode::ReadWrite => self.write_probe().await,
+        };
+        let writable = writable.and_then(|()| self.check_file().map_err(|e| e.to_string()));
+        StoreHealth::from_probes(
+            reachable.map_err(|e| format!("the store at {} does not answer: {e}", self.url)),
+            writable,
+            pending.map_err(|e| e.to_string()),
+        )
+    }
+
+    /// Tries a write in a transaction that is rolled back; the error says why it failed.
+    async fn write_probe(&self) -> Result<(), String> {
+        let probe = match &self.pool {
+            Pool::Sqlite(pool) => sqlite::write_probe(pool).await,
+            Pool::Postgres(pool) => postgres::write_probe(pool).await,
+        };
+        probe.map_err(|e| {
+            format!(
+                "the store at {} does not take writes ({}): check the file's and its folder's \
+                 permissions, or the database user's privileges",
+                self.url,
+                self.url.scrub(e)
+            )
+        })
+    }
+
+    /// Why the schema is behind this program's migrations, `None` when it is current.
+    async fn pending_migrations(&self) -> Result<Option<String>, StoreError> {
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlite::pending_migrations(pool).await,
+            Pool::Postgres(pool) => postgres::pending_migrations(pool).await,
         }
     }
 }
@@ -312,18 +423,45 @@ impl Store for SqlStore {
     }
 
     fn migrate(&self) -> StoreFuture<'_, ()> {
-        dispatch!(self, migrate())
+        let url = &self.url;
+        Box::pin(async move {
+            match &self.pool {
+                Pool::Sqlite(pool) => sqlite::migrate(pool, url).await,
+                Pool::Postgres(pool) => postgres::migrate(pool, url).await,
+            }
+        })
+    }
+
+    fn health(&self) -> StoreFuture<'_, StoreHealth> {
+        Box::pin(async move { Ok(self.probe_health().await) })
+    }
+
+    fn check_file(&self) -> Result<(), StoreError> {
+        self.file.as_ref().map_or(Ok(()), file::FileIdentity::check)
     }
 
     fn replace_listing(&self, request: ReplaceListing) -> StoreFuture<'_, ReplaceOutcome> {
-        dispatch!(self, replace_listing(request))
+        Box::pin(async move {
+            // A replace into a file that is no longer the store would be lost without a trace.
+            self.check_file()?;
+            match &self.pool {
+                Pool::Sqlite(pool) => sqlite::replace_listing(pool, request).await,
+                Pool::Postgres(pool) => postgres::replace_listing(pool, request).await,
+            }
+        })
     }
 
     fn replace_listings(
         &self,
         requests: Vec<ReplaceListing>,
     ) -> StoreFuture<'_, Vec<ReplaceOutcome>> {
-        dispatch!(self, replace_listings(requests))
+        Box::pin(async move {
+            self.check_file()?;
+            match &self.pool {
+                Pool::Sqlite(pool) => sqlite::replace_listings(pool, requests).await,
+                Pool::Postgres(pool) => postgres::replace_listings(pool, requests).await,
+            }
+        })
     }
 
     fn listing_freshness<'a>(

@@ -24,7 +24,7 @@ use crate::domain::{
 use crate::store::error::StoreError;
 use crate::store::listing::{self, ColKind, ColVal, Rows, Scope};
 use crate::store::types::{
-    AuditEntry, AuditFilter, AuditId, AuditKind, ListingFreshness, ListingKey, ListingStatus,
+    AuditEntry, AuditFilter, AuditId, AuditKind, HeldChange, ListingFreshness, ListingKey, ListingStatus,
     NewAuditEntry, ReplaceListing, ReplaceOutcome, SyncOutcome, SyncRun, SyncRunFinish, SyncRunId,
 };
 
@@ -111,6 +111,7 @@ include!("sql/facts.rs");
 include!("sql/accounts.rs");
 include!("sql/grants.rs");
 include!("sql/audit.rs");
+include!("sql/health.rs");
 
 pub(crate) async fn start_sync_run(
     pool: &Pool<Db>,

@@ -301,6 +301,50 @@ pub struct ReplaceListing {
     /// members of a repository, project or group that appeared out of band after its workspace
     /// was first read, whose every fact is then a change nobody asked the connector for.
     pub baseline_is_drift: bool,
+    /// Hold back a replace that would remove most of the stored facts (`None`: no guard).
+    pub guard: Option<MassChangeGuard>,
+}
+
+/// Holds back a replace that would remove more than `max_percent` percent of a listing's
+/// stored facts, and at least `min_count` of them: one glitch (a complete but empty page)
+/// must not wipe a workspace. A held replace changes no fact, leaves the listing's freshness
+/// as it was, and records a `held_change` audit entry; `accept` lets it through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MassChangeGuard {
+    /// The share of stored facts a replace may remove, in percent; more is held.
+    pub max_percent: u8,
+    /// Removals below this count are never held.
+    pub min_count: u64,
+    /// Apply even a mass change (the operator confirmed it).
+    pub accept: bool,
+}
+
+impl Default for MassChangeGuard {
+    fn default() -> Self {
+        Self {
+            max_percent: 50,
+            min_count: 10,
+            accept: false,
+        }
+    }
+}
+
+impl MassChangeGuard {
+    /// Whether removing `would_remove` of `stored` facts must be held.
+    pub fn holds(&self, would_remove: u64, stored: u64) -> bool {
+        !self.accept
+            && would_remove >= self.min_count
+            && u128::from(would_remove) * 100 > u128::from(stored) * u128::from(self.max_percent)
+    }
+}
+
+/// A replace the [`MassChangeGuard`] held back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldChange {
+    /// How many stored facts the replace would have removed.
+    pub would_remove: u64,
+    /// How many facts the listing holds (and keeps).
+    pub stored: u64,
 }
 
 impl ReplaceListing {
@@ -314,6 +358,7 @@ impl ReplaceListing {
             run: None,
             expected: Vec::new(),
             baseline_is_drift: false,
+            guard: None,
         }
     }
 }
@@ -339,6 +384,8 @@ pub struct ReplaceOutcome {
     /// Entity and audit rows written (freshness bookkeeping is not counted). Zero when nothing
     /// changed.
     pub rows_written: u64,
+    /// Set when the guard held the replace back: then nothing else changed.
+    pub held: Option<HeldChange>,
 }
 
 /// What the store knows about the last complete read of a listing.
@@ -470,6 +517,8 @@ pub enum AuditKind {
     Sync,
     /// An identity match was made or changed.
     Identity,
+    /// A replace that would have removed most of a listing was held back.
+    HeldChange,
 }
 
 impl AuditKind {
@@ -482,6 +531,7 @@ impl AuditKind {
         AuditKind::Conflict,
         AuditKind::Sync,
         AuditKind::Identity,
+        AuditKind::HeldChange,
     ];
 
     /// The stored spelling.
@@ -494,6 +544,7 @@ impl AuditKind {
             AuditKind::Conflict => "conflict",
             AuditKind::Sync => "sync",
             AuditKind::Identity => "identity",
+            AuditKind::HeldChange => "held_change",
         }
     }
 
@@ -555,22 +606,4 @@ pub struct AuditFilter {
     pub until: Option<DateTime<Utc>>,
     /// At most this many entries (oldest first).
     pub limit: Option<u64>,
-}
-
-/// Which backend a store runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// An SQLite file.
-    Sqlite,
-    /// A PostgreSQL database.
-    Postgres,
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::Sqlite => "SQLite",
-            Backend::Postgres => "PostgreSQL",
-        })
-    }
 }

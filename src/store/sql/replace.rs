@@ -251,6 +251,37 @@ async fn replace_in_tx(
     let baseline = !seen_before && !request.baseline_is_drift;
     let diff = listing::diff(&request, &stored, &observed.rows, baseline);
 
+    if let Some(guard) = request.guard {
+        let held = HeldChange {
+            would_remove: diff.deletes.len() as u64,
+            stored: stored.len() as u64,
+        };
+        if guard.holds(held.would_remove, held.stored) {
+            let entry = NewAuditEntry {
+                at: request.observed_at,
+                actor: "sync".to_owned(),
+                kind: AuditKind::HeldChange,
+                subject: format!("listing {listing_text}"),
+                before: None,
+                after: None,
+                details: serde_json::json!({
+                    "listing": listing_text,
+                    "would_remove": held.would_remove,
+                    "stored": held.stored,
+                    "observed": observed.rows.len(),
+                    "max_percent": guard.max_percent,
+                    "min_count": guard.min_count,
+                }),
+            };
+            insert_audit(tx, std::slice::from_ref(&entry)).await?;
+            return Ok(ReplaceOutcome {
+                rows_written: 1,
+                held: Some(held),
+                ..ReplaceOutcome::default()
+            });
+        }
+    }
+
     let accounts_written = upsert_accounts(tx, &observed.accounts).await?;
     upsert_rows(tx, &scope, &diff.upserts).await?;
     let deleted = delete_keys(
@@ -316,5 +347,6 @@ async fn replace_in_tx(
         baseline,
         drift: diff.drift,
         rows_written,
+        held: None,
     })
 }
