@@ -19,6 +19,7 @@ on_both_backends!(
     read_only_open_refuses_a_store_behind_the_schema,
     health_reports_a_sound_store,
     mass_removal_is_held_unless_accepted,
+    access_answers_name_the_listings_never_read,
 );
 
 fn ws() -> WorkspaceSlug {
@@ -288,4 +289,32 @@ async fn a_database_that_never_answers_fails_within_fifteen_seconds() {
     assert!(!shown.contains("hunter2"), "{shown}");
     let err = open_read_only(&url).await.expect_err("read-only too");
     assert!(matches!(err, StoreError::Timeout { .. }), "{err:?}");
+}
+
+async fn access_answers_name_the_listings_never_read(url: String) {
+    let store = seeded(&url).await;
+    let answer = bitbucket_access::access::for_repository(store.as_ref(), "acme/repo-00")
+        .await
+        .expect("the repository is stored");
+    let c = &answer.completeness;
+    assert!(!c.is_complete());
+    assert_eq!(c.oldest_read_at, Some(at(0)));
+    let unread: Vec<String> = c.never_read.iter().map(ToString::to_string).collect();
+    assert!(unread.contains(&"repo:acme/repo-00:users".to_owned()), "{unread:?}");
+    assert!(unread.contains(&"workspace:acme:members".to_owned()), "{unread:?}");
+    // Another repository's permissions are not behind this answer.
+    assert!(!unread.iter().any(|k| k.contains("repo-01")), "{unread:?}");
+
+    // Once every listing behind it was read, the answer is complete.
+    for key in c.never_read.clone() {
+        store
+            .replace_listing(ReplaceListing::new(key, vec![], at(2)))
+            .await
+            .expect("replace");
+    }
+    let answer = bitbucket_access::access::for_repository(store.as_ref(), "acme/repo-00")
+        .await
+        .expect("answer");
+    assert!(answer.completeness.is_complete(), "{:?}", answer.completeness);
+    assert_eq!(answer.completeness.oldest_read_at, Some(at(0)));
 }

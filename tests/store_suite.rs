@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use bitbucket_access::domain::{
     effective_access, Account, AccountId, EntityKind, GrantState, GrantTarget, GroupSlug, Identity,
-    NewGrant, Principal, ProjectKey, ProjectLevel, ProjectRef, RepoLevel, RepoRef, RepoSlug,
-    Source, WorkspaceRole, WorkspaceSlug,
+    IdentitySource, NewGrant, Principal, ProjectKey, ProjectLevel, ProjectRef, RepoLevel, RepoRef,
+    RepoSlug, Source, WorkspaceRole, WorkspaceSlug,
 };
 use bitbucket_access::store::{
     open, AuditFilter, AuditKind, ExpectedChange, Fact, ListingKey, NewAuditEntry, ReplaceListing,
@@ -724,7 +724,7 @@ async fn accounts_and_identities(url: String) {
     s.upsert_identity(&Identity {
         account_id: id.clone(),
         email: "Alice@Acme.com".to_owned(),
-        source: "jira".to_owned(),
+        source: IdentitySource::Jira,
         matched_at: t(2),
         conflicts: vec![],
     })

@@ -22,6 +22,6 @@ pub use ids::{
 };
 pub use levels::{LevelError, ProjectLevel, RepoLevel, WorkspaceRole};
 pub use model::{
-    Account, Group, Identity, Project, ProjectPermission, Repository, RepositoryPermission,
-    Workspace, WorkspaceMember,
+    Account, Group, Identity, IdentitySource, Project, ProjectPermission, Repository,
+    RepositoryPermission, Workspace, WorkspaceMember,
 };

@@ -126,7 +126,7 @@ pub(crate) async fn upsert_identity(
     )
     .bind(identity.account_id.to_string())
     .bind(identity.email.clone())
-    .bind(identity.source.clone())
+    .bind(identity.source.as_str())
     .bind(micros(identity.matched_at))
     .bind(conflicts)
     .execute(pool)
@@ -147,10 +147,12 @@ pub(crate) async fn identities(pool: &Pool<Db>) -> Result<Vec<Identity>, StoreEr
         .map(|row| {
             let decode = db_err("decode an identity");
             let conflicts: String = row.try_get(4).map_err(&decode)?;
+            let source: String = row.try_get(2).map_err(&decode)?;
             Ok(Identity {
                 account_id: account_id(row.try_get(0).map_err(&decode)?)?,
                 email: row.try_get(1).map_err(&decode)?,
-                source: row.try_get(2).map_err(&decode)?,
+                source: IdentitySource::parse(&source)
+                    .ok_or_else(|| corrupt("identity source")(format!("{source:?}")))?,
                 matched_at: row.try_get(3).map_err(&decode)?,
                 conflicts: serde_json::from_str(&conflicts)
                     .map_err(|e| corrupt("identity conflicts")(e.to_string()))?,
