@@ -300,8 +300,14 @@ async fn access_answers_name_the_listings_never_read(url: String) {
     assert!(!c.is_complete());
     assert_eq!(c.oldest_read_at, Some(at(0)));
     let unread: Vec<String> = c.never_read.iter().map(ToString::to_string).collect();
-    assert!(unread.contains(&"repo:acme/repo-00:users".to_owned()), "{unread:?}");
-    assert!(unread.contains(&"workspace:acme:members".to_owned()), "{unread:?}");
+    assert!(
+        unread.contains(&"repo:acme/repo-00:users".to_owned()),
+        "{unread:?}"
+    );
+    assert!(
+        unread.contains(&"workspace:acme:members".to_owned()),
+        "{unread:?}"
+    );
     // Another repository's permissions are not behind this answer.
     assert!(!unread.iter().any(|k| k.contains("repo-01")), "{unread:?}");
 
@@ -315,6 +321,10 @@ async fn access_answers_name_the_listings_never_read(url: String) {
     let answer = bitbucket_access::access::for_repository(store.as_ref(), "acme/repo-00")
         .await
         .expect("answer");
-    assert!(answer.completeness.is_complete(), "{:?}", answer.completeness);
+    assert!(
+        answer.completeness.is_complete(),
+        "{:?}",
+        answer.completeness
+    );
     assert_eq!(answer.completeness.oldest_read_at, Some(at(0)));
 }

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Account, DriftEvent, EntityKind, GroupSlug, ProjectKey, ProjectLevel, ProjectRef, RepoLevel,
-    RepoRef, RepoSlug, WorkspaceRole, WorkspaceSlug,
+    Account, AccountId, DriftEvent, EntityKind, FactKey, GroupSlug, ProjectKey, ProjectLevel,
+    ProjectRef, RepoLevel, RepoRef, RepoSlug, WorkspaceRole, WorkspaceSlug,
 };
 
 use super::error::StoreError;
@@ -96,6 +96,66 @@ impl ListingKey {
             ListingKey::RepositoryUserPermissions(r)
             | ListingKey::RepositoryGroupPermissions(r) => r.to_string(),
         }
+    }
+
+    /// The typed key of one item of this listing, from the item's stored text (an account id,
+    /// group slug, project key or repository slug; ignored for the workspace listing).
+    pub fn fact_key(&self, item: &str) -> Result<FactKey, StoreError> {
+        let bad = |e: String| StoreError::Corrupt {
+            what: "listing item",
+            detail: format!("{item:?} in {self}: {e}"),
+        };
+        let account = || AccountId::parse(item.to_owned()).map_err(|e| bad(e.to_string()));
+        let group = || GroupSlug::parse(item.to_owned()).map_err(|e| bad(e.to_string()));
+        Ok(match self {
+            ListingKey::Workspace(ws) => FactKey::Workspace {
+                workspace: ws.clone(),
+            },
+            ListingKey::WorkspaceMembers(ws) => FactKey::WorkspaceMember {
+                workspace: ws.clone(),
+                account: account()?,
+            },
+            ListingKey::Projects(ws) => FactKey::Project {
+                project: ProjectRef {
+                    workspace: ws.clone(),
+                    key: ProjectKey::parse(item.to_owned()).map_err(|e| bad(e.to_string()))?,
+                },
+            },
+            ListingKey::Repositories(ws) => FactKey::Repository {
+                repository: RepoRef {
+                    workspace: ws.clone(),
+                    slug: RepoSlug::parse(item.to_owned()).map_err(|e| bad(e.to_string()))?,
+                },
+            },
+            ListingKey::Groups(ws) => FactKey::Group {
+                workspace: ws.clone(),
+                group: group()?,
+            },
+            ListingKey::GroupMembers {
+                workspace,
+                group: slug,
+            } => FactKey::GroupMember {
+                workspace: workspace.clone(),
+                group: slug.clone(),
+                account: account()?,
+            },
+            ListingKey::ProjectUserPermissions(p) => FactKey::ProjectUserPermission {
+                project: p.clone(),
+                account: account()?,
+            },
+            ListingKey::ProjectGroupPermissions(p) => FactKey::ProjectGroupPermission {
+                project: p.clone(),
+                group: group()?,
+            },
+            ListingKey::RepositoryUserPermissions(r) => FactKey::RepositoryUserPermission {
+                repository: r.clone(),
+                account: account()?,
+            },
+            ListingKey::RepositoryGroupPermissions(r) => FactKey::RepositoryGroupPermission {
+                repository: r.clone(),
+                group: group()?,
+            },
+        })
     }
 
     /// Parses the stored string form.

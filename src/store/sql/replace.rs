@@ -249,7 +249,7 @@ async fn replace_in_tx(
         .is_some();
     let stored = load_rows(tx, &scope).await?;
     let baseline = !seen_before && !request.baseline_is_drift;
-    let diff = listing::diff(&request, &stored, &observed.rows, baseline);
+    let diff = listing::diff(&request, &stored, &observed.rows, baseline)?;
 
     if let Some(guard) = request.guard {
         let held = HeldChange {
