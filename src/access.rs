@@ -26,17 +26,27 @@ pub struct AccessRow {
     pub display_name: String,
     /// The effective level.
     pub level: RepoLevel,
-    /// Every source with the level it gives, strongest first.
+    /// Every source with the level it gives, strongest first. JSON shows each as people read
+    /// it (`group developers: write`).
+    #[serde(serialize_with = "serialize_sources")]
     pub sources: Vec<SourcedLevel>,
+}
+
+fn serialize_sources<S: serde::Serializer>(
+    sources: &[SourcedLevel],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(sources.iter().map(describe))
+}
+
+fn describe(source: &SourcedLevel) -> String {
+    format!("{}: {}", source.source.describe(), source.level)
 }
 
 impl AccessRow {
     /// The sources as people read them: `group developers: write`.
     pub fn why(&self) -> Vec<String> {
-        self.sources
-            .iter()
-            .map(|s| format!("{}: {}", s.source.describe(), s.level))
-            .collect()
+        self.sources.iter().map(describe).collect()
     }
 }
 

@@ -2,7 +2,9 @@
 
 use super::output::{render, Format, Rows};
 use super::{load_config, Cli, EXIT_FAILURE, EXIT_OK};
-use crate::access::{for_account, for_repository, AccessAnswer, AccessError, AccessRow};
+use crate::access::{
+    for_account, for_repository, AccessAnswer, AccessError, AccessRow, Completeness,
+};
 use crate::store::OpenMode;
 use crate::sync::format_age;
 use chrono::{DateTime, Utc};
@@ -55,26 +57,14 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
     };
     match result {
         Ok(answer) => {
-            print!("{}", render_answer(args.format, &answer, Utc::now()));
-            let c = &answer.completeness;
-            if c.is_complete() {
-                return EXIT_OK;
+            print!("{}", render_answer(args.format, &answer));
+            // The table and CSV stay one table on stdout; how complete they are goes beside it.
+            eprintln!("{}", completeness_note(&answer.completeness, Utc::now()));
+            if answer.completeness.is_complete() {
+                EXIT_OK
+            } else {
+                EXIT_FAILURE
             }
-            let shown: Vec<String> = c
-                .never_read
-                .iter()
-                .take(10)
-                .map(|k| k.to_string())
-                .collect();
-            let more = c.never_read.len().saturating_sub(shown.len());
-            eprintln!(
-                "warning: this answer rests on {} listing(s) never read, so it may lack rows: {}{}; \
-                 run `bitbucket-access sync` to read them",
-                c.never_read.len(),
-                shown.join(", "),
-                if more > 0 { format!(" and {more} more") } else { String::new() }
-            );
-            EXIT_FAILURE
         }
         Err(e) => {
             eprintln!("error: {e}");
@@ -83,33 +73,49 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
     }
 }
 
-/// Renders an answer: the rows, and (in a table) a line on how fresh they are; JSON carries
-/// the completeness beside the rows. CSV holds the rows only, so that it stays one table.
-pub fn render_answer(format: Format, answer: &AccessAnswer, now: DateTime<Utc>) -> String {
+/// Renders an answer: JSON carries the rows and their completeness, table and CSV the rows.
+pub fn render_answer(format: Format, answer: &AccessAnswer) -> String {
     if format == Format::Json {
         return serde_json::to_string_pretty(answer)
             .map(|s| s + "\n")
             .unwrap_or_else(|e| format!("error: {e}\n"));
     }
-    let mut out = render_rows(format, &answer.rows);
-    if format == Format::Table {
-        let c = &answer.completeness;
-        let age = c.oldest_read_at.map_or_else(
-            || "no listing behind it was read yet".to_owned(),
-            |at| {
-                format!(
-                    "oldest listing read {} ago",
-                    format_age((now - at).num_seconds())
-                )
-            },
-        );
-        out.push_str(&format!("\nfacts: {age}"));
-        if !c.is_complete() {
-            out.push_str(&format!("; {} listing(s) never read", c.never_read.len()));
-        }
-        out.push('\n');
+    render_rows(format, &answer.rows)
+}
+
+/// How fresh an answer is and, when it rests on listings never read, which (and what to do).
+pub fn completeness_note(c: &Completeness, now: DateTime<Utc>) -> String {
+    let age = c.oldest_read_at.map_or_else(
+        || "no listing behind this answer was read yet".to_owned(),
+        |at| {
+            format!(
+                "facts as of {} (the oldest listing behind this answer was read {} ago)",
+                at.format("%Y-%m-%d %H:%M UTC"),
+                format_age((now - at).num_seconds())
+            )
+        },
+    );
+    if c.is_complete() {
+        return age;
     }
-    out
+    let shown: Vec<String> = c
+        .never_read
+        .iter()
+        .take(10)
+        .map(ToString::to_string)
+        .collect();
+    let more = c.never_read.len() - shown.len();
+    format!(
+        "{age}\nwarning: this answer rests on {} listing(s) never read, so it may lack rows: \
+         {}{}; run `bitbucket-access sync` to read them",
+        c.never_read.len(),
+        shown.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )
 }
 
 /// Renders access rows in a format.
