@@ -1,14 +1,15 @@
 //! Effective access, explained: who can reach a repository and why, what an account can reach.
 //!
 //! Computed from the stored explicit facts by the domain's rules; nothing here calls Bitbucket.
-//! Every answer says how complete it is: the oldest read of the listings it rests on, and the
-//! listings it rests on that were never read (then the answer may miss rows).
+//! Every answer says how complete it is: the oldest read of the listings it rests on, the
+//! listings it rests on that were never read (then the answer may miss rows), and those whose
+//! last read failed (then their facts are older).
 
 use crate::domain::{
     effective_access_for_account, effective_access_for_repository, AccountId, EffectiveAccess,
     RepoLevel, RepoSlug, SourcedLevel, WorkspaceSlug,
 };
-use crate::store::{ListingKey, Store, StoreError};
+use crate::store::{ListingFailure, ListingKey, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -58,6 +59,9 @@ pub struct Completeness {
     /// The listings the answer rests on that were never read completely: their facts are
     /// missing, so the answer may lack rows.
     pub never_read: Vec<ListingKey>,
+    /// The listings the answer rests on whose last read failed: their facts are those of an
+    /// earlier read (or missing, when the listing is also never read).
+    pub failed: Vec<ListingFailure>,
 }
 
 impl Completeness {
@@ -72,6 +76,7 @@ impl Completeness {
             (a, b) => a.or(b),
         };
         self.never_read.extend(other.never_read);
+        self.failed.extend(other.failed);
     }
 }
 
@@ -141,6 +146,12 @@ async fn completeness(
     relevant: impl Fn(&ListingKey) -> bool,
 ) -> Result<Completeness, StoreError> {
     let mut out = Completeness::default();
+    out.failed = store
+        .listing_failures(ws)
+        .await?
+        .into_iter()
+        .filter(|f| relevant(&f.key))
+        .collect();
     for status in store.listings_by_age(ws).await? {
         if !relevant(&status.key) {
             continue;

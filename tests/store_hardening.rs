@@ -4,12 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use bitbucket_access::domain::{RepoSlug, WorkspaceSlug};
+use bitbucket_access::domain::{RepoRef, RepoSlug, WorkspaceSlug};
 use bitbucket_access::store::{
     open, open_read_only, AuditFilter, AuditKind, Fact, ListingKey, MassChangeGuard,
     ReplaceListing, SqlStore, Store, StoreError,
 };
 use chrono::{TimeZone, Utc};
+use sqlx::Connection;
 
 #[macro_use]
 mod support_db;
@@ -93,6 +94,38 @@ async fn read_only_open_refuses_a_store_behind_the_schema(url: String) {
         .await
         .expect("a migrated store opens read-only");
     assert_eq!(ro.repositories(&ws()).await.expect("read").len(), 3);
+
+    // A store migrated by an older program lacks the newest migration: refused, by version.
+    let undo = [
+        "DROP TABLE listing_failures",
+        "DELETE FROM _sqlx_migrations WHERE version = 20261202000001",
+    ];
+    if url.starts_with("sqlite") {
+        let mut conn = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("connect");
+        for statement in undo {
+            sqlx::query(statement)
+                .execute(&mut conn)
+                .await
+                .expect("undo");
+        }
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+        for statement in undo {
+            sqlx::query(statement)
+                .execute(&mut conn)
+                .await
+                .expect("undo");
+        }
+    }
+    let err = open_read_only(&url)
+        .await
+        .expect_err("behind by one migration");
+    assert!(err.to_string().contains("20261202000001"), "{err}");
+    // `migrate` (a read-write open) brings it up to date.
+    open(&url).await.expect("migrates");
+    open_read_only(&url).await.expect("current again");
 }
 
 async fn health_reports_a_sound_store(url: String) {
@@ -311,6 +344,25 @@ async fn access_answers_name_the_listings_never_read(url: String) {
     // Another repository's permissions are not behind this answer.
     assert!(!unread.iter().any(|k| k.contains("repo-01")), "{unread:?}");
 
+    // A failed read is named until a complete read of the listing settles it.
+    let groups = ListingKey::RepositoryGroupPermissions(RepoRef {
+        workspace: ws(),
+        slug: RepoSlug::parse("repo-00").expect("slug"),
+    });
+    store
+        .record_listing_failure(&groups, at(1), "HTTP 500 from Bitbucket")
+        .await
+        .expect("record");
+    let failing = bitbucket_access::access::for_repository(store.as_ref(), "acme/repo-00")
+        .await
+        .expect("answer");
+    let failed: Vec<&ListingKey> = failing.completeness.failed.iter().map(|f| &f.key).collect();
+    assert_eq!(failed, vec![&groups]);
+    assert_eq!(
+        failing.completeness.failed[0].message,
+        "HTTP 500 from Bitbucket"
+    );
+
     // Once every listing behind it was read, the answer is complete.
     for key in c.never_read.clone() {
         store
@@ -323,6 +375,11 @@ async fn access_answers_name_the_listings_never_read(url: String) {
         .expect("answer");
     assert!(
         answer.completeness.is_complete(),
+        "{:?}",
+        answer.completeness
+    );
+    assert!(
+        answer.completeness.failed.is_empty(),
         "{:?}",
         answer.completeness
     );

@@ -95,8 +95,23 @@ pub fn completeness_note(c: &Completeness, now: DateTime<Utc>) -> String {
             )
         },
     );
+    let mut note = age;
+    if !c.failed.is_empty() {
+        let shown: Vec<String> = c
+            .failed
+            .iter()
+            .take(10)
+            .map(|f| f.key.to_string())
+            .collect();
+        note.push_str(&format!(
+            "\nwarning: the last read of {} listing(s) behind this answer failed, so their facts \
+             are older: {}; see `bitbucket-access sync`'s report for why",
+            c.failed.len(),
+            shown.join(", ")
+        ));
+    }
     if c.is_complete() {
-        return age;
+        return note;
     }
     let shown: Vec<String> = c
         .never_read
@@ -106,7 +121,7 @@ pub fn completeness_note(c: &Completeness, now: DateTime<Utc>) -> String {
         .collect();
     let more = c.never_read.len() - shown.len();
     format!(
-        "{age}\nwarning: this answer rests on {} listing(s) never read, so it may lack rows: \
+        "{note}\nwarning: this answer rests on {} listing(s) never read, so it may lack rows: \
          {}{}; run `bitbucket-access sync` to read them",
         c.never_read.len(),
         shown.join(", "),

@@ -50,7 +50,7 @@ pub use crate::config::{redact_url, Backend, DatabaseUrl};
 pub use error::StoreError;
 pub use health::{check_health, StoreHealth};
 pub use types::{
-    AuditEntry, AuditFilter, AuditId, AuditKind, ExpectedChange, Fact, HeldChange,
+    AuditEntry, AuditFilter, AuditId, AuditKind, ExpectedChange, Fact, HeldChange, ListingFailure,
     ListingFreshness, ListingKey, ListingStatus, MassChangeGuard, NewAuditEntry, ReplaceListing,
     ReplaceOutcome, SyncOutcome, SyncRun, SyncRunFinish, SyncRunId,
 };
@@ -109,6 +109,21 @@ pub trait Store: Send + Sync + fmt::Debug {
         key: &'a ListingKey,
         cursor: Option<&'a str>,
     ) -> StoreFuture<'a, ()>;
+
+    /// Records that a read of a listing failed (its stored facts stay, with their age); the
+    /// next complete replace of the listing clears it. `message` must hold no secret.
+    fn record_listing_failure<'a>(
+        &'a self,
+        key: &'a ListingKey,
+        at: DateTime<Utc>,
+        message: &'a str,
+    ) -> StoreFuture<'a, ()>;
+
+    /// The listings of a workspace whose last read failed.
+    fn listing_failures<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+    ) -> StoreFuture<'a, Vec<ListingFailure>>;
 
     /// Every stored workspace.
     fn workspaces(&self) -> StoreFuture<'_, Vec<Workspace>>;
@@ -484,6 +499,22 @@ impl Store for SqlStore {
         cursor: Option<&'a str>,
     ) -> StoreFuture<'a, ()> {
         dispatch!(self, save_listing_cursor(key, cursor))
+    }
+
+    fn record_listing_failure<'a>(
+        &'a self,
+        key: &'a ListingKey,
+        at: DateTime<Utc>,
+        message: &'a str,
+    ) -> StoreFuture<'a, ()> {
+        dispatch!(self, record_listing_failure(key, at, message))
+    }
+
+    fn listing_failures<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+    ) -> StoreFuture<'a, Vec<ListingFailure>> {
+        dispatch!(self, listing_failures(workspace))
     }
 
     fn workspaces(&self) -> StoreFuture<'_, Vec<Workspace>> {

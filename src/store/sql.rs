@@ -24,7 +24,7 @@ use crate::domain::{
 use crate::store::error::StoreError;
 use crate::store::listing::{self, ColKind, ColVal, Rows, Scope};
 use crate::store::types::{
-    AuditEntry, AuditFilter, AuditId, AuditKind, HeldChange, ListingFreshness, ListingKey, ListingStatus,
+    AuditEntry, AuditFilter, AuditId, AuditKind, HeldChange, ListingFailure, ListingFreshness, ListingKey, ListingStatus,
     NewAuditEntry, ReplaceListing, ReplaceOutcome, SyncOutcome, SyncRun, SyncRunFinish, SyncRunId,
 };
 

@@ -465,6 +465,17 @@ pub struct ListingFreshness {
     pub last_run: Option<SyncRunId>,
 }
 
+/// The last failed read of a listing, kept until a complete read replaces the listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingFailure {
+    /// Which listing.
+    pub key: ListingKey,
+    /// When the read failed.
+    pub failed_at: DateTime<Utc>,
+    /// Why (already free of secrets: the caller scrubs what it passes).
+    pub message: String,
+}
+
 /// A listing the sync should read, with its age: `read_at` is `None` when it was never read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListingStatus {

@@ -112,3 +112,49 @@ pub(crate) async fn listings_by_age(
     out.sort_by_key(|s| (s.read_at.is_some(), s.read_at));
     Ok(out)
 }
+
+pub(crate) async fn record_listing_failure(
+    pool: &Pool<Db>,
+    key: &ListingKey,
+    at: DateTime<Utc>,
+    message: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO listing_failures (listing, workspace, failed_at, message) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (listing) DO UPDATE SET \
+         failed_at = excluded.failed_at, message = excluded.message",
+    )
+    .bind(key.to_string())
+    .bind(key.workspace().to_string())
+    .bind(micros(at))
+    .bind(message.to_owned())
+    .execute(pool)
+    .await
+    .map_err(db_err("record a failed listing read"))?;
+    Ok(())
+}
+
+pub(crate) async fn listing_failures(
+    pool: &Pool<Db>,
+    workspace: &WorkspaceSlug,
+) -> Result<Vec<ListingFailure>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT listing, failed_at, message FROM listing_failures WHERE workspace = $1 \
+         ORDER BY listing",
+    )
+    .bind(workspace.to_string())
+    .fetch_all(pool)
+    .await
+    .map_err(db_err("read failed listing reads"))?;
+    rows.iter()
+        .map(|row| {
+            let decode = db_err("decode a failed listing read");
+            let listing: String = row.try_get(0).map_err(&decode)?;
+            Ok(ListingFailure {
+                key: ListingKey::parse(&listing)?,
+                failed_at: row.try_get(1).map_err(&decode)?,
+                message: row.try_get(2).map_err(&decode)?,
+            })
+        })
+        .collect()
+}

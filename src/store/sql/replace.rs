@@ -186,6 +186,7 @@ async fn cascade(tx: &mut Tx, key: &ListingKey, deleted: &[String]) -> Result<u6
         removed += delete_keys(tx, table, &["workspace"], &scope, scope_col, deleted).await?;
     }
     delete_keys(tx, "listing_freshness", &[], &[], "listing", &listings).await?;
+    delete_keys(tx, "listing_failures", &[], &[], "listing", &listings).await?;
     Ok(removed)
 }
 
@@ -331,6 +332,16 @@ async fn replace_in_tx(
     .execute(&mut **tx)
     .await
     .map_err(db_err("mark a listing fresh"))?;
+    // A complete read settles any earlier failure of the listing.
+    delete_keys(
+        tx,
+        "listing_failures",
+        &[],
+        &[],
+        "listing",
+        std::slice::from_ref(&listing_text),
+    )
+    .await?;
 
     let rows_written = diff.inserted
         + diff.updated
