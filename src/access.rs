@@ -145,13 +145,15 @@ async fn completeness(
     ws: &WorkspaceSlug,
     relevant: impl Fn(&ListingKey) -> bool,
 ) -> Result<Completeness, StoreError> {
-    let mut out = Completeness::default();
-    out.failed = store
-        .listing_failures(ws)
-        .await?
-        .into_iter()
-        .filter(|f| relevant(&f.key))
-        .collect();
+    let mut out = Completeness {
+        failed: store
+            .listing_failures(ws)
+            .await?
+            .into_iter()
+            .filter(|f| relevant(&f.key))
+            .collect(),
+        ..Completeness::default()
+    };
     for status in store.listings_by_age(ws).await? {
         if !relevant(&status.key) {
             continue;
