@@ -154,7 +154,13 @@ fn resolve(text: &str, base_dir: &Path) -> Result<(String, Backend), String> {
 pub fn redact_url(url: &str) -> String {
     let Ok(mut parsed) = url::Url::parse(url) else {
         return match url.split_once(':') {
-            Some((scheme, _)) if !scheme.contains('@') && !scheme.is_empty() => {
+            // Only a real scheme is shown: anything else may be part of the user info.
+            Some((scheme, _))
+                if !scheme.is_empty()
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
                 format!("{scheme}:(unparsable URL)")
             }
             _ => "(unparsable URL)".to_owned(),
