@@ -92,7 +92,7 @@ pub async fn check_health(url: &DatabaseUrl) -> StoreHealth {
         health.writable = true;
         health
             .problems
-            .retain(|p| !p.starts_with(super::READ_ONLY_PROBLEM));
+            .retain(|p| !p.starts_with(super::open::READ_ONLY_PROBLEM));
         let writable = match SqlStore::connect_with(url, OpenMode::ReadWrite).await {
             Ok(rw) => {
                 let probe = rw.write_probe().await;
