@@ -202,6 +202,14 @@ async fn a_read_only_sqlite_store_answers_without_writing() {
     let path = sqlite_path(&db.url);
     let missing = open_read_only(&db.url).await.expect_err("no file yet");
     assert!(matches!(missing, StoreError::Missing { .. }), "{missing:?}");
+    let parsed = bitbucket_access::config::DatabaseUrl::parse(&db.url, std::path::Path::new(""))
+        .expect("url");
+    let health = bitbucket_access::store::check_health(&parsed).await;
+    assert!(!health.reachable, "{health:?}");
+    assert!(
+        health.problems[0].contains("bitbucket-access sync"),
+        "{health:?}"
+    );
     assert!(!path.exists(), "a read-only open must not create the file");
 
     let rw = seeded(&db.url).await;
@@ -322,6 +330,13 @@ async fn a_database_that_never_answers_fails_within_fifteen_seconds() {
     assert!(!shown.contains("hunter2"), "{shown}");
     let err = open_read_only(&url).await.expect_err("read-only too");
     assert!(matches!(err, StoreError::Timeout { .. }), "{err:?}");
+
+    // `doctor`'s check reports it unreachable, in words that hold no password.
+    let parsed =
+        bitbucket_access::config::DatabaseUrl::parse(&url, std::path::Path::new("")).expect("url");
+    let health = bitbucket_access::store::check_health(&parsed).await;
+    assert!(!health.reachable && !health.is_ok(), "{health:?}");
+    assert!(!format!("{health:?}").contains("hunter2"), "{health:?}");
 }
 
 async fn access_answers_name_the_listings_never_read(url: String) {
