@@ -17,15 +17,16 @@ use sqlx::{Pool, QueryBuilder, Row, Transaction};
 
 use crate::domain::{
     Account, AccountId, Grant, GrantId, GrantState, GrantTarget, Group, GroupMembers, GroupSlug,
-    Identity, IdentitySource, NewGrant, Principal, Project, ProjectKey, ProjectLevel, ProjectPermission,
-    ProjectRef, RepoLevel, RepoRef, RepoSlug, Repository, RepositoryPermission, Workspace,
-    WorkspaceFacts, WorkspaceMember, WorkspaceRole, WorkspaceSlug,
+    Identity, IdentitySource, NewGrant, Principal, Project, ProjectKey, ProjectLevel,
+    ProjectPermission, ProjectRef, RepoLevel, RepoRef, RepoSlug, Repository, RepositoryPermission,
+    Workspace, WorkspaceFacts, WorkspaceMember, WorkspaceRole, WorkspaceSlug,
 };
 use crate::store::error::StoreError;
 use crate::store::listing::{self, ColKind, ColVal, Rows, Scope};
 use crate::store::types::{
-    AuditEntry, AuditFilter, AuditId, AuditKind, HeldChange, ListingFailure, ListingFreshness, ListingKey, ListingStatus,
-    NewAuditEntry, ReplaceListing, ReplaceOutcome, SyncOutcome, SyncRun, SyncRunFinish, SyncRunId,
+    AuditEntry, AuditFilter, AuditId, AuditKind, HeldChange, ListingFailure, ListingFreshness,
+    ListingKey, ListingStatus, NewAuditEntry, ReplaceListing, ReplaceOutcome, SyncOutcome, SyncRun,
+    SyncRunFinish, SyncRunId,
 };
 
 /// Rows per multi-row statement: far below both backends' limits on bound parameters.

@@ -32,7 +32,10 @@ pub(crate) async fn pending_migrations(pool: &Pool<Db>) -> Result<Option<String>
 
 /// Tries a write in a transaction that is rolled back.
 pub(crate) async fn write_probe(pool: &Pool<Db>) -> Result<(), String> {
-    let mut tx = pool.begin_with(BEGIN_WRITE).await.map_err(|e| e.to_string())?;
+    let mut tx = pool
+        .begin_with(BEGIN_WRITE)
+        .await
+        .map_err(|e| e.to_string())?;
     sqlx::query("CREATE TABLE bba_write_probe (id INTEGER)")
         .execute(&mut *tx)
         .await
