@@ -1,12 +1,16 @@
 //! Effective access, explained: who can reach a repository and why, what an account can reach.
 //!
 //! Computed from the stored explicit facts by the domain's rules; nothing here calls Bitbucket.
+//! Every answer says how complete it is: the oldest read of the listings it rests on, the
+//! listings it rests on that were never read (then the answer may miss rows), and those whose
+//! last read failed (then their facts are older).
 
 use crate::domain::{
     effective_access_for_account, effective_access_for_repository, AccountId, EffectiveAccess,
-    RepoSlug, WorkspaceSlug,
+    RepoLevel, RepoSlug, SourcedLevel, WorkspaceSlug,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{ListingFailure, ListingKey, Store, StoreError};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -22,9 +26,67 @@ pub struct AccessRow {
     /// Display name, when known.
     pub display_name: String,
     /// The effective level.
-    pub level: String,
-    /// Every source with the level it gives (`group developers: write`).
-    pub sources: Vec<String>,
+    pub level: RepoLevel,
+    /// Every source with the level it gives, strongest first. JSON shows each as people read
+    /// it (`group developers: write`).
+    #[serde(serialize_with = "serialize_sources")]
+    pub sources: Vec<SourcedLevel>,
+}
+
+fn serialize_sources<S: serde::Serializer>(
+    sources: &[SourcedLevel],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(sources.iter().map(describe))
+}
+
+fn describe(source: &SourcedLevel) -> String {
+    format!("{}: {}", source.source.describe(), source.level)
+}
+
+impl AccessRow {
+    /// The sources as people read them: `group developers: write`.
+    pub fn why(&self) -> Vec<String> {
+        self.sources.iter().map(describe).collect()
+    }
+}
+
+/// How much of the store an answer rests on, and how old it is.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Completeness {
+    /// The oldest complete read among the listings the answer rests on, `None` when none was read.
+    pub oldest_read_at: Option<DateTime<Utc>>,
+    /// The listings the answer rests on that were never read completely: their facts are
+    /// missing, so the answer may lack rows.
+    pub never_read: Vec<ListingKey>,
+    /// The listings the answer rests on whose last read failed: their facts are those of an
+    /// earlier read (or missing, when the listing is also never read).
+    pub failed: Vec<ListingFailure>,
+}
+
+impl Completeness {
+    /// Whether every listing behind the answer was read.
+    pub fn is_complete(&self) -> bool {
+        self.never_read.is_empty()
+    }
+
+    fn add(&mut self, other: Completeness) {
+        self.oldest_read_at = match (self.oldest_read_at, other.oldest_read_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.never_read.extend(other.never_read);
+        self.failed.extend(other.failed);
+    }
+}
+
+/// An answer with its completeness.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AccessAnswer {
+    /// One row per account and repository.
+    pub rows: Vec<AccessRow>,
+    /// What the answer rests on.
+    pub completeness: Completeness,
 }
 
 /// Why an access query could not be answered.
@@ -71,44 +133,86 @@ fn rows(
                 .cloned()
                 .unwrap_or_default(),
             account_id: e.account_id.to_string(),
-            level: e.level.to_string(),
-            sources: e
-                .sources
-                .iter()
-                .map(|s| format!("{}: {}", s.source.describe(), s.level))
-                .collect(),
+            level: e.level,
+            sources: e.sources,
         })
         .collect()
+}
+
+/// The completeness of a workspace's listings that `relevant` picks.
+async fn completeness(
+    store: &dyn Store,
+    ws: &WorkspaceSlug,
+    relevant: impl Fn(&ListingKey) -> bool,
+) -> Result<Completeness, StoreError> {
+    let mut out = Completeness {
+        failed: store
+            .listing_failures(ws)
+            .await?
+            .into_iter()
+            .filter(|f| relevant(&f.key))
+            .collect(),
+        ..Completeness::default()
+    };
+    for status in store.listings_by_age(ws).await? {
+        if !relevant(&status.key) {
+            continue;
+        }
+        match status.read_at {
+            None => out.never_read.push(status.key),
+            Some(at) => {
+                out.oldest_read_at =
+                    Some(out.oldest_read_at.map_or(at, |o: DateTime<Utc>| o.min(at)))
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Who can reach `ws/repo` and why, strongest first.
 pub async fn for_repository(
     store: &dyn Store,
     full_name: &str,
-) -> Result<Vec<AccessRow>, AccessError> {
+) -> Result<AccessAnswer, AccessError> {
     let bad = || AccessError::BadRepository(full_name.to_string());
     let (ws, repo) = full_name.split_once('/').ok_or_else(bad)?;
     let ws = WorkspaceSlug::parse(ws.to_string()).map_err(|_| bad())?;
     let repo = RepoSlug::parse(repo.to_string()).map_err(|_| bad())?;
     let facts = store.workspace_facts(&ws).await?;
-    if !facts.repositories.iter().any(|r| r.slug == repo) {
+    let Some(stored) = facts.repositories.iter().find(|r| r.slug == repo) else {
         return Err(AccessError::UnknownRepository(full_name.to_string()));
-    }
+    };
+    // The answer rests on the workspace's own listings, every group's members, and the
+    // permissions of this repository and of its project.
+    let project = stored.project.clone();
+    let completeness = completeness(store, &ws, |key| match key {
+        ListingKey::RepositoryUserPermissions(r) | ListingKey::RepositoryGroupPermissions(r) => {
+            r.slug == repo
+        }
+        ListingKey::ProjectUserPermissions(p) | ListingKey::ProjectGroupPermissions(p) => {
+            Some(&p.key) == project.as_ref()
+        }
+        _ => true,
+    })
+    .await?;
     let names = names(store).await?;
     let mut out = rows(&ws, effective_access_for_repository(&facts, &repo), &names);
     out.sort_by(|a, b| {
-        level_rank(&b.level)
-            .cmp(&level_rank(&a.level))
+        b.level
+            .cmp(&a.level)
             .then(a.display_name.cmp(&b.display_name))
     });
-    Ok(out)
+    Ok(AccessAnswer {
+        rows: out,
+        completeness,
+    })
 }
 
 /// What an account (by id, or by an email matched to it) can reach, in every stored workspace.
 pub async fn for_account(
     store: &dyn Store,
     who: &str,
-) -> Result<(String, Vec<AccessRow>), AccessError> {
+) -> Result<(String, AccessAnswer), AccessError> {
     let account = if who.contains('@') {
         store.account_by_email(who).await?
     } else {
@@ -120,6 +224,7 @@ pub async fn for_account(
     .ok_or_else(|| AccessError::UnknownAccount(who.to_string()))?;
     let names = names(store).await?;
     let mut out = Vec::new();
+    let mut whole = Completeness::default();
     for ws in store.workspaces().await? {
         let facts = store.workspace_facts(&ws.slug).await?;
         out.extend(rows(
@@ -127,15 +232,14 @@ pub async fn for_account(
             effective_access_for_account(&facts, &account.account_id),
             &names,
         ));
+        // Any listing of a workspace can give the account access.
+        whole.add(completeness(store, &ws.slug, |_| true).await?);
     }
-    Ok((account.account_id.to_string(), out))
-}
-
-fn level_rank(level: &str) -> u8 {
-    match level {
-        "admin" => 3,
-        "write" => 2,
-        "read" => 1,
-        _ => 0,
-    }
+    Ok((
+        account.account_id.to_string(),
+        AccessAnswer {
+            rows: out,
+            completeness: whole,
+        },
+    ))
 }

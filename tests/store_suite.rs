@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use bitbucket_access::domain::{
-    effective_access, Account, AccountId, EntityKind, GrantState, GrantTarget, GroupSlug, Identity,
-    NewGrant, Principal, ProjectKey, ProjectLevel, ProjectRef, RepoLevel, RepoRef, RepoSlug,
-    Source, WorkspaceRole, WorkspaceSlug,
+    effective_access, Account, AccountId, EntityKind, FactKey, GrantState, GrantTarget, GroupSlug,
+    Identity, IdentitySource, NewGrant, Principal, ProjectKey, ProjectLevel, ProjectRef, RepoLevel,
+    RepoRef, RepoSlug, Source, WorkspaceRole, WorkspaceSlug,
 };
 use bitbucket_access::store::{
     open, AuditFilter, AuditKind, ExpectedChange, Fact, ListingKey, NewAuditEntry, ReplaceListing,
@@ -177,10 +177,18 @@ async fn first_read_is_a_baseline_and_later_differences_are_drift(url: String) {
         second
             .drift
             .iter()
-            .find(|d| d.key == key)
+            .find(|d| d.key.to_string() == key)
             .unwrap_or_else(|| panic!("a drift event for {key}: {:?}", second.drift))
     };
     let alice = by_key("acme/api alice");
+    assert_eq!(
+        alice.key,
+        FactKey::RepositoryUserPermission {
+            repository: repo("api"),
+            account: AccountId::parse("alice").expect("id"),
+        },
+        "the drift event carries a typed key"
+    );
     assert_eq!(alice.kind, EntityKind::RepositoryUserPermission);
     assert_eq!(alice.before, Some(serde_json::json!({"level": "read"})));
     assert_eq!(alice.after, Some(serde_json::json!({"level": "write"})));
@@ -241,7 +249,7 @@ async fn expected_changes_are_not_drift(url: String) {
     let outcome = s.replace_listing(request).await.expect("replace");
     assert_eq!(outcome.updated, 1);
     assert_eq!(outcome.inserted, 1);
-    let keys: Vec<&str> = outcome.drift.iter().map(|d| d.key.as_str()).collect();
+    let keys: Vec<String> = outcome.drift.iter().map(|d| d.key.to_string()).collect();
     assert_eq!(keys, vec!["acme/api bob"]);
 }
 
@@ -724,7 +732,7 @@ async fn accounts_and_identities(url: String) {
     s.upsert_identity(&Identity {
         account_id: id.clone(),
         email: "Alice@Acme.com".to_owned(),
-        source: "jira".to_owned(),
+        source: IdentitySource::Jira,
         matched_at: t(2),
         conflicts: vec![],
     })

@@ -61,10 +61,10 @@ async fn run(sim: &SimHandle, dir: &Path, config: &Path, args: &[&str]) -> Run {
 
 /// `repo account level` lines and `repo account source level` lines of a JSON answer.
 fn parse_rows(stdout: &str) -> (BTreeSet<String>, BTreeSet<String>) {
-    let rows: Value = serde_json::from_str(stdout).expect("JSON output");
+    let answer: Value = serde_json::from_str(stdout).expect("JSON output");
     let mut levels = BTreeSet::new();
     let mut sources = BTreeSet::new();
-    for row in rows.as_array().expect("an array of rows") {
+    for row in answer["rows"].as_array().expect("an array of rows") {
         let repo = row["repository"].as_str().expect("repository");
         let account = row["account_id"].as_str().expect("account_id");
         levels.insert(format!(
@@ -133,8 +133,12 @@ async fn access_explains_a_repository_and_an_account_in_three_formats() {
     // A private repository: nothing comes from public visibility, so the levels are the
     // simulator's own.
     assert_eq!(levels, sim_levels, "levels on {full}");
-    let rows: Value = serde_json::from_str(&json.stdout).expect("JSON");
-    let holder_row = rows
+    let answer: Value = serde_json::from_str(&json.stdout).expect("JSON");
+    assert!(answer["completeness"]["never_read"]
+        .as_array()
+        .expect("the answer states its completeness")
+        .is_empty());
+    let holder_row = answer["rows"]
         .as_array()
         .expect("rows")
         .iter()
@@ -209,8 +213,7 @@ async fn access_explains_a_repository_and_an_account_in_three_formats() {
     assert_eq!(user_csv.code, 0);
     assert_eq!(
         user_csv.stdout.lines().count(),
-        serde_json::from_str::<Value>(&user.stdout)
-            .expect("JSON")
+        serde_json::from_str::<Value>(&user.stdout).expect("JSON")["rows"]
             .as_array()
             .expect("rows")
             .len()

@@ -2,7 +2,12 @@
 
 use super::output::{render, Format, Rows};
 use super::{load_config, Cli, EXIT_FAILURE, EXIT_OK};
-use crate::access::{for_account, for_repository, AccessError, AccessRow};
+use crate::access::{
+    for_account, for_repository, AccessAnswer, AccessError, AccessRow, Completeness,
+};
+use crate::store::OpenMode;
+use crate::sync::format_age;
+use chrono::{DateTime, Utc};
 
 /// Options of `access`.
 #[derive(Debug, clap::Args)]
@@ -36,29 +41,96 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let store = match crate::store::open(config.database_url.expose_url()).await {
+    // Answering never writes: a read-only file works, and a store behind the schema is refused.
+    let store = match crate::store::open_with(&config.database_url, OpenMode::ReadOnly).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot open the store: {e}");
             return EXIT_FAILURE;
         }
     };
-    let result: Result<Vec<AccessRow>, AccessError> = match &args.what {
+    let result: Result<AccessAnswer, AccessError> = match &args.what {
         What::Repo { repository } => for_repository(store.as_ref(), repository).await,
         What::User { account } => for_account(store.as_ref(), account)
             .await
-            .map(|(_, rows)| rows),
+            .map(|(_, answer)| answer),
     };
     match result {
-        Ok(rows) => {
-            print!("{}", render_rows(args.format, &rows));
-            EXIT_OK
+        Ok(answer) => {
+            print!("{}", render_answer(args.format, &answer));
+            // The table and CSV stay one table on stdout; how complete they are goes beside it.
+            eprintln!("{}", completeness_note(&answer.completeness, Utc::now()));
+            if answer.completeness.is_complete() {
+                EXIT_OK
+            } else {
+                EXIT_FAILURE
+            }
         }
         Err(e) => {
             eprintln!("error: {e}");
             EXIT_FAILURE
         }
     }
+}
+
+/// Renders an answer: JSON carries the rows and their completeness, table and CSV the rows.
+pub fn render_answer(format: Format, answer: &AccessAnswer) -> String {
+    if format == Format::Json {
+        return serde_json::to_string_pretty(answer)
+            .map(|s| s + "\n")
+            .unwrap_or_else(|e| format!("error: {e}\n"));
+    }
+    render_rows(format, &answer.rows)
+}
+
+/// How fresh an answer is and, when it rests on listings never read, which (and what to do).
+pub fn completeness_note(c: &Completeness, now: DateTime<Utc>) -> String {
+    let age = c.oldest_read_at.map_or_else(
+        || "no listing behind this answer was read yet".to_owned(),
+        |at| {
+            format!(
+                "facts as of {} (the oldest listing behind this answer was read {} ago)",
+                at.format("%Y-%m-%d %H:%M UTC"),
+                format_age((now - at).num_seconds())
+            )
+        },
+    );
+    let mut note = age;
+    if !c.failed.is_empty() {
+        let shown: Vec<String> = c
+            .failed
+            .iter()
+            .take(10)
+            .map(|f| f.key.to_string())
+            .collect();
+        note.push_str(&format!(
+            "\nwarning: the last read of {} listing(s) behind this answer failed, so their facts \
+             are older: {}; see `bitbucket-access sync`'s report for why",
+            c.failed.len(),
+            shown.join(", ")
+        ));
+    }
+    if c.is_complete() {
+        return note;
+    }
+    let shown: Vec<String> = c
+        .never_read
+        .iter()
+        .take(10)
+        .map(ToString::to_string)
+        .collect();
+    let more = c.never_read.len() - shown.len();
+    format!(
+        "{note}\nwarning: this answer rests on {} listing(s) never read, so it may lack rows: \
+         {}{}; run `bitbucket-access sync` to read them",
+        c.never_read.len(),
+        shown.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )
 }
 
 /// Renders access rows in a format.
@@ -72,8 +144,8 @@ pub fn render_rows(format: Format, rows: &[AccessRow]) -> String {
                     format!("{}/{}", r.workspace, r.repository),
                     r.account_id.clone(),
                     r.display_name.clone(),
-                    r.level.clone(),
-                    r.sources.join("; "),
+                    r.level.to_string(),
+                    r.why().join("; "),
                 ]
             })
             .collect(),

@@ -9,7 +9,8 @@ use super::output::Format;
 use super::sync::summary;
 use super::{Cli, EXIT_FAILURE, EXIT_OK};
 use crate::config::{Config, DatabaseUrl, RequestBudget};
-use crate::store::{AuditFilter, AuditKind};
+use crate::domain::Source;
+use crate::store::{AuditFilter, AuditKind, OpenMode};
 use crate::sync::SyncOptions;
 use bitbucket_sim::{Level, Role, Sim, SimOptions, World, WorldSpec};
 use secrecy::SecretString;
@@ -92,7 +93,7 @@ async fn demo(args: &Args) -> Result<(), String> {
         reserve: 0,
         max_in_flight: 8,
     };
-    let store = crate::store::open(config.database_url.expose_url())
+    let store = crate::store::open_with(&config.database_url, OpenMode::ReadWrite)
         .await
         .map_err(|e| e.to_string())?;
     println!("   {}", path.display());
@@ -123,10 +124,10 @@ async fn demo(args: &Args) -> Result<(), String> {
         .ok_or("the generated world has no private repository with a plain member")?;
 
     step(4, &format!("Who can reach {ws}/{repo}, and why"));
-    let rows = crate::access::for_repository(store.as_ref(), &format!("{ws}/{repo}"))
+    let answer = crate::access::for_repository(store.as_ref(), &format!("{ws}/{repo}"))
         .await
         .map_err(|e| e.to_string())?;
-    print!("{}", render_rows(Format::Table, &rows));
+    print!("{}", render_rows(Format::Table, &answer.rows));
 
     step(
         5,
@@ -170,12 +171,18 @@ async fn demo(args: &Args) -> Result<(), String> {
     }
 
     step(7, &format!("What {member} can reach now"));
-    let (_, rows) = crate::access::for_account(store.as_ref(), &member)
+    let (_, answer) = crate::access::for_account(store.as_ref(), &member)
         .await
         .map_err(|e| e.to_string())?;
-    let rows: Vec<_> = rows
+    // Every member reaches every public repository; the demo shows the rest.
+    let rows: Vec<_> = answer
+        .rows
         .into_iter()
-        .filter(|r| r.sources.iter().any(|s| !s.starts_with("public")))
+        .filter(|r| {
+            r.sources
+                .iter()
+                .any(|s| s.source != Source::PublicRepository)
+        })
         .collect();
     print!("{}", render_rows(Format::Table, &rows));
     println!(

@@ -1,6 +1,7 @@
 //! `bitbucket-access migrate`: applies the embedded migrations to the configured store.
 
 use super::{load_config, Cli, EXIT_FAILURE, EXIT_OK};
+use crate::store::OpenMode;
 
 /// Options of `migrate`.
 #[derive(Debug, clap::Args)]
@@ -12,10 +13,10 @@ pub async fn run(cli: &Cli, _args: &Args) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match crate::store::open(config.database_url.expose_url()).await {
+    match crate::store::open_with(&config.database_url, OpenMode::ReadWrite).await {
         Ok(store) => {
             println!(
-                "migrations applied: {} ({:?})",
+                "migrations applied: {} ({})",
                 config.database_url.redacted(),
                 store.backend()
             );

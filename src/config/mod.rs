@@ -24,7 +24,7 @@ mod secret;
 mod types;
 mod validate;
 
-pub use database_url::{Backend, DatabaseUrl, DEFAULT_DATABASE_URL};
+pub use database_url::{redact_url, Backend, DatabaseUrl, DEFAULT_DATABASE_URL};
 pub use duration::{format_duration, parse_duration, HumanDuration};
 pub use error::{ConfigError, Problem};
 pub use raw::{RawConfig, ReportFormat};

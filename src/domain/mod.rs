@@ -14,7 +14,7 @@ pub use access::{
     effective_access, effective_access_for_account, effective_access_for_repository,
     EffectiveAccess, GroupMembers, Source, SourcedLevel, WorkspaceFacts,
 };
-pub use drift::{DriftEvent, EntityKind};
+pub use drift::{DriftEvent, EntityKind, FactKey};
 pub use grant::{Grant, GrantId, GrantState, GrantTarget, NewGrant};
 pub use ids::{
     AccountId, GroupSlug, IdError, Principal, ProjectKey, ProjectRef, RepoRef, RepoSlug,
@@ -22,6 +22,6 @@ pub use ids::{
 };
 pub use levels::{LevelError, ProjectLevel, RepoLevel, WorkspaceRole};
 pub use model::{
-    Account, Group, Identity, Project, ProjectPermission, Repository, RepositoryPermission,
-    Workspace, WorkspaceMember,
+    Account, Group, Identity, IdentitySource, Project, ProjectPermission, Repository,
+    RepositoryPermission, Workspace, WorkspaceMember,
 };

@@ -1,23 +1,25 @@
-//! The store's error type and the database URL redaction it relies on.
+//! The store's error type.
 //!
 //! No sqlx type leaves the store: database errors are kept as text, with any password of the
-//! URL removed, so a `StoreError` can be logged or shown as is.
+//! URL removed (by [`crate::config::DatabaseUrl::scrub`]), so a `StoreError` can be logged or
+//! shown as is. Every message names the store (its redacted URL or file) when the fault is the
+//! store's, and says what to do.
 
-use std::fmt;
-
-use secrecy::{ExposeSecret, SecretString};
+use std::path::PathBuf;
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database URL is not one the store understands.
     #[error(
-        "unsupported database URL {url}: use sqlite://PATH (a file, created if missing) \
-         or postgres://USER@HOST/DB"
+        "unsupported database URL {url}: it {reason}; use sqlite://PATH (a file, created if \
+         missing) or postgres://USER@HOST/DB"
     )]
     UnsupportedUrl {
         /// The URL with its password removed.
         url: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The database could not be opened or reached.
     #[error("cannot open the {backend} database at {url}: {message}")]
@@ -29,11 +31,68 @@ pub enum StoreError {
         /// What the driver said.
         message: String,
     },
+    /// The database did not answer within the connect timeout.
+    #[error(
+        "the {backend} database at {url} did not answer within {seconds} s: check that the \
+         server is up and is the database server (not another service on that port)"
+    )]
+    Timeout {
+        /// `SQLite` or `PostgreSQL`.
+        backend: &'static str,
+        /// The URL with its password removed.
+        url: String,
+        /// The timeout that passed.
+        seconds: u64,
+    },
     /// Applying the embedded migrations failed.
-    #[error("cannot apply the database migrations: {message}")]
+    #[error("cannot apply the database migrations to {url}: {message}")]
     Migrate {
+        /// The URL with its password removed.
+        url: String,
         /// What the driver said.
         message: String,
+    },
+    /// A read-only command met a store whose schema is older than this program's.
+    #[error(
+        "the store at {url} is not at this program's schema ({reason}): run \
+         `bitbucket-access migrate` first"
+    )]
+    NotMigrated {
+        /// The URL with its password removed.
+        url: String,
+        /// What is missing.
+        reason: String,
+    },
+    /// A read-only command met a store file that does not exist.
+    #[error(
+        "there is no store at {path}: run `bitbucket-access sync` (or `migrate`) to create it, \
+         or check `database_url`"
+    )]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The SQLite file failed its integrity check.
+    #[error(
+        "the SQLite file {path} is damaged ({detail}): restore it from a backup, or move it \
+         away and run `bitbucket-access sync` to rebuild it"
+    )]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What SQLite reported.
+        detail: String,
+    },
+    /// The SQLite file the store opened was removed or replaced while it was open.
+    #[error(
+        "the SQLite file {path} {what} while the store had it open: nothing more is written; \
+         restore the file or run `bitbucket-access sync` again"
+    )]
+    FileChanged {
+        /// The file.
+        path: PathBuf,
+        /// `was removed` or `was replaced by another file`.
+        what: &'static str,
     },
     /// A query failed.
     #[error("database error while trying to {action}: {message}")]
@@ -67,121 +126,4 @@ pub enum StoreError {
         /// Its value.
         value: String,
     },
-}
-
-/// A database URL whose password never shows in `Debug` or `Display`.
-#[derive(Clone)]
-pub struct DatabaseUrl {
-    secret: SecretString,
-    redacted: String,
-}
-
-impl DatabaseUrl {
-    /// Wraps a URL.
-    pub fn new(url: &str) -> Self {
-        Self {
-            secret: SecretString::from(url.to_owned()),
-            redacted: redact_url(url),
-        }
-    }
-
-    /// The URL with its password replaced by `***`, fit for logs and errors.
-    pub fn redacted(&self) -> &str {
-        &self.redacted
-    }
-
-    /// The full URL, for the driver only.
-    pub(crate) fn expose(&self) -> &str {
-        self.secret.expose_secret()
-    }
-
-    /// The password, when the URL holds one (to scrub it from driver messages).
-    pub(crate) fn password(&self) -> Option<String> {
-        url::Url::parse(self.expose())
-            .ok()
-            .and_then(|u| u.password().map(str::to_owned))
-            .filter(|p| !p.is_empty())
-    }
-
-    /// Turns a driver message into one that cannot hold the password.
-    pub(crate) fn scrub(&self, message: impl fmt::Display) -> String {
-        let message = message.to_string();
-        let message = message.replace(self.expose(), &self.redacted);
-        match self.password() {
-            Some(password) => {
-                let decoded = percent_decode(&password);
-                message.replace(&password, "***").replace(&decoded, "***")
-            }
-            None => message,
-        }
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("DatabaseUrl").field(&self.redacted).finish()
-    }
-}
-
-impl fmt::Display for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted)
-    }
-}
-
-/// Replaces the password of a URL by `***`. A string that does not parse as a URL is shown only
-/// by its scheme, since it could hold a password in a shape the parser did not recognise.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                // Setting a password only fails for URLs that cannot hold one, which then hold none.
-                let _ = parsed.set_password(Some("***"));
-            }
-            parsed.to_string()
-        }
-        Err(_) => match url.split_once(':') {
-            Some((scheme, _)) if !scheme.contains('@') => format!("{scheme}:(unparsable URL)"),
-            _ => "(unparsable URL)".to_owned(),
-        },
-    }
-}
-
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let hex = |b: u8| (b as char).to_digit(16);
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                // Two hex digits make one byte, which always fits.
-                out.push((high * 16 + low) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redaction_hides_the_password_only() {
-        let url = DatabaseUrl::new("postgres://app:s3cr%40t@db.example:5432/access");
-        assert_eq!(url.redacted(), "postgres://app:***@db.example:5432/access");
-        assert!(!format!("{url:?}").contains("s3cr"));
-        assert!(!format!("{url}").contains("s3cr"));
-        let scrubbed = url.scrub("failed for s3cr@t and s3cr%40t");
-        assert!(!scrubbed.contains("s3cr"), "{scrubbed}");
-        assert_eq!(
-            redact_url("sqlite://data/access.db"),
-            "sqlite://data/access.db"
-        );
-    }
 }

@@ -339,50 +339,55 @@ pub(crate) fn diff(
     stored: &Rows,
     observed: &Rows,
     baseline: bool,
-) -> Diff {
+) -> Result<Diff, StoreError> {
     let spec = scope_of(&request.key).spec;
-    let scope = request.key.scope_label();
     let entity = request.key.entity_kind();
     let mut out = Diff::default();
-    let mut drift = |item: &str, before: Option<&Vec<ColVal>>, after: Option<&Vec<ColVal>>| {
+    let mut drift = |item: &str,
+                     before: Option<&Vec<ColVal>>,
+                     after: Option<&Vec<ColVal>>|
+     -> Result<(), StoreError> {
         if baseline || is_expected(&request.expected, item, after.map(Vec::as_slice)) {
-            return;
+            return Ok(());
         }
-        let key = if matches!(request.key, super::types::ListingKey::Workspace(_)) {
-            scope.clone()
-        } else {
-            format!("{scope} {item}")
-        };
         out.drift.push(DriftEvent {
             kind: entity,
-            key,
+            key: request.key.fact_key(item)?,
             before: before.map(|v| values_json(spec, v)),
             after: after.map(|v| values_json(spec, v)),
             observed_at: request.observed_at,
         });
+        Ok(())
     };
+    let mut upserts = Vec::new();
+    let (mut inserted, mut updated) = (0, 0);
     for (item, values) in observed {
         match stored.get(item) {
             None => {
-                drift(item, None, Some(values));
-                out.upserts.push((item.clone(), values.clone()));
-                out.inserted += 1;
+                drift(item, None, Some(values))?;
+                upserts.push((item.clone(), values.clone()));
+                inserted += 1;
             }
             Some(old) if old != values => {
-                drift(item, Some(old), Some(values));
-                out.upserts.push((item.clone(), values.clone()));
-                out.updated += 1;
+                drift(item, Some(old), Some(values))?;
+                upserts.push((item.clone(), values.clone()));
+                updated += 1;
             }
             Some(_) => {}
         }
     }
+    let mut deletes = Vec::new();
     for (item, old) in stored {
         if !observed.contains_key(item) {
-            drift(item, Some(old), None);
-            out.deletes.push(item.clone());
+            drift(item, Some(old), None)?;
+            deletes.push(item.clone());
         }
     }
-    out
+    out.upserts = upserts;
+    out.inserted = inserted;
+    out.updated = updated;
+    out.deletes = deletes;
+    Ok(out)
 }
 
 /// The values of an account row, in `accounts` column order after `account_id`.

@@ -23,15 +23,23 @@
 //!
 //! Deleting a repository, project or group from its workspace listing also removes its
 //! permissions (or members) and their freshness, since Bitbucket removes them with it.
+//!
+//! Hardening: connecting gives up after [`CONNECT_TIMEOUT`]; read-only commands use
+//! [`open_read_only`], which never writes or migrates; every SQLite open checks the file's
+//! integrity; a replace fails once the SQLite path no longer names the file that was opened; a
+//! [`MassChangeGuard`] on a replace holds back the removal of most of a listing.
 
 mod error;
+mod file;
+mod health;
+mod key;
 mod listing;
+mod open;
 mod postgres;
 mod sqlite;
 mod types;
 
 use std::fmt;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -42,11 +50,15 @@ use crate::domain::{
     WorkspaceMember, WorkspaceSlug,
 };
 
-pub use error::{redact_url, DatabaseUrl, StoreError};
+pub use crate::config::{redact_url, Backend, DatabaseUrl};
+pub use error::StoreError;
+pub use health::{check_health, StoreHealth};
+use open::Pool;
+pub use open::{open, open_read_only, open_with, OpenMode, SqlStore, CONNECT_TIMEOUT};
 pub use types::{
-    AuditEntry, AuditFilter, AuditId, AuditKind, Backend, ExpectedChange, Fact, ListingFreshness,
-    ListingKey, ListingStatus, NewAuditEntry, ReplaceListing, ReplaceOutcome, SyncOutcome, SyncRun,
-    SyncRunFinish, SyncRunId,
+    AuditEntry, AuditFilter, AuditId, AuditKind, ExpectedChange, Fact, HeldChange, ListingFailure,
+    ListingFreshness, ListingKey, ListingStatus, MassChangeGuard, NewAuditEntry, ReplaceListing,
+    ReplaceOutcome, SyncOutcome, SyncRun, SyncRunFinish, SyncRunId,
 };
 
 /// The future every store method returns.
@@ -59,6 +71,14 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Applies the embedded migrations. Idempotent; [`open`] already calls it.
     fn migrate(&self) -> StoreFuture<'_, ()>;
+
+    /// Whether the store answers, takes writes and has every migration of this program, each
+    /// problem with what to do (for `doctor`).
+    fn health(&self) -> StoreFuture<'_, StoreHealth>;
+
+    /// Fails when the SQLite file the store opened was removed or replaced since (a long run
+    /// calls it before it reports success). Always `Ok` on PostgreSQL and in memory.
+    fn check_file(&self) -> Result<(), StoreError>;
 
     // ----- Facts -----
 
@@ -95,6 +115,21 @@ pub trait Store: Send + Sync + fmt::Debug {
         key: &'a ListingKey,
         cursor: Option<&'a str>,
     ) -> StoreFuture<'a, ()>;
+
+    /// Records that a read of a listing failed (its stored facts stay, with their age); the
+    /// next complete replace of the listing clears it. `message` must hold no secret.
+    fn record_listing_failure<'a>(
+        &'a self,
+        key: &'a ListingKey,
+        at: DateTime<Utc>,
+        message: &'a str,
+    ) -> StoreFuture<'a, ()>;
+
+    /// The listings of a workspace whose last read failed.
+    fn listing_failures<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+    ) -> StoreFuture<'a, Vec<ListingFailure>>;
 
     /// Every stored workspace.
     fn workspaces(&self) -> StoreFuture<'_, Vec<Workspace>>;
@@ -219,78 +254,6 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn list_audit<'a>(&'a self, filter: &'a AuditFilter) -> StoreFuture<'a, Vec<AuditEntry>>;
 }
 
-/// Opens the store the URL names and applies its migrations.
-///
-/// `sqlite://PATH` (or `sqlite:PATH`, `sqlite::memory:`) opens an SQLite file, creating it and
-/// its folder if missing; `postgres://` or `postgresql://` connects to PostgreSQL.
-pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    let store = SqlStore::connect(url).await?;
-    store.migrate().await?;
-    Ok(Arc::new(store))
-}
-
-/// Which backend a URL names, without connecting.
-pub fn backend_of(url: &str) -> Result<Backend, StoreError> {
-    let lower = url.trim_start().to_ascii_lowercase();
-    if lower.starts_with("sqlite:") {
-        Ok(Backend::Sqlite)
-    } else if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-        Ok(Backend::Postgres)
-    } else {
-        Err(StoreError::UnsupportedUrl {
-            url: redact_url(url),
-        })
-    }
-}
-
-enum Pool {
-    Sqlite(sqlx::SqlitePool),
-    Postgres(sqlx::PgPool),
-}
-
-/// The sqlx implementation of [`Store`] for both backends.
-pub struct SqlStore {
-    pool: Pool,
-    url: DatabaseUrl,
-}
-
-impl fmt::Debug for SqlStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqlStore")
-            .field("backend", &self.backend())
-            .field("url", &self.url)
-            .finish()
-    }
-}
-
-impl SqlStore {
-    /// Connects without applying migrations (use [`open`] unless you mean to migrate yourself).
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let database_url = DatabaseUrl::new(url);
-        let pool = match backend_of(url)? {
-            Backend::Sqlite => Pool::Sqlite(sqlite::connect(&database_url).await?),
-            Backend::Postgres => Pool::Postgres(postgres::connect(&database_url).await?),
-        };
-        Ok(Self {
-            pool,
-            url: database_url,
-        })
-    }
-
-    /// The URL with its password hidden.
-    pub fn url(&self) -> &DatabaseUrl {
-        &self.url
-    }
-
-    /// Closes the connections (tests drop their database afterwards).
-    pub async fn close(&self) {
-        match &self.pool {
-            Pool::Sqlite(p) => p.close().await,
-            Pool::Postgres(p) => p.close().await,
-        }
-    }
-}
-
 /// Calls the same function of the backend module that matches the pool.
 macro_rules! dispatch {
     ($self:ident, $func:ident ( $($arg:expr),* )) => {
@@ -312,18 +275,45 @@ impl Store for SqlStore {
     }
 
     fn migrate(&self) -> StoreFuture<'_, ()> {
-        dispatch!(self, migrate())
+        let url = &self.url;
+        Box::pin(async move {
+            match &self.pool {
+                Pool::Sqlite(pool) => sqlite::migrate(pool, url).await,
+                Pool::Postgres(pool) => postgres::migrate(pool, url).await,
+            }
+        })
+    }
+
+    fn health(&self) -> StoreFuture<'_, StoreHealth> {
+        Box::pin(async move { Ok(self.probe_health().await) })
+    }
+
+    fn check_file(&self) -> Result<(), StoreError> {
+        self.file.as_ref().map_or(Ok(()), file::FileIdentity::check)
     }
 
     fn replace_listing(&self, request: ReplaceListing) -> StoreFuture<'_, ReplaceOutcome> {
-        dispatch!(self, replace_listing(request))
+        Box::pin(async move {
+            // A replace into a file that is no longer the store would be lost without a trace.
+            self.check_file()?;
+            match &self.pool {
+                Pool::Sqlite(pool) => sqlite::replace_listing(pool, request).await,
+                Pool::Postgres(pool) => postgres::replace_listing(pool, request).await,
+            }
+        })
     }
 
     fn replace_listings(
         &self,
         requests: Vec<ReplaceListing>,
     ) -> StoreFuture<'_, Vec<ReplaceOutcome>> {
-        dispatch!(self, replace_listings(requests))
+        Box::pin(async move {
+            self.check_file()?;
+            match &self.pool {
+                Pool::Sqlite(pool) => sqlite::replace_listings(pool, requests).await,
+                Pool::Postgres(pool) => postgres::replace_listings(pool, requests).await,
+            }
+        })
     }
 
     fn listing_freshness<'a>(
@@ -346,6 +336,22 @@ impl Store for SqlStore {
         cursor: Option<&'a str>,
     ) -> StoreFuture<'a, ()> {
         dispatch!(self, save_listing_cursor(key, cursor))
+    }
+
+    fn record_listing_failure<'a>(
+        &'a self,
+        key: &'a ListingKey,
+        at: DateTime<Utc>,
+        message: &'a str,
+    ) -> StoreFuture<'a, ()> {
+        dispatch!(self, record_listing_failure(key, at, message))
+    }
+
+    fn listing_failures<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+    ) -> StoreFuture<'a, Vec<ListingFailure>> {
+        dispatch!(self, listing_failures(workspace))
     }
 
     fn workspaces(&self) -> StoreFuture<'_, Vec<Workspace>> {

@@ -1,8 +1,10 @@
 //! The SQLite backend: a file created on first use, in WAL mode with foreign keys on.
 //!
 //! Write transactions start with `BEGIN IMMEDIATE` so that two writers queue on SQLite's lock
-//! (with a busy timeout) instead of failing when a read transaction tries to upgrade.
+//! (with a busy timeout) instead of failing when a read transaction tries to upgrade. A file is
+//! checked with `PRAGMA quick_check` whenever it is opened, and a damaged one is refused by name.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -10,7 +12,7 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
-use super::error::DatabaseUrl;
+use super::{DatabaseUrl, OpenMode};
 
 type Db = sqlx::Sqlite;
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
@@ -20,44 +22,130 @@ const LOCK_LISTING: Option<&str> = None;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// How long a writer waits for another's lock. Longer than the connect timeout: a sync's
+/// batches legitimately queue behind each other.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often `migrate` tries again when another process migrated the same fresh file at the
+/// same moment (SQLite has no lock that spans sqlx's migration transactions).
+const MIGRATE_ATTEMPTS: u32 = 8;
+
 include!("sql.rs");
 
-/// Opens (creating if missing) the SQLite file the URL names.
-pub(crate) async fn connect(url: &DatabaseUrl) -> Result<SqlitePool, StoreError> {
+/// Opens the SQLite file the URL names: in [`OpenMode::ReadWrite`] creating it (and its
+/// folder) if missing, in [`OpenMode::ReadOnly`] read-only and only if it exists. Returns the
+/// pool and the file's path (`None` in memory), after an integrity check.
+pub(crate) async fn connect(
+    url: &DatabaseUrl,
+    mode: OpenMode,
+) -> Result<(SqlitePool, Option<PathBuf>), StoreError> {
     let fail = |message: String| StoreError::Connect {
         backend: "SQLite",
         url: url.redacted().to_owned(),
         message,
     };
-    let options = SqliteConnectOptions::from_str(url.expose())
+    let options = SqliteConnectOptions::from_str(url.expose_url())
         .map_err(|e| fail(url.scrub(e)))?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(30));
+        .busy_timeout(BUSY_TIMEOUT);
     let filename = options.get_filename().to_path_buf();
-    let in_memory = url.expose().contains(":memory:") || url.expose().contains("mode=memory");
-    if !in_memory {
-        if let Some(parent) = filename.parent().filter(|p| !p.as_os_str().is_empty()) {
-            // SQLite creates the file but not its folder; a fresh install should just work.
-            std::fs::create_dir_all(parent)
-                .map_err(|e| fail(format!("cannot create folder {}: {e}", parent.display())))?;
+    let in_memory =
+        url.expose_url().contains(":memory:") || url.expose_url().contains("mode=memory");
+    let path = (!in_memory).then(|| filename.clone());
+    let options = match mode {
+        OpenMode::ReadWrite => {
+            if let Some(parent) = filename.parent().filter(|p| !p.as_os_str().is_empty()) {
+                if !in_memory {
+                    // SQLite creates the file but not its folder; a fresh install should just work.
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        fail(format!("cannot create folder {}: {e}", parent.display()))
+                    })?;
+                }
+            }
+            options
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
         }
-    }
+        OpenMode::ReadOnly => {
+            if !in_memory && !filename.exists() {
+                return Err(StoreError::Missing { path: filename });
+            }
+            options.read_only(true)
+        }
+    };
     // An in-memory database lives in one connection; a pool of several would see several databases.
     let max = if in_memory { 1 } else { 4 };
-    SqlitePoolOptions::new()
-        .max_connections(max)
-        .acquire_timeout(Duration::from_secs(30))
-        .connect_with(options)
-        .await
-        .map_err(|e| fail(url.scrub(e)))
+    let pool_options = || {
+        SqlitePoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(BUSY_TIMEOUT)
+    };
+    let damaged = |detail: String| StoreError::Damaged {
+        path: filename.clone(),
+        detail,
+    };
+    let pool = match pool_options().connect_with(options.clone()).await {
+        Ok(pool) => pool,
+        Err(e) if is_damage(&e.to_string()) => return Err(damaged(url.scrub(e))),
+        // A WAL file read-only in a read-only folder cannot get its shared-memory file; opened
+        // as immutable it can still be read (the command reads once and exits).
+        Err(_) if mode == OpenMode::ReadOnly => pool_options()
+            .connect_with(options.immutable(true))
+            .await
+            .map_err(|e| fail(url.scrub(e)))?,
+        Err(e) => return Err(fail(url.scrub(e))),
+    };
+    if !in_memory {
+        if let Err(detail) = quick_check(&pool).await {
+            pool.close().await;
+            return Err(damaged(url.scrub(detail)));
+        }
+    }
+    Ok((pool, path))
 }
 
-/// Applies the embedded SQLite migrations (idempotent).
-pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
-    MIGRATOR.run(pool).await.map_err(|e| StoreError::Migrate {
-        message: e.to_string(),
-    })
+/// Whether a driver message says the file is not a (sound) SQLite database.
+fn is_damage(message: &str) -> bool {
+    message.contains("not a database") || message.contains("malformed")
+}
+
+/// SQLite's fast integrity check: `Ok` when it says `ok`, else what it found.
+async fn quick_check(pool: &SqlitePool) -> Result<(), String> {
+    let rows = sqlx::query("PRAGMA quick_check")
+        .fetch_all(pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    let found: Vec<String> = rows
+        .iter()
+        .filter_map(|row| row.try_get::<String, _>(0).ok())
+        .filter(|line| line != "ok")
+        .collect();
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(found.join("; "))
+    }
+}
+
+/// Applies the embedded SQLite migrations (idempotent). Two processes opening a fresh file at
+/// once both try the first migration; the loser's transaction rolls back, and its next attempt
+/// finds the migration applied.
+pub(crate) async fn migrate(pool: &SqlitePool, url: &DatabaseUrl) -> Result<(), StoreError> {
+    let mut attempt = 1;
+    loop {
+        match MIGRATOR.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(_) if attempt < MIGRATE_ATTEMPTS => {
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(StoreError::Migrate {
+                    url: url.redacted().to_owned(),
+                    message: url.scrub(e),
+                })
+            }
+        }
+    }
 }

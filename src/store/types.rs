@@ -1,5 +1,6 @@
-//! The values the store takes and gives: listing keys and facts, replace outcomes, freshness,
-//! sync runs and audit entries. None of them holds an sqlx type.
+//! The values the store takes and gives: facts (keyed by [`ListingKey`], in `key.rs`), the
+//! mass-change guard, replace outcomes, freshness, sync runs and audit entries. None of them
+//! holds an sqlx type.
 
 use std::fmt;
 
@@ -7,177 +8,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Account, DriftEvent, EntityKind, GroupSlug, ProjectKey, ProjectLevel, ProjectRef, RepoLevel,
-    RepoRef, RepoSlug, WorkspaceRole, WorkspaceSlug,
+    Account, DriftEvent, GroupSlug, ProjectKey, ProjectLevel, RepoLevel, RepoSlug, WorkspaceRole,
+    WorkspaceSlug,
 };
 
 use super::error::StoreError;
-
-/// One complete listing the sync reads from Bitbucket: the unit of replacement and of freshness.
-///
-/// Its string form (`Display`, [`ListingKey::parse`]) is the scope key stored in the freshness
-/// table, for example `repo:acme/payments-api:users`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum ListingKey {
-    /// The workspace's own attributes (`/workspaces/{ws}`): zero or one [`Fact::Workspace`].
-    Workspace(WorkspaceSlug),
-    /// Members and roles (`/workspaces/{ws}/permissions`): [`Fact::WorkspaceMember`].
-    WorkspaceMembers(WorkspaceSlug),
-    /// Projects (`/workspaces/{ws}/projects`): [`Fact::Project`].
-    Projects(WorkspaceSlug),
-    /// Repositories (`/repositories/{ws}`): [`Fact::Repository`].
-    Repositories(WorkspaceSlug),
-    /// Groups (`/1.0/groups/{ws}`): [`Fact::Group`].
-    Groups(WorkspaceSlug),
-    /// Members of one group: [`Fact::GroupMember`].
-    GroupMembers {
-        /// The workspace.
-        workspace: WorkspaceSlug,
-        /// The group.
-        group: GroupSlug,
-    },
-    /// Explicit user permissions of a project: [`Fact::ProjectUserPermission`].
-    ProjectUserPermissions(ProjectRef),
-    /// Explicit group permissions of a project: [`Fact::ProjectGroupPermission`].
-    ProjectGroupPermissions(ProjectRef),
-    /// Explicit user permissions of a repository: [`Fact::RepositoryUserPermission`].
-    RepositoryUserPermissions(RepoRef),
-    /// Explicit group permissions of a repository: [`Fact::RepositoryGroupPermission`].
-    RepositoryGroupPermissions(RepoRef),
-}
-
-impl ListingKey {
-    /// The workspace the listing belongs to.
-    pub fn workspace(&self) -> &WorkspaceSlug {
-        match self {
-            ListingKey::Workspace(ws)
-            | ListingKey::WorkspaceMembers(ws)
-            | ListingKey::Projects(ws)
-            | ListingKey::Repositories(ws)
-            | ListingKey::Groups(ws)
-            | ListingKey::GroupMembers { workspace: ws, .. } => ws,
-            ListingKey::ProjectUserPermissions(p) | ListingKey::ProjectGroupPermissions(p) => {
-                &p.workspace
-            }
-            ListingKey::RepositoryUserPermissions(r)
-            | ListingKey::RepositoryGroupPermissions(r) => &r.workspace,
-        }
-    }
-
-    /// The kind of entity the listing's facts are.
-    pub fn entity_kind(&self) -> EntityKind {
-        match self {
-            ListingKey::Workspace(_) => EntityKind::Workspace,
-            ListingKey::WorkspaceMembers(_) => EntityKind::WorkspaceMember,
-            ListingKey::Projects(_) => EntityKind::Project,
-            ListingKey::Repositories(_) => EntityKind::Repository,
-            ListingKey::Groups(_) => EntityKind::Group,
-            ListingKey::GroupMembers { .. } => EntityKind::GroupMember,
-            ListingKey::ProjectUserPermissions(_) => EntityKind::ProjectUserPermission,
-            ListingKey::ProjectGroupPermissions(_) => EntityKind::ProjectGroupPermission,
-            ListingKey::RepositoryUserPermissions(_) => EntityKind::RepositoryUserPermission,
-            ListingKey::RepositoryGroupPermissions(_) => EntityKind::RepositoryGroupPermission,
-        }
-    }
-
-    /// The scope as people read it: `acme`, `acme/PAY`, `acme/payments-api`, `acme/devs`.
-    pub fn scope_label(&self) -> String {
-        match self {
-            ListingKey::Workspace(ws)
-            | ListingKey::WorkspaceMembers(ws)
-            | ListingKey::Projects(ws)
-            | ListingKey::Repositories(ws)
-            | ListingKey::Groups(ws) => ws.to_string(),
-            ListingKey::GroupMembers { workspace, group } => format!("{workspace}/{group}"),
-            ListingKey::ProjectUserPermissions(p) | ListingKey::ProjectGroupPermissions(p) => {
-                p.to_string()
-            }
-            ListingKey::RepositoryUserPermissions(r)
-            | ListingKey::RepositoryGroupPermissions(r) => r.to_string(),
-        }
-    }
-
-    /// Parses the stored string form.
-    pub fn parse(value: &str) -> Result<Self, StoreError> {
-        let bad = |why: &str| StoreError::Corrupt {
-            what: "listing key",
-            detail: format!("{value:?}: {why}"),
-        };
-        let mut parts = value.split(':');
-        let (Some(kind), Some(scope)) = (parts.next(), parts.next()) else {
-            return Err(bad("expected KIND:SCOPE[:PART]"));
-        };
-        let part = parts.next();
-        if parts.next().is_some() {
-            return Err(bad("too many ':'"));
-        }
-        let ws = |s: &str| WorkspaceSlug::parse(s).map_err(|e| bad(&e.to_string()));
-        let pair = |s: &str| -> Result<(WorkspaceSlug, String), StoreError> {
-            let (w, rest) = s.split_once('/').ok_or_else(|| bad("expected WS/NAME"))?;
-            Ok((ws(w)?, rest.to_owned()))
-        };
-        let project = |s: &str| -> Result<ProjectRef, StoreError> {
-            let (workspace, key) = pair(s)?;
-            let key = ProjectKey::parse(key).map_err(|e| bad(&e.to_string()))?;
-            Ok(ProjectRef { workspace, key })
-        };
-        let repo = |s: &str| -> Result<RepoRef, StoreError> {
-            let (workspace, slug) = pair(s)?;
-            let slug = RepoSlug::parse(slug).map_err(|e| bad(&e.to_string()))?;
-            Ok(RepoRef { workspace, slug })
-        };
-        match (kind, part) {
-            ("workspace", None) => Ok(ListingKey::Workspace(ws(scope)?)),
-            ("workspace", Some("members")) => Ok(ListingKey::WorkspaceMembers(ws(scope)?)),
-            ("workspace", Some("projects")) => Ok(ListingKey::Projects(ws(scope)?)),
-            ("workspace", Some("repositories")) => Ok(ListingKey::Repositories(ws(scope)?)),
-            ("workspace", Some("groups")) => Ok(ListingKey::Groups(ws(scope)?)),
-            ("group", Some("members")) => {
-                let (workspace, group) = pair(scope)?;
-                let group = GroupSlug::parse(group).map_err(|e| bad(&e.to_string()))?;
-                Ok(ListingKey::GroupMembers { workspace, group })
-            }
-            ("project", Some("users")) => Ok(ListingKey::ProjectUserPermissions(project(scope)?)),
-            ("project", Some("groups")) => Ok(ListingKey::ProjectGroupPermissions(project(scope)?)),
-            ("repo", Some("users")) => Ok(ListingKey::RepositoryUserPermissions(repo(scope)?)),
-            ("repo", Some("groups")) => Ok(ListingKey::RepositoryGroupPermissions(repo(scope)?)),
-            _ => Err(bad("unknown listing kind")),
-        }
-    }
-}
-
-impl fmt::Display for ListingKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ListingKey::Workspace(ws) => write!(f, "workspace:{ws}"),
-            ListingKey::WorkspaceMembers(ws) => write!(f, "workspace:{ws}:members"),
-            ListingKey::Projects(ws) => write!(f, "workspace:{ws}:projects"),
-            ListingKey::Repositories(ws) => write!(f, "workspace:{ws}:repositories"),
-            ListingKey::Groups(ws) => write!(f, "workspace:{ws}:groups"),
-            ListingKey::GroupMembers { workspace, group } => {
-                write!(f, "group:{workspace}/{group}:members")
-            }
-            ListingKey::ProjectUserPermissions(p) => write!(f, "project:{p}:users"),
-            ListingKey::ProjectGroupPermissions(p) => write!(f, "project:{p}:groups"),
-            ListingKey::RepositoryUserPermissions(r) => write!(f, "repo:{r}:users"),
-            ListingKey::RepositoryGroupPermissions(r) => write!(f, "repo:{r}:groups"),
-        }
-    }
-}
-
-impl TryFrom<String> for ListingKey {
-    type Error = StoreError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<ListingKey> for String {
-    fn from(value: ListingKey) -> Self {
-        value.to_string()
-    }
-}
+pub use super::key::ListingKey;
 
 /// One item of a listing. Its scope (workspace, project, repository, group) comes from the
 /// [`ListingKey`] it is passed with; the variant must match the listing.
@@ -301,6 +137,50 @@ pub struct ReplaceListing {
     /// members of a repository, project or group that appeared out of band after its workspace
     /// was first read, whose every fact is then a change nobody asked the connector for.
     pub baseline_is_drift: bool,
+    /// Hold back a replace that would remove most of the stored facts (`None`: no guard).
+    pub guard: Option<MassChangeGuard>,
+}
+
+/// Holds back a replace that would remove more than `max_percent` percent of a listing's
+/// stored facts, and at least `min_count` of them: one glitch (a complete but empty page)
+/// must not wipe a workspace. A held replace changes no fact, leaves the listing's freshness
+/// as it was, and records a `held_change` audit entry; `accept` lets it through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MassChangeGuard {
+    /// The share of stored facts a replace may remove, in percent; more is held.
+    pub max_percent: u8,
+    /// Removals below this count are never held.
+    pub min_count: u64,
+    /// Apply even a mass change (the operator confirmed it).
+    pub accept: bool,
+}
+
+impl Default for MassChangeGuard {
+    fn default() -> Self {
+        Self {
+            max_percent: 50,
+            min_count: 10,
+            accept: false,
+        }
+    }
+}
+
+impl MassChangeGuard {
+    /// Whether removing `would_remove` of `stored` facts must be held.
+    pub fn holds(&self, would_remove: u64, stored: u64) -> bool {
+        !self.accept
+            && would_remove >= self.min_count
+            && u128::from(would_remove) * 100 > u128::from(stored) * u128::from(self.max_percent)
+    }
+}
+
+/// A replace the [`MassChangeGuard`] held back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldChange {
+    /// How many stored facts the replace would have removed.
+    pub would_remove: u64,
+    /// How many facts the listing holds (and keeps).
+    pub stored: u64,
 }
 
 impl ReplaceListing {
@@ -314,6 +194,7 @@ impl ReplaceListing {
             run: None,
             expected: Vec::new(),
             baseline_is_drift: false,
+            guard: None,
         }
     }
 }
@@ -339,6 +220,8 @@ pub struct ReplaceOutcome {
     /// Entity and audit rows written (freshness bookkeeping is not counted). Zero when nothing
     /// changed.
     pub rows_written: u64,
+    /// Set when the guard held the replace back: then nothing else changed.
+    pub held: Option<HeldChange>,
 }
 
 /// What the store knows about the last complete read of a listing.
@@ -356,6 +239,17 @@ pub struct ListingFreshness {
     pub cursor: Option<String>,
     /// The sync run that read it last.
     pub last_run: Option<SyncRunId>,
+}
+
+/// The last failed read of a listing, kept until a complete read replaces the listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingFailure {
+    /// Which listing.
+    pub key: ListingKey,
+    /// When the read failed.
+    pub failed_at: DateTime<Utc>,
+    /// Why (already free of secrets: the caller scrubs what it passes).
+    pub message: String,
 }
 
 /// A listing the sync should read, with its age: `read_at` is `None` when it was never read.
@@ -470,6 +364,8 @@ pub enum AuditKind {
     Sync,
     /// An identity match was made or changed.
     Identity,
+    /// A replace that would have removed most of a listing was held back.
+    HeldChange,
 }
 
 impl AuditKind {
@@ -482,6 +378,7 @@ impl AuditKind {
         AuditKind::Conflict,
         AuditKind::Sync,
         AuditKind::Identity,
+        AuditKind::HeldChange,
     ];
 
     /// The stored spelling.
@@ -494,6 +391,7 @@ impl AuditKind {
             AuditKind::Conflict => "conflict",
             AuditKind::Sync => "sync",
             AuditKind::Identity => "identity",
+            AuditKind::HeldChange => "held_change",
         }
     }
 
@@ -555,22 +453,4 @@ pub struct AuditFilter {
     pub until: Option<DateTime<Utc>>,
     /// At most this many entries (oldest first).
     pub limit: Option<u64>,
-}
-
-/// Which backend a store runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// An SQLite file.
-    Sqlite,
-    /// A PostgreSQL database.
-    Postgres,
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::Sqlite => "SQLite",
-            Backend::Postgres => "PostgreSQL",
-        })
-    }
 }

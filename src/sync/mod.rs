@@ -38,8 +38,9 @@ use crate::bitbucket::{
     WorkspaceRole as ApiRole,
 };
 use crate::domain::{
-    effective_access_for_repository, Account, AccountId, GrantTarget, GroupSlug, ProjectKey,
-    ProjectLevel, ProjectRef, RepoLevel, RepoRef, RepoSlug, Source, WorkspaceRole, WorkspaceSlug,
+    effective_access_for_repository, Account, AccountId, FactKey, GrantTarget, GroupSlug,
+    ProjectKey, ProjectLevel, ProjectRef, RepoLevel, RepoRef, RepoSlug, Source, WorkspaceRole,
+    WorkspaceSlug,
 };
 use crate::store::{
     Fact, ListingKey, ReplaceListing, ReplaceOutcome, Store, StoreError, SyncOutcome,
@@ -465,13 +466,10 @@ impl WorkspaceRun<'_> {
     fn note_new(
         &mut self,
         outcome: &ReplaceOutcome,
-        listings: fn(&WorkspaceSlug, &str) -> Option<[ListingKey; 2]>,
+        listings: fn(&FactKey) -> Option<[ListingKey; 2]>,
     ) {
         for event in outcome.drift.iter().filter(|e| e.before.is_none()) {
-            let Some((_, item)) = event.key.split_once(' ') else {
-                continue;
-            };
-            if let Some(keys) = listings(self.ws, item) {
+            if let Some(keys) = listings(&event.key) {
                 self.new_scopes.extend(keys);
             }
         }
@@ -985,22 +983,20 @@ fn project_listings(p: ProjectRef) -> [ListingKey; 2] {
     ]
 }
 
-/// The permission listings of repository `slug` of `ws`, named by a drift event's item.
-fn new_repo_listings(ws: &WorkspaceSlug, slug: &str) -> Option<[ListingKey; 2]> {
-    let slug = RepoSlug::parse(slug.to_string()).ok()?;
-    Some(repo_listings(RepoRef {
-        workspace: ws.clone(),
-        slug,
-    }))
+/// The permission listings of the repository a drift event names, if it names one.
+fn new_repo_listings(key: &FactKey) -> Option<[ListingKey; 2]> {
+    match key {
+        FactKey::Repository { repository } => Some(repo_listings(repository.clone())),
+        _ => None,
+    }
 }
 
-/// The permission listings of project `key` of `ws`, named by a drift event's item.
-fn new_project_listings(ws: &WorkspaceSlug, key: &str) -> Option<[ListingKey; 2]> {
-    let key = ProjectKey::parse(key.to_string()).ok()?;
-    Some(project_listings(ProjectRef {
-        workspace: ws.clone(),
-        key,
-    }))
+/// The permission listings of the project a drift event names, if it names one.
+fn new_project_listings(key: &FactKey) -> Option<[ListingKey; 2]> {
+    match key {
+        FactKey::Project { project } => Some(project_listings(project.clone())),
+        _ => None,
+    }
 }
 
 /// A permission listing and the outcome of its read: its facts and pages, or the error.

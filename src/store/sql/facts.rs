@@ -1,0 +1,250 @@
+// Reading the stored facts: workspaces, projects, repositories, members, groups and explicit
+// permissions. Included by `sql.rs`; see there for the names in scope.
+
+pub(crate) async fn workspaces(pool: &Pool<Db>) -> Result<Vec<Workspace>, StoreError> {
+    let rows = sqlx::query("SELECT slug, uuid, name, is_private FROM workspaces ORDER BY slug")
+        .fetch_all(pool)
+        .await
+        .map_err(db_err("read workspaces"))?;
+    rows.iter()
+        .map(|row| {
+            let decode = db_err("decode a workspace");
+            Ok(Workspace {
+                slug: ws_slug(row.try_get(0).map_err(&decode)?)?,
+                uuid: row.try_get(1).map_err(&decode)?,
+                name: row.try_get(2).map_err(&decode)?,
+                is_private: row.try_get(3).map_err(&decode)?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn projects(
+    pool: &Pool<Db>,
+    workspace: &WorkspaceSlug,
+) -> Result<Vec<Project>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT project_key, uuid, name, is_private FROM projects \
+         WHERE workspace = $1 ORDER BY project_key",
+    )
+    .bind(workspace.to_string())
+    .fetch_all(pool)
+    .await
+    .map_err(db_err("read projects"))?;
+    rows.iter()
+        .map(|row| {
+            let decode = db_err("decode a project");
+            Ok(Project {
+                workspace: workspace.clone(),
+                key: project_key(row.try_get(0).map_err(&decode)?)?,
+                uuid: row.try_get(1).map_err(&decode)?,
+                name: row.try_get(2).map_err(&decode)?,
+                is_private: row.try_get(3).map_err(&decode)?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn repositories(
+    pool: &Pool<Db>,
+    workspace: &WorkspaceSlug,
+) -> Result<Vec<Repository>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT repo_slug, uuid, name, project_key, is_private FROM repositories \
+         WHERE workspace = $1 ORDER BY repo_slug",
+    )
+    .bind(workspace.to_string())
+    .fetch_all(pool)
+    .await
+    .map_err(db_err("read repositories"))?;
+    rows.iter()
+        .map(|row| {
+            let decode = db_err("decode a repository");
+            let project: Option<String> = row.try_get(3).map_err(&decode)?;
+            Ok(Repository {
+                workspace: workspace.clone(),
+                slug: repo_slug(row.try_get(0).map_err(&decode)?)?,
+                uuid: row.try_get(1).map_err(&decode)?,
+                name: row.try_get(2).map_err(&decode)?,
+                project: project.map(project_key).transpose()?,
+                is_private: row.try_get(4).map_err(&decode)?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn workspace_members(
+    pool: &Pool<Db>,
+    workspace: &WorkspaceSlug,
+) -> Result<Vec<WorkspaceMember>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT account_id, role FROM workspace_members WHERE workspace = $1 ORDER BY account_id",
+    )
+    .bind(workspace.to_string())
+    .fetch_all(pool)
+    .await
+    .map_err(db_err("read workspace members"))?;
+    rows.iter()
+        .map(|row| {
+            let decode = db_err("decode a workspace member");
+            let role: String = row.try_get(1).map_err(&decode)?;
+            Ok(WorkspaceMember {
+                account_id: account_id(row.try_get(0).map_err(&decode)?)?,
+                role: WorkspaceRole::parse(&role).map_err(|e| corrupt("role")(e.to_string()))?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn groups(
+    pool: &Pool<Db>,
+    workspace: &WorkspaceSlug,
+) -> Result<Vec<Group>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT group_slug, name FROM workspace_groups WHERE workspace = $1 ORDER BY group_slug",
+    )
+    .bind(workspace.to_string())
+    .fetch_all(pool)
+    .await
+    .map_err(db_err("read groups"))?;
+    rows.iter()
+        .map(|row| {
+            let decode = db_err("decode a group");
+            Ok(Group {
+                workspace: workspace.clone(),
+                slug: group_slug(row.try_get(0).map_err(&decode)?)?,
+                name: row.try_get(1).map_err(&decode)?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn group_members(
+    pool: &Pool<Db>,
+    workspace: &WorkspaceSlug,
+) -> Result<Vec<GroupMembers>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT group_slug, account_id FROM group_members WHERE workspace = $1 \
+         ORDER BY group_slug, account_id",
+    )
+    .bind(workspace.to_string())
+    .fetch_all(pool)
+    .await
+    .map_err(db_err("read group members"))?;
+    let mut out: Vec<GroupMembers> = Vec::new();
+    for row in &rows {
+        let decode = db_err("decode a group member");
+        let slug = group_slug(row.try_get(0).map_err(&decode)?)?;
+        let member = account_id(row.try_get(1).map_err(&decode)?)?;
+        match out.last_mut() {
+            Some(last) if last.slug == slug => last.members.push(member),
+            _ => out.push(GroupMembers {
+                slug,
+                members: vec![member],
+            }),
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn project_permissions(
+    pool: &Pool<Db>,
+    workspace: &WorkspaceSlug,
+) -> Result<Vec<ProjectPermission>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT project_key, 'user' AS principal_kind, account_id AS principal, level \
+         FROM project_user_permissions WHERE workspace = $1 \
+         UNION ALL \
+         SELECT project_key, 'group' AS principal_kind, group_slug AS principal, level \
+         FROM project_group_permissions WHERE workspace = $1",
+    )
+    .bind(workspace.to_string())
+    .fetch_all(pool)
+    .await
+    .map_err(db_err("read project permissions"))?;
+    let mut out = rows
+        .iter()
+        .map(|row| {
+            let decode = db_err("decode a project permission");
+            let level: String = row.try_get(3).map_err(&decode)?;
+            Ok(ProjectPermission {
+                project: project_key(row.try_get(0).map_err(&decode)?)?,
+                principal: principal(
+                    &row.try_get::<String, _>(1).map_err(&decode)?,
+                    row.try_get(2).map_err(&decode)?,
+                )?,
+                level: ProjectLevel::parse(&level)
+                    .map_err(|e| corrupt("project level")(e.to_string()))?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    out.sort();
+    Ok(out)
+}
+
+pub(crate) async fn repository_permissions(
+    pool: &Pool<Db>,
+    workspace: &WorkspaceSlug,
+) -> Result<Vec<RepositoryPermission>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT repo_slug, 'user' AS principal_kind, account_id AS principal, level \
+         FROM repository_user_permissions WHERE workspace = $1 \
+         UNION ALL \
+         SELECT repo_slug, 'group' AS principal_kind, group_slug AS principal, level \
+         FROM repository_group_permissions WHERE workspace = $1",
+    )
+    .bind(workspace.to_string())
+    .fetch_all(pool)
+    .await
+    .map_err(db_err("read repository permissions"))?;
+    let mut out = rows
+        .iter()
+        .map(|row| {
+            let decode = db_err("decode a repository permission");
+            let level: String = row.try_get(3).map_err(&decode)?;
+            Ok(RepositoryPermission {
+                repository: repo_slug(row.try_get(0).map_err(&decode)?)?,
+                principal: principal(
+                    &row.try_get::<String, _>(1).map_err(&decode)?,
+                    row.try_get(2).map_err(&decode)?,
+                )?,
+                level: RepoLevel::parse(&level)
+                    .map_err(|e| corrupt("repository level")(e.to_string()))?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    out.sort();
+    Ok(out)
+}
+
+fn principal(kind: &str, id: String) -> Result<Principal, StoreError> {
+    match kind {
+        "user" => Ok(Principal::User {
+            account_id: account_id(id)?,
+        }),
+        "group" => Ok(Principal::Group {
+            slug: group_slug(id)?,
+        }),
+        other => Err(corrupt("principal kind")(other.to_owned())),
+    }
+}
+
+fn principal_columns(principal: &Principal) -> (&'static str, String) {
+    match principal {
+        Principal::User { account_id } => ("user", account_id.to_string()),
+        Principal::Group { slug } => ("group", slug.to_string()),
+    }
+}
+
+pub(crate) async fn workspace_facts(
+    pool: &Pool<Db>,
+    workspace: &WorkspaceSlug,
+) -> Result<WorkspaceFacts, StoreError> {
+    Ok(WorkspaceFacts {
+        members: workspace_members(pool, workspace).await?,
+        repositories: repositories(pool, workspace).await?,
+        groups: group_members(pool, workspace).await?,
+        project_permissions: project_permissions(pool, workspace).await?,
+        repository_permissions: repository_permissions(pool, workspace).await?,
+    })
+}
