@@ -13,6 +13,7 @@ use bitbucket_access::domain::{
 use bitbucket_access::store::{
     open, AuditFilter, AuditKind, ListingKey, Store, SyncOutcome, SyncRunId,
 };
+use bitbucket_access::clock::ManualClock;
 use bitbucket_access::sync::{self, SyncOptions, SyncReport};
 use bitbucket_sim::{FaultControl, Level, NewRepository, Role, SimHandle, World, WorldSpec};
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,7 +38,7 @@ fn options(workspaces: &[String], sample: usize) -> SyncOptions {
         workspaces: workspaces.to_vec(),
         max_requests: None,
         cross_check_sample: sample,
-        progress: false,
+        ..SyncOptions::default()
     }
 }
 
@@ -582,7 +583,11 @@ async fn an_interrupted_sync_resumes_where_it_stopped(url: String) {
     let store = store_at(&url).await;
     let client = client(&sim, 1);
     let ws = owned_workspaces(&sim).remove(0);
-    let opts = options(std::slice::from_ref(&ws), 0);
+    let clock = ManualClock::starting_now();
+    let opts = SyncOptions {
+        clock: Arc::new(clock.clone()),
+        ..options(std::slice::from_ref(&ws), 0)
+    };
     let (groups, permission_listings) = sim.with_world(|w| {
         let w = &w.workspaces[&ws];
         (
@@ -622,6 +627,8 @@ async fn an_interrupted_sync_resumes_where_it_stopped(url: String) {
     );
     let read_before = read_times(store.as_ref(), &ws).await;
 
+    // The interrupted process is gone once its lease has passed.
+    clock.advance(chrono::Duration::from_std(opts.lease.lease).expect("a lease") * 2);
     sim.reset_counters();
     let resumed = sync_ok(store.as_ref(), &client, &opts).await;
     assert!(resumed.resumed, "{resumed:#?}");

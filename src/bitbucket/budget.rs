@@ -60,6 +60,8 @@ struct State {
     /// Requests admitted since the budget was created, per `METHOD template`.
     counts: BTreeMap<String, u64>,
     total: u64,
+    /// Requests other processes spent of the current rolling hour, as last reported.
+    external: u64,
 }
 
 /// The shared budget; clone the `Arc` to share it between clients using one token.
@@ -123,6 +125,7 @@ impl Budget {
                 reserved: 0,
                 counts: BTreeMap::new(),
                 total: 0,
+                external: 0,
             }),
         }
     }
@@ -210,6 +213,7 @@ impl Budget {
         u64::from(self.settings.limit())
             .saturating_sub(state.window.len() as u64)
             .saturating_sub(state.reserved)
+            .saturating_sub(state.external)
     }
 
     /// Requests still allowed in the current rolling hour, less those promised by
@@ -248,6 +252,20 @@ impl Budget {
     /// Requests admitted per `METHOD template`, retries included.
     pub fn request_counts(&self) -> BTreeMap<String, u64> {
         self.lock().counts.clone()
+    }
+
+    /// Tells the budget how many requests OTHER processes sharing the token spent in the
+    /// current rolling hour (replacing the previous figure): [`Budget::available`] leaves them
+    /// out. Callers refresh it as time passes, so it stays right in a process that runs for days.
+    pub fn set_external_usage(&self, n: u64) {
+        self.lock().external = n;
+    }
+
+    /// Requests this budget admitted in the current rolling hour.
+    pub fn used_in_window(&self) -> u64 {
+        let mut state = self.lock();
+        prune(&mut state.window, Instant::now(), self.window);
+        state.window.len() as u64
     }
 }
 
@@ -316,5 +334,17 @@ mod tests {
         budget.release(59);
         assert_eq!(budget.available(), 99);
         assert_eq!(budget.remaining_now(), 4);
+    }
+
+    #[tokio::test]
+    async fn other_processes_usage_reduces_what_is_available() {
+        let budget = Budget::with_burst(settings(100, 8), 5);
+        drop(budget.admit("GET /user").await);
+        assert_eq!(budget.used_in_window(), 1);
+        budget.set_external_usage(30);
+        assert_eq!(budget.available(), 69);
+        // A newer figure replaces the older one rather than adding to it.
+        budget.set_external_usage(10);
+        assert_eq!(budget.available(), 89);
     }
 }

@@ -36,6 +36,7 @@
 //! URL), `method`, `status` and `attempts`; retries log a warning. Credentials are never logged.
 
 pub mod budget;
+pub mod convert;
 mod client;
 pub mod error;
 mod groups_v1;

@@ -17,6 +17,7 @@ const LOCK_LISTING: Option<&str> = Some("SELECT pg_advisory_xact_lock(hashtext($
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 include!("sql.rs");
+include!("runs.rs");
 
 /// Connects to the PostgreSQL database the URL names.
 pub(crate) async fn connect(url: &DatabaseUrl) -> Result<PgPool, StoreError> {

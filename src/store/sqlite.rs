@@ -21,6 +21,7 @@ const LOCK_LISTING: Option<&str> = None;
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 include!("sql.rs");
+include!("runs.rs");
 
 /// Opens (creating if missing) the SQLite file the URL names.
 pub(crate) async fn connect(url: &DatabaseUrl) -> Result<SqlitePool, StoreError> {
