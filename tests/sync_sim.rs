@@ -7,13 +7,11 @@
 mod support_db;
 mod sync_support;
 
+use bitbucket_access::clock::ManualClock;
 use bitbucket_access::domain::{
     AccountId, GrantState, GrantTarget, NewGrant, Principal, RepoLevel,
 };
-use bitbucket_access::store::{
-    open, AuditFilter, AuditKind, ListingKey, Store, SyncOutcome, SyncRunId,
-};
-use bitbucket_access::clock::ManualClock;
+use bitbucket_access::store::{open, AuditFilter, AuditKind, ListingKey, Store, SyncOutcome};
 use bitbucket_access::sync::{self, SyncOptions, SyncReport};
 use bitbucket_sim::{FaultControl, Level, NewRepository, Role, SimHandle, World, WorldSpec};
 use std::collections::{BTreeMap, BTreeSet};
@@ -555,19 +553,6 @@ async fn a_server_error_deletes_nothing(url: String) {
 }
 
 // ----- 4. An interrupted sync resumes -----
-
-/// Waits until the unfinished run has completed at least `count` listings; returns its id.
-async fn completed_at_least(store: &dyn Store, count: usize) -> SyncRunId {
-    loop {
-        if let Some(run) = store.unfinished_sync_run().await.expect("runs") {
-            let done = store.completed_listings(run.id).await.expect("completed");
-            if done.len() >= count {
-                return run.id;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
 
 /// Requests of the permission listings the simulator served since its counters were reset.
 fn permission_requests(sim: &SimHandle) -> u64 {

@@ -161,7 +161,10 @@ impl GroupV1 {
 
     /// The members that have an account id or a UUID.
     pub fn domain_members(&self) -> Vec<Account> {
-        self.members.iter().filter_map(MemberV1::to_domain).collect()
+        self.members
+            .iter()
+            .filter_map(MemberV1::to_domain)
+            .collect()
     }
 }
 
@@ -179,10 +182,7 @@ mod tests {
         assert_eq!(role, WireRole::Unknown("galactic-overlord".to_string()));
         assert_eq!(workspace_role(Some(&role)), WorkspaceRole::Member);
         assert_eq!(workspace_role(None), WorkspaceRole::Member);
-        assert_eq!(
-            workspace_role(Some(&WireRole::Owner)),
-            WorkspaceRole::Owner
-        );
+        assert_eq!(workspace_role(Some(&WireRole::Owner)), WorkspaceRole::Owner);
     }
 
     #[test]
@@ -211,18 +211,27 @@ mod tests {
         assert_eq!(account.uuid.as_deref(), Some("{0f1e}"));
         assert_eq!(account.display_name, "CI bot");
         let member: MemberV1 = serde_json::from_str(r#"{"uuid": "{0f1e}"}"#).expect("decodes");
-        assert_eq!(member.to_domain().expect("an account").account_id.as_str(), "{0f1e}");
+        assert_eq!(
+            member.to_domain().expect("an account").account_id.as_str(),
+            "{0f1e}"
+        );
         // The account id wins when both are there.
         let both: WireAccount =
             serde_json::from_str(r#"{"uuid": "{0f1e}", "account_id": "557058:abc"}"#)
                 .expect("decodes");
-        assert_eq!(both.to_domain().expect("an account").account_id.as_str(), "557058:abc");
+        assert_eq!(
+            both.to_domain().expect("an account").account_id.as_str(),
+            "557058:abc"
+        );
         assert!(WireAccount::default().to_domain().is_none());
     }
 
     #[test]
     fn levels_map_to_what_each_resource_can_hold() {
-        assert_eq!(PermissionLevel::CreateRepo.repo_level(), Some(RepoLevel::Write));
+        assert_eq!(
+            PermissionLevel::CreateRepo.repo_level(),
+            Some(RepoLevel::Write)
+        );
         assert_eq!(
             PermissionLevel::CreateRepo.project_level(),
             Some(ProjectLevel::CreateRepo)

@@ -36,8 +36,8 @@
 //! URL), `method`, `status` and `attempts`; retries log a warning. Credentials are never logged.
 
 pub mod budget;
-pub mod convert;
 mod client;
+pub mod convert;
 pub mod error;
 mod groups_v1;
 pub mod models;

@@ -47,7 +47,7 @@ use crate::domain::{
 };
 
 pub use error::{redact_url, DatabaseUrl, StoreError};
-pub use run_types::{ClaimOutcome, ClaimRequest, HeldWorkspace, Heartbeat, RunOwner};
+pub use run_types::{ClaimOutcome, ClaimRequest, Heartbeat, HeldWorkspace, RunOwner};
 pub use types::{
     AuditEntry, AuditFilter, AuditId, AuditKind, Backend, ExpectedChange, Fact, ListingFreshness,
     ListingKey, ListingStatus, NewAuditEntry, ReplaceListing, ReplaceOutcome, SyncOutcome, SyncRun,
@@ -176,8 +176,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// workspaces and it started after `resume_after`; else starts a new run. Two claims never
     /// interleave, so two syncs started together never both resume a run or both hold a
     /// workspace.
-    fn claim_sync_run<'a>(&'a self, request: &'a ClaimRequest)
-        -> StoreFuture<'a, ClaimOutcome>;
+    fn claim_sync_run<'a>(&'a self, request: &'a ClaimRequest) -> StoreFuture<'a, ClaimOutcome>;
 
     /// Renews a run's lease and adds the requests sent since the last heartbeat to the bucket
     /// of its minute. Returns `false`, changing nothing, when the caller no longer owns the run.
@@ -453,10 +452,7 @@ impl Store for SqlStore {
         dispatch!(self, start_sync_run(started_at, workspaces))
     }
 
-    fn claim_sync_run<'a>(
-        &'a self,
-        request: &'a ClaimRequest,
-    ) -> StoreFuture<'a, ClaimOutcome> {
+    fn claim_sync_run<'a>(&'a self, request: &'a ClaimRequest) -> StoreFuture<'a, ClaimOutcome> {
         dispatch!(self, claim_sync_run(request))
     }
 

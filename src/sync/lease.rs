@@ -80,7 +80,9 @@ pub(super) struct Lease<'a> {
 impl Lease<'_> {
     /// Requests this run has sent so far.
     pub fn requests_used(&self) -> u64 {
-        self.client.requests_used().saturating_sub(self.requests_before)
+        self.client
+            .requests_used()
+            .saturating_sub(self.requests_before)
     }
 
     /// Renews the lease, writes the requests since the last heartbeat, and tells the budget
@@ -118,9 +120,7 @@ impl Lease<'_> {
             .requests_since(now - chrono::Duration::hours(1), Some(self.run))
             .await?;
         let budget = self.client.budget();
-        let own_other_runs = budget
-            .used_in_window()
-            .saturating_sub(self.requests_used());
+        let own_other_runs = budget.used_in_window().saturating_sub(self.requests_used());
         let external = others.saturating_sub(own_other_runs);
         debug!(external, "requests of other processes in the rolling hour");
         budget.set_external_usage(external);
@@ -129,26 +129,33 @@ impl Lease<'_> {
 
     /// Runs `work` while renewing the lease every heartbeat; the first heartbeat comes before
     /// the work starts, so the budget knows other processes' usage before anything is planned.
+    ///
+    /// The heartbeats run beside the work, not between its steps: a heartbeat waiting for
+    /// SQLite's write lock must not stop the work that holds it from committing.
     pub async fn hold_while<T>(
         &self,
         work: impl Future<Output = Result<T, SyncError>>,
     ) -> Result<T, SyncError> {
-        let mut ticker = tokio::time::interval(self.settings.heartbeat.max(Duration::from_millis(1)));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(work);
-        loop {
-            tokio::select! {
-                biased;
-                _ = ticker.tick() => match self.beat().await {
+        self.beat().await?;
+        let period = self.settings.heartbeat.max(Duration::from_millis(1));
+        let beats = async {
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                match self.beat().await {
                     Ok(()) => {}
                     // Another process took the run over: stop before both write it.
-                    Err(e @ SyncError::LeaseLost { .. }) => return Err(e),
+                    Err(e @ SyncError::LeaseLost { .. }) => return e,
                     // A store that failed once may answer the next heartbeat; the lease
                     // outlives several missed ones.
                     Err(e) => warn!(run = %self.run, error = %e, "sync run heartbeat failed"),
-                },
-                out = &mut work => return out,
+                }
             }
+        };
+        tokio::select! {
+            out = work => out,
+            lost = beats => Err(lost),
         }
     }
 }
