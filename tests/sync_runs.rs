@@ -8,7 +8,9 @@ mod support_db;
 mod sync_support;
 
 use bitbucket_access::clock::ManualClock;
-use bitbucket_access::store::{open, Store, SyncOutcome, SyncRunId};
+use bitbucket_access::store::{
+    open, ClaimRequest, Heartbeat, RunOwner, Store, SyncOutcome, SyncRunId,
+};
 use bitbucket_access::sync::{self, LeaseSettings, SyncOptions, SyncReport};
 use bitbucket_sim::SimHandle;
 use chrono::{DateTime, Utc};
@@ -21,6 +23,7 @@ on_both_backends!(
     a_sync_started_during_another_waits_for_nothing_and_reads_nothing,
     a_stale_lease_is_resumed_and_a_live_one_is_not,
     the_resume_window_is_measured_on_the_clock,
+    a_stalled_owner_loses_its_run,
 );
 
 fn options(ws: &str, clock: Option<&ManualClock>) -> SyncOptions {
@@ -219,4 +222,47 @@ async fn the_resume_window_is_measured_on_the_clock(url: String) {
     assert!(resumed.resumed, "{resumed:#?}");
     assert_eq!(resumed.run, recent.0);
     assert_eq!(resumed.outcome, SyncOutcome::Complete);
+}
+
+/// A run whose lease passed while its owner was stalled is taken over; the stalled owner's next
+/// heartbeat finds that out and its sync stops instead of writing beside the new owner.
+async fn a_stalled_owner_loses_its_run(url: String) {
+    let store = open(&url).await.expect("store opens");
+    let ws = vec![slug("acme")];
+    let now = Utc::now();
+    let claim = |owner: &str, at: DateTime<Utc>| ClaimRequest {
+        workspaces: ws.clone(),
+        owner: RunOwner::named(owner),
+        now: at,
+        lease_until: at + chrono::Duration::seconds(60),
+        resume_after: at - chrono::Duration::hours(24),
+    };
+    let first = store.claim_sync_run(&claim("a", now)).await.expect("claim");
+    assert!(!first.resumed);
+    let later = now + chrono::Duration::seconds(90);
+    let second = store
+        .claim_sync_run(&claim("b", later))
+        .await
+        .expect("claim");
+    assert!(second.resumed, "the expired run is taken over: {second:?}");
+    assert_eq!(second.run, first.run);
+    let beat = |owner: &str| Heartbeat {
+        run: first.run,
+        owner: RunOwner::named(owner),
+        at: later,
+        lease_until: later + chrono::Duration::seconds(60),
+        requests: 5,
+    };
+    assert!(!store.heartbeat_sync_run(&beat("a")).await.expect("beat"));
+    assert!(store.heartbeat_sync_run(&beat("b")).await.expect("beat"));
+    // Only the owner's requests were counted.
+    let counted = store.requests_since(now, None).await.expect("requests");
+    assert_eq!(counted, 5);
+    assert_eq!(
+        store
+            .requests_since(now, Some(first.run))
+            .await
+            .expect("requests"),
+        0
+    );
 }
