@@ -17,9 +17,9 @@ use super::report::{Failure, WorkspaceSummary};
 use super::workspace::WorkspaceRun;
 use super::{SyncError, PAGE_SIZE};
 use crate::bitbucket::convert::workspace_role;
-use crate::bitbucket::{ErrorKind, GroupV1};
+use crate::bitbucket::{ApiError, ErrorKind, GroupV1, Project, Repository, WorkspaceMembership};
 use crate::domain::GroupSlug;
-use crate::store::{Fact, ListingKey};
+use crate::store::{Fact, ListingKey, ReplaceOutcome};
 
 impl WorkspaceRun<'_> {
     /// Reads the five structural listings.
@@ -109,67 +109,47 @@ impl WorkspaceRun<'_> {
             };
         }
 
-        match members {
-            Some(Ok(list)) => {
-                let pages = pages_for(list.len() as u64, PAGE_SIZE);
-                let facts = list
-                    .iter()
-                    .filter_map(|m| {
-                        Some(Fact::WorkspaceMember {
-                            account: m.user.to_domain()?,
-                            role: workspace_role(m.permission.as_ref()),
-                        })
-                    })
-                    .collect();
-                self.replace(members_key, facts, pages).await?;
-                summary.listings_read += 1;
-            }
-            Some(Err(e)) => self.fail(&members_key, &e),
-            None => {}
+        let members = self
+            .store_listing(members_key, members, |m: &WorkspaceMembership| {
+                Some(Fact::WorkspaceMember {
+                    account: m.user.to_domain()?,
+                    role: workspace_role(m.permission.as_ref()),
+                })
+            })
+            .await?;
+        let projects = self
+            .store_listing(projects_key, projects, |p: &Project| {
+                let p = p.to_domain(self.ws)?;
+                Some(Fact::Project {
+                    key: p.key,
+                    uuid: p.uuid,
+                    name: p.name,
+                    is_private: p.is_private,
+                })
+            })
+            .await?;
+        if let Some(outcome) = &projects {
+            self.note_new(outcome, new_project_listings);
         }
-
-        match projects {
-            Some(Ok(list)) => {
-                let pages = pages_for(list.len() as u64, PAGE_SIZE);
-                let facts = list
-                    .iter()
-                    .filter_map(|p| p.to_domain(self.ws))
-                    .map(|p| Fact::Project {
-                        key: p.key,
-                        uuid: p.uuid,
-                        name: p.name,
-                        is_private: p.is_private,
-                    })
-                    .collect();
-                let outcome = self.replace(projects_key, facts, pages).await?;
-                self.note_new(&outcome, new_project_listings);
-                summary.listings_read += 1;
-            }
-            Some(Err(e)) => self.fail(&projects_key, &e),
-            None => {}
+        let repos = self
+            .store_listing(repos_key, repos, |r: &Repository| {
+                let r = r.to_domain(self.ws)?;
+                Some(Fact::Repository {
+                    slug: r.slug,
+                    uuid: r.uuid,
+                    name: r.name,
+                    project: r.project,
+                    is_private: r.is_private,
+                })
+            })
+            .await?;
+        if let Some(outcome) = &repos {
+            self.note_new(outcome, new_repo_listings);
         }
-
-        match repos {
-            Some(Ok(list)) => {
-                let pages = pages_for(list.len() as u64, PAGE_SIZE);
-                let facts = list
-                    .iter()
-                    .filter_map(|r| r.to_domain(self.ws))
-                    .map(|r| Fact::Repository {
-                        slug: r.slug,
-                        uuid: r.uuid,
-                        name: r.name,
-                        project: r.project,
-                        is_private: r.is_private,
-                    })
-                    .collect();
-                let outcome = self.replace(repos_key, facts, pages).await?;
-                self.note_new(&outcome, new_repo_listings);
-                summary.listings_read += 1;
-            }
-            Some(Err(e)) => self.fail(&repos_key, &e),
-            None => {}
-        }
+        summary.listings_read += [members.is_some(), projects.is_some(), repos.is_some()]
+            .into_iter()
+            .filter(|read| *read)
+            .count() as u64;
 
         // The 1.0 groups listing carries every group's members: one request for all of them.
         match groups {
@@ -199,6 +179,28 @@ impl WorkspaceRun<'_> {
             Some(Err(e)) => self.fail(&groups_key, &e),
         }
         Ok(summary)
+    }
+
+    /// Stores a paginated structural listing read completely, or records its failure; returns
+    /// the store's outcome when it was stored.
+    async fn store_listing<T>(
+        &mut self,
+        key: ListingKey,
+        read: Option<Result<Vec<T>, ApiError>>,
+        to_fact: impl Fn(&T) -> Option<Fact>,
+    ) -> Result<Option<ReplaceOutcome>, SyncError> {
+        match read {
+            Some(Ok(list)) => {
+                let pages = pages_for(list.len() as u64, PAGE_SIZE);
+                let facts = list.iter().filter_map(to_fact).collect();
+                Ok(Some(self.replace(key, facts, pages).await?))
+            }
+            Some(Err(e)) => {
+                self.fail(&key, &e);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
     }
 
     /// Stores the groups and their members in one transaction.
