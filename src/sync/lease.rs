@@ -127,6 +127,25 @@ impl Lease<'_> {
         Ok(())
     }
 
+    /// Ends the lease of a run that stopped with an error, counting its last requests, so that
+    /// the next sync may resume it at once instead of waiting for the lease to pass. Best
+    /// effort: the run's own error is the one worth reporting.
+    pub async fn release(&self) {
+        let now = self.clock.now();
+        let used = self.requests_used();
+        let beat = Heartbeat {
+            run: self.run,
+            owner: self.owner.clone(),
+            at: now,
+            lease_until: now,
+            requests: used.saturating_sub(self.flushed.load(Ordering::SeqCst)),
+        };
+        match self.store.heartbeat_sync_run(&beat).await {
+            Ok(_) => self.flushed.store(used, Ordering::SeqCst),
+            Err(e) => warn!(run = %self.run, error = %e, "could not release the sync run's lease"),
+        }
+    }
+
     /// Runs `work` while renewing the lease every heartbeat; the first heartbeat comes before
     /// the work starts, so the budget knows other processes' usage before anything is planned.
     ///

@@ -146,9 +146,18 @@ pub async fn run(
         requests_before,
         flushed: AtomicU64::new(0),
     };
-    let mut report = lease
+    let mut report = match lease
         .hold_while(read_claimed(store, client, options, &claim))
-        .await?;
+        .await
+    {
+        Ok(report) => report,
+        // A lost run belongs to its new owner: leave its lease alone.
+        Err(e @ SyncError::LeaseLost { .. }) => return Err(e),
+        Err(e) => {
+            lease.release().await;
+            return Err(e);
+        }
+    };
     report.requests_used = lease.requests_used();
     report.duration_ms = started.elapsed().as_millis();
     let counts = serde_json::json!({
