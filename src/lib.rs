@@ -5,6 +5,7 @@
 pub mod access;
 pub mod bitbucket;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod connect;
 pub mod doctor;

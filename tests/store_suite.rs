@@ -576,8 +576,8 @@ async fn interrupted_sync_run_can_resume(url: String) {
     assert_eq!((last.requests_used, last.minimum_requests), (40, 38));
     assert_eq!(last.counts["repositories"], 2);
     // The run's requests count against the hour after it finished, and not after that.
-    assert_eq!(s.requests_since(t(4)).await.expect("sum"), 40);
-    assert_eq!(s.requests_since(t(6)).await.expect("sum"), 0);
+    assert_eq!(s.requests_since(t(4), None).await.expect("sum"), 40);
+    assert_eq!(s.requests_since(t(6), None).await.expect("sum"), 0);
 }
 
 async fn listings_by_age_puts_never_read_first(url: String) {

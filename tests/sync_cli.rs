@@ -347,3 +347,46 @@ async fn demo_runs_the_whole_loop_and_shows_the_drift() {
     assert!(stdout.contains("0 disagreements"), "{stdout}");
     assert!(dir.path().join("demo.db").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_skips_a_workspace_another_live_run_holds_and_exits_0() {
+    let sim = start_sim(5401).await;
+    let dir = TempDir::new().expect("temp dir");
+    let config = write_config(&sim, dir.path());
+    // Another process is syncing the workspace and renewed its lease a moment ago.
+    let store = bitbucket_access::store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("store.db").display()
+    ))
+    .await
+    .expect("store opens");
+    let now = chrono::Utc::now();
+    let workspaces: Vec<_> = owned_workspaces(&sim).iter().map(|w| slug(w)).collect();
+    let other = store
+        .claim_sync_run(&bitbucket_access::store::ClaimRequest {
+            workspaces,
+            owner: bitbucket_access::store::RunOwner::named("other-host/77/feed"),
+            now,
+            lease_until: now + chrono::Duration::minutes(10),
+            resume_after: now,
+        })
+        .await
+        .expect("claim");
+    sim.reset_counters();
+
+    let out = run(&sim, dir.path(), &config, &["sync"]).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let ws = owned_workspaces(&sim).remove(0);
+    let line = format!(
+        "{ws}: held by run {} (owner other-host/77/feed), skipped",
+        other.run
+    );
+    assert!(out.stdout.contains(&line), "{}", out.stdout);
+    // Only the discovery of the workspaces was requested; nothing of the held workspace.
+    assert_eq!(
+        sim.request_counts().keys().collect::<Vec<_>>(),
+        vec!["GET /2.0/user/workspaces"],
+        "{:?}",
+        sim.request_counts()
+    );
+}

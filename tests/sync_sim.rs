@@ -7,12 +7,11 @@
 mod support_db;
 mod sync_support;
 
+use bitbucket_access::clock::ManualClock;
 use bitbucket_access::domain::{
     AccountId, GrantState, GrantTarget, NewGrant, Principal, RepoLevel,
 };
-use bitbucket_access::store::{
-    open, AuditFilter, AuditKind, ListingKey, Store, SyncOutcome, SyncRunId,
-};
+use bitbucket_access::store::{open, AuditFilter, AuditKind, ListingKey, Store, SyncOutcome};
 use bitbucket_access::sync::{self, SyncOptions, SyncReport};
 use bitbucket_sim::{FaultControl, Level, NewRepository, Role, SimHandle, World, WorldSpec};
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,7 +36,7 @@ fn options(workspaces: &[String], sample: usize) -> SyncOptions {
         workspaces: workspaces.to_vec(),
         max_requests: None,
         cross_check_sample: sample,
-        progress: false,
+        ..SyncOptions::default()
     }
 }
 
@@ -555,19 +554,6 @@ async fn a_server_error_deletes_nothing(url: String) {
 
 // ----- 4. An interrupted sync resumes -----
 
-/// Waits until the unfinished run has completed at least `count` listings; returns its id.
-async fn completed_at_least(store: &dyn Store, count: usize) -> SyncRunId {
-    loop {
-        if let Some(run) = store.unfinished_sync_run().await.expect("runs") {
-            let done = store.completed_listings(run.id).await.expect("completed");
-            if done.len() >= count {
-                return run.id;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
 /// Requests of the permission listings the simulator served since its counters were reset.
 fn permission_requests(sim: &SimHandle) -> u64 {
     sim.request_counts()
@@ -582,7 +568,11 @@ async fn an_interrupted_sync_resumes_where_it_stopped(url: String) {
     let store = store_at(&url).await;
     let client = client(&sim, 1);
     let ws = owned_workspaces(&sim).remove(0);
-    let opts = options(std::slice::from_ref(&ws), 0);
+    let clock = ManualClock::starting_now();
+    let opts = SyncOptions {
+        clock: Arc::new(clock.clone()),
+        ..options(std::slice::from_ref(&ws), 0)
+    };
     let (groups, permission_listings) = sim.with_world(|w| {
         let w = &w.workspaces[&ws];
         (
@@ -622,6 +612,8 @@ async fn an_interrupted_sync_resumes_where_it_stopped(url: String) {
     );
     let read_before = read_times(store.as_ref(), &ws).await;
 
+    // The interrupted process is gone once its lease has passed.
+    clock.advance(chrono::Duration::from_std(opts.lease.lease).expect("a lease") * 2);
     sim.reset_counters();
     let resumed = sync_ok(store.as_ref(), &client, &opts).await;
     assert!(resumed.resumed, "{resumed:#?}");

@@ -43,6 +43,7 @@
 
 pub use crate::http::budget;
 mod client;
+pub mod convert;
 pub mod error;
 mod groups_v1;
 pub mod models;

@@ -68,8 +68,7 @@ pub struct WorkspaceAccess {
 }
 
 /// A workspace role, from `/workspaces/{ws}/permissions` and `/user/workspaces/{ws}/permission`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum WorkspaceRole {
     /// Workspace administrator.
     Owner,
@@ -79,9 +78,40 @@ pub enum WorkspaceRole {
     Collaborator,
     /// Plain member.
     Member,
-    /// A value this client does not know.
-    #[serde(other)]
-    Unknown,
+    /// A value this client does not know, kept so that it can be named in a warning.
+    Unknown(String),
+}
+
+impl WorkspaceRole {
+    /// The wire value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            WorkspaceRole::Owner => "owner",
+            WorkspaceRole::CreateProject => "create-project",
+            WorkspaceRole::Collaborator => "collaborator",
+            WorkspaceRole::Member => "member",
+            WorkspaceRole::Unknown(other) => other,
+        }
+    }
+}
+
+impl Serialize for WorkspaceRole {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for WorkspaceRole {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(deserializer)?;
+        Ok(match value.as_str() {
+            "owner" => WorkspaceRole::Owner,
+            "create-project" => WorkspaceRole::CreateProject,
+            "collaborator" => WorkspaceRole::Collaborator,
+            "member" => WorkspaceRole::Member,
+            _ => WorkspaceRole::Unknown(value),
+        })
+    }
 }
 
 /// An item of `/workspaces/{ws}/members` (no `permission`) or `/workspaces/{ws}/permissions`.

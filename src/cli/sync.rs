@@ -23,7 +23,8 @@ pub struct Args {
 }
 
 /// Runs a sync. Exit 0 when every listing was read, 1 when some were deferred or failed or the
-/// cross-check disagreed with Bitbucket.
+/// cross-check disagreed with Bitbucket. A workspace held by another live run is skipped and
+/// named, and is not a failure.
 pub async fn run(cli: &Cli, args: &Args) -> u8 {
     let config = match load_config(cli) {
         Ok(c) => c,
@@ -53,6 +54,7 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
         max_requests: args.max_requests,
         cross_check_sample: args.cross_check,
         progress: std::io::stderr().is_terminal(),
+        ..SyncOptions::default()
     };
     match crate::sync::run(store.as_ref(), &client, &options).await {
         Ok(report) => {
@@ -102,6 +104,12 @@ pub fn summary(r: &SyncReport) -> String {
             } else {
                 "; groups unavailable (1.0 API)"
             }
+        );
+    }
+    for h in &r.held {
+        s += &format!(
+            "  {}: held by run {} (owner {}), skipped\n",
+            h.workspace, h.run, h.owner
         );
     }
     s += &format!(

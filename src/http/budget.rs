@@ -275,6 +275,12 @@ impl Budget {
         state.window.len() as u64
     }
 
+    /// Requests the cap still admits, `None` without a cap.
+    pub fn cap_left(&self) -> Option<u64> {
+        let state = self.lock();
+        state.cap.map(|cap| cap.saturating_sub(state.total))
+    }
+
     /// Admits at most `max` more requests from now on (every request: listings, pages and
     /// retries); later ones fail with [`BudgetError`]. `None` removes the cap.
     pub fn cap_requests(&self, max: Option<u64>) {

@@ -12,6 +12,9 @@
 //!   one transaction. A listing that is never passed in (because its read failed or was cut
 //!   short) keeps its stored facts: a failed read deletes nothing.
 //! - An unchanged listing writes no fact or audit row, only its freshness (kept in its own table).
+//! - A sync run belongs to the owner that claimed it while its lease lasts; a workspace held by a
+//!   live run is not read by another, and an unfinished run is resumed only after its lease has
+//!   passed (see `runs.rs`).
 //! - The audit log is append-only: the trait has no way to change or delete an entry, and a
 //!   trigger refuses `UPDATE` and `DELETE` on both backends.
 //!
@@ -36,6 +39,7 @@ mod key;
 mod listing;
 mod open;
 mod postgres;
+mod run_types;
 mod sqlite;
 mod types;
 
@@ -55,6 +59,7 @@ pub use error::StoreError;
 pub use health::{check_health, StoreHealth};
 use open::Pool;
 pub use open::{open, open_read_only, open_with, OpenMode, SqlStore, CONNECT_TIMEOUT};
+pub use run_types::{ClaimOutcome, ClaimRequest, Heartbeat, HeldWorkspace, RunOwner};
 pub use types::{
     AuditEntry, AuditFilter, AuditId, AuditKind, ExpectedChange, Fact, HeldChange, ListingFailure,
     ListingFreshness, ListingKey, ListingStatus, MassChangeGuard, NewAuditEntry, ReplaceListing,
@@ -193,14 +198,27 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     // ----- Sync runs -----
 
-    /// Records the start of a sync run.
+    /// Records the start of a sync run with no owner (its lease counts as expired at once).
+    /// The sync itself uses [`Store::claim_sync_run`].
     fn start_sync_run<'a>(
         &'a self,
         started_at: DateTime<Utc>,
         workspaces: &'a [WorkspaceSlug],
     ) -> StoreFuture<'a, SyncRunId>;
 
-    /// Records the end of a sync run.
+    /// Atomically claims the requested workspaces that no run with a live lease holds: takes
+    /// over the most recent interrupted run when its lease has passed, it covers exactly those
+    /// workspaces and it started after `resume_after`; else starts a new run. Two claims never
+    /// interleave, so two syncs started together never both resume a run or both hold a
+    /// workspace.
+    fn claim_sync_run<'a>(&'a self, request: &'a ClaimRequest) -> StoreFuture<'a, ClaimOutcome>;
+
+    /// Renews a run's lease and adds the requests sent since the last heartbeat to the bucket
+    /// of its minute. Returns `false`, changing nothing, when the caller no longer owns the run.
+    fn heartbeat_sync_run<'a>(&'a self, beat: &'a Heartbeat) -> StoreFuture<'a, bool>;
+
+    /// Records the end of a sync run, ends its lease, and counts the requests of
+    /// `finish.requests_used` its heartbeats have not counted yet.
     fn finish_sync_run<'a>(
         &'a self,
         run: SyncRunId,
@@ -210,12 +228,16 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The most recent sync run, finished or not.
     fn last_sync_run(&self) -> StoreFuture<'_, Option<SyncRun>>;
 
-    /// The most recent sync run that never finished (interrupted), to resume.
+    /// The most recent sync run that never finished (running, or interrupted).
     fn unfinished_sync_run(&self) -> StoreFuture<'_, Option<SyncRun>>;
 
-    /// Requests spent by the sync runs that finished at or after `since`, so that a new
-    /// process keeps to the hourly budget its predecessors already used.
-    fn requests_since(&self, since: DateTime<Utc>) -> StoreFuture<'_, u64>;
+    /// Requests counted by sync runs from the minute holding `since` on, except those of run
+    /// `excluding`: what other runs and processes spent of the rolling hour.
+    fn requests_since(
+        &self,
+        since: DateTime<Utc>,
+        excluding: Option<SyncRunId>,
+    ) -> StoreFuture<'_, u64>;
 
     /// The listings a run has completed (passed to `replace_listing` with `run` set), so a
     /// resumed run can skip them.
@@ -436,6 +458,14 @@ impl Store for SqlStore {
         dispatch!(self, start_sync_run(started_at, workspaces))
     }
 
+    fn claim_sync_run<'a>(&'a self, request: &'a ClaimRequest) -> StoreFuture<'a, ClaimOutcome> {
+        dispatch!(self, claim_sync_run(request))
+    }
+
+    fn heartbeat_sync_run<'a>(&'a self, beat: &'a Heartbeat) -> StoreFuture<'a, bool> {
+        dispatch!(self, heartbeat_sync_run(beat))
+    }
+
     fn finish_sync_run<'a>(
         &'a self,
         run: SyncRunId,
@@ -452,8 +482,12 @@ impl Store for SqlStore {
         dispatch!(self, last_sync_run(true))
     }
 
-    fn requests_since(&self, since: DateTime<Utc>) -> StoreFuture<'_, u64> {
-        dispatch!(self, requests_since(since))
+    fn requests_since(
+        &self,
+        since: DateTime<Utc>,
+        excluding: Option<SyncRunId>,
+    ) -> StoreFuture<'_, u64> {
+        dispatch!(self, requests_since(since, excluding))
     }
 
     fn completed_listings(&self, run: SyncRunId) -> StoreFuture<'_, Vec<ListingKey>> {

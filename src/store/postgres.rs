@@ -19,6 +19,7 @@ const LOCK_LISTING: Option<&str> = Some("SELECT pg_advisory_xact_lock(hashtext($
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 include!("sql.rs");
+include!("runs.rs");
 
 /// Connects to the PostgreSQL database the URL names. The mode changes nothing here: a
 /// read-only command simply never writes, and [`super::open_with`] checks the schema version.

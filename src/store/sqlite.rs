@@ -31,6 +31,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 const MIGRATE_ATTEMPTS: u32 = 8;
 
 include!("sql.rs");
+include!("runs.rs");
 
 /// Opens the SQLite file the URL names: in [`OpenMode::ReadWrite`] creating it (and its
 /// folder) if missing, in [`OpenMode::ReadOnly`] read-only and only if it exists. Returns the

@@ -13,7 +13,7 @@ use bitbucket_access::bitbucket::{
     Auth, BitbucketClient, BudgetSettings, ClientSettings, RetryPolicy,
 };
 use bitbucket_access::domain::{effective_access, Principal, Source, WorkspaceSlug};
-use bitbucket_access::store::{ListingKey, Store};
+use bitbucket_access::store::{ListingKey, Store, SyncRunId};
 use bitbucket_sim::{Sim, SimHandle, SimOptions, World, WorldSpec};
 use secrecy::SecretString;
 use std::collections::{BTreeMap, BTreeSet};
@@ -420,4 +420,19 @@ pub fn is_permission_listing(key: &ListingKey) -> bool {
             | ListingKey::RepositoryUserPermissions(_)
             | ListingKey::RepositoryGroupPermissions(_)
     )
+}
+
+// ----- Runs -----
+
+/// Waits until the unfinished run has completed at least `count` listings; returns its id.
+pub async fn completed_at_least(store: &dyn Store, count: usize) -> SyncRunId {
+    loop {
+        if let Some(run) = store.unfinished_sync_run().await.expect("runs") {
+            let done = store.completed_listings(run.id).await.expect("completed");
+            if done.len() >= count {
+                return run.id;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
