@@ -85,7 +85,7 @@ fn a_bad_token_is_reported_together_with_a_schema_problem() {
         problems(r#"{"email": "svc@acme.com", "app_token": "tok\r\n", "colour": "blue"}"#),
         [
             "/app_token: contains a line break, tab, space, NUL or other control character; a token is printable ASCII, so check for a stray newline or a copy from a terminal",
-            "/colour: unknown field (allowed here: api, app_token, app_token_file, audit_policy, database_url, email, grant_policy, identity, jira_credentials, request_budget, schedules, server, workspaces)",
+            "/colour: unknown field (allowed here: api, app_token, app_token_file, audit_policy, database_url, email, grant_policy, identity, jira_credentials, mass_change_guard, request_budget, schedules, server, workspaces)",
         ]
     );
 }
@@ -317,4 +317,24 @@ fn cron_errors_state_the_real_range() {
             "{expression}"
         );
     }
+}
+
+#[test]
+fn the_mass_change_guard_is_configured_within_its_bounds() {
+    let config = from_text(&with(
+        r#""mass_change_guard": {"max_percent": 20, "min_count": 5}"#,
+    ))
+    .expect("a valid guard");
+    assert_eq!(config.mass_change_guard.max_percent, 20);
+    assert_eq!(config.mass_change_guard.min_count, 5);
+    let defaults = from_text(&with(r#""workspaces": ["acme"]"#)).expect("valid");
+    assert_eq!(defaults.mass_change_guard.max_percent, 50);
+    assert_eq!(defaults.mass_change_guard.min_count, 10);
+    let refused = problems(&with(r#""mass_change_guard": {"max_percent": 0}"#));
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(
+        refused,
+        ["/mass_change_guard/max_percent: must be at least 1"],
+        "the error names the field and the real bound"
+    );
 }

@@ -1,6 +1,7 @@
 //! `bitbucket-access sync`: reads the managed workspaces into the store.
 
 use super::{load_config, Cli, EXIT_FAILURE, EXIT_OK};
+use crate::store::MassChangeGuard;
 use crate::sync::{format_age, SyncOptions, SyncReport};
 use std::io::IsTerminal;
 
@@ -20,6 +21,10 @@ pub struct Args {
     /// Print the run's report as JSON instead of a summary.
     #[arg(long)]
     pub json: bool,
+    /// Apply listings that would remove most of what the store holds for them (held back by
+    /// default, see the summary).
+    #[arg(long)]
+    pub accept_mass_change: bool,
 }
 
 /// Runs a sync. Exit 0 when every listing was read, 1 when some were deferred or failed or the
@@ -54,6 +59,11 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
         max_requests: args.max_requests,
         cross_check_sample: args.cross_check,
         progress: std::io::stderr().is_terminal(),
+        mass_change: MassChangeGuard {
+            max_percent: config.mass_change_guard.max_percent,
+            min_count: config.mass_change_guard.min_count,
+            accept: args.accept_mass_change,
+        },
         ..SyncOptions::default()
     };
     match crate::sync::run(store.as_ref(), &client, &options).await {
@@ -68,6 +78,7 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
             }
             if report.failures.is_empty()
                 && report.findings.is_empty()
+                && report.mass_changes_held.is_empty()
                 && report.workspaces.iter().all(|w| w.listings_deferred == 0)
             {
                 EXIT_OK
@@ -110,6 +121,13 @@ pub fn summary(r: &SyncReport) -> String {
         s += &format!(
             "  {}: held by run {} (owner {}), skipped\n",
             h.workspace, h.run, h.owner
+        );
+    }
+    for h in &r.mass_changes_held {
+        s += &format!(
+            "  {}: held back: it would remove {} of the {} stored facts; the stored facts stay. \
+             If Bitbucket really lost them, run `bitbucket-access sync --accept-mass-change`\n",
+            h.listing, h.would_remove, h.stored
         );
     }
     s += &format!(

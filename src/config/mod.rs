@@ -32,7 +32,7 @@ pub use schema::{is_valid as schema_accepts, SCHEMA_JSON};
 pub use secret::{MAX_EMAIL_LEN, MAX_SECRET_FILE_BYTES, MAX_TOKEN_LEN};
 pub use types::{
     ApiSettings, AuditPolicy, Config, CronSchedule, GrantPolicy, IdentitySettings, JiraCredentials,
-    RequestBudget, Schedules, ServerSettings,
+    MassChangeLimits, RequestBudget, Schedules, ServerSettings,
 };
 
 use secrecy::SecretString;
@@ -150,6 +150,7 @@ impl Config {
             grant_policy: GrantPolicy::default(),
             audit_policy: AuditPolicy::defaults(Path::new(".")),
             request_budget: RequestBudget::default(),
+            mass_change_guard: MassChangeLimits::default(),
             api: ApiSettings::with_bitbucket_url(bitbucket_url),
             server: ServerSettings::default(),
             identity: IdentitySettings::default(),

@@ -126,6 +126,8 @@ struct RawConfigFields {
     #[serde(default, deserialize_with = "object")]
     request_budget: Option<RawRequestBudget>,
     #[serde(default, deserialize_with = "object")]
+    mass_change_guard: Option<RawMassChangeGuard>,
+    #[serde(default, deserialize_with = "object")]
     api: Option<RawApi>,
     #[serde(default, deserialize_with = "object")]
     server: Option<RawServer>,
@@ -146,6 +148,7 @@ pub struct RawConfig {
     pub(super) grant_policy: Option<RawGrantPolicy>,
     pub(super) audit_policy: Option<RawAuditPolicy>,
     pub(super) request_budget: Option<RawRequestBudget>,
+    pub(super) mass_change_guard: Option<RawMassChangeGuard>,
     pub(super) api: Option<RawApi>,
     pub(super) server: Option<RawServer>,
     pub(super) identity: Option<RawIdentity>,
@@ -184,6 +187,7 @@ impl TryFrom<Map<String, Value>> for RawConfig {
             grant_policy: f.grant_policy,
             audit_policy: f.audit_policy,
             request_budget: f.request_budget,
+            mass_change_guard: f.mass_change_guard,
             api: f.api,
             server: f.server,
             identity: f.identity,
@@ -281,6 +285,16 @@ pub struct RawRequestBudget {
     pub(super) reserve: Option<u64>,
     #[serde(default, deserialize_with = "integer::<_, 1, MAX_IN_FLIGHT>")]
     pub(super) max_in_flight: Option<u64>,
+}
+
+/// `mass_change_guard`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMassChangeGuard {
+    #[serde(default, deserialize_with = "integer::<_, 1, 100>")]
+    pub(super) max_percent: Option<u64>,
+    #[serde(default, deserialize_with = "integer::<_, 1, U32_MAX>")]
+    pub(super) min_count: Option<u64>,
 }
 
 /// `api`.

@@ -35,6 +35,8 @@ pub struct Config {
     pub audit_policy: AuditPolicy,
     /// How many Bitbucket requests may be spent.
     pub request_budget: RequestBudget,
+    /// When a sync holds back a listing that would remove most of its stored facts.
+    pub mass_change_guard: MassChangeLimits,
     /// API endpoints and timeouts.
     pub api: ApiSettings,
     /// The HTTP API of `serve`.
@@ -208,6 +210,26 @@ impl Default for RequestBudget {
     }
 }
 
+/// `mass_change_guard`: a sync that would remove more than `max_percent` percent of a
+/// listing's stored facts, and at least `min_count` of them, keeps them until
+/// `sync --accept-mass-change`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MassChangeLimits {
+    /// The share of a listing's stored facts one run may remove, in percent (1–100).
+    pub max_percent: u8,
+    /// Removals smaller than this are never held.
+    pub min_count: u64,
+}
+
+impl Default for MassChangeLimits {
+    fn default() -> Self {
+        MassChangeLimits {
+            max_percent: 50,
+            min_count: 10,
+        }
+    }
+}
+
 /// `api`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiSettings {
@@ -247,6 +269,7 @@ impl fmt::Debug for Config {
             .field("grant_policy", &self.grant_policy)
             .field("audit_policy", &self.audit_policy)
             .field("request_budget", &self.request_budget)
+            .field("mass_change_guard", &self.mass_change_guard)
             .field("api", &self.api)
             .field("server", &self.server)
             .field("identity", &self.identity)

@@ -6,13 +6,13 @@ use super::database_url::{DatabaseUrl, DEFAULT_DATABASE_URL};
 use super::duration::{format_duration, HumanDuration};
 use super::error::Problem;
 use super::raw::{
-    RawApi, RawAuditPolicy, RawConfig, RawGrantPolicy, RawIdentity, RawJira, RawRequestBudget,
-    RawSchedules, RawServer, SecretSource,
+    RawApi, RawAuditPolicy, RawConfig, RawGrantPolicy, RawIdentity, RawJira, RawMassChangeGuard,
+    RawRequestBudget, RawSchedules, RawServer, SecretSource,
 };
 use super::secret;
 use super::types::{
     ApiSettings, AuditPolicy, Config, CronSchedule, GrantPolicy, IdentitySettings, JiraCredentials,
-    RequestBudget, Schedules, ServerSettings,
+    MassChangeLimits, RequestBudget, Schedules, ServerSettings,
 };
 use super::{DEFAULT_BITBUCKET_URL, MAX_DURATION};
 use secrecy::SecretString;
@@ -129,6 +129,7 @@ impl<'a> Builder<'a> {
         let grant_policy = self.grant_policy(raw.grant_policy);
         let audit_policy = self.audit_policy(raw.audit_policy);
         let request_budget = self.request_budget(raw.request_budget);
+        let mass_change_guard = mass_change_guard(raw.mass_change_guard);
         let api = self.api(raw.api);
         let server = self.server(raw.server);
         let identity = self.identity(raw.identity);
@@ -146,6 +147,7 @@ impl<'a> Builder<'a> {
             grant_policy: grant_policy?,
             audit_policy: audit_policy?,
             request_budget: request_budget?,
+            mass_change_guard,
             api: api?,
             server: server?,
             identity: identity?,
@@ -586,4 +588,19 @@ impl<'a> Builder<'a> {
 
 fn is_loopback_ip(ip: IpAddr) -> bool {
     ip.is_loopback()
+}
+
+/// The guard's limits; the schema already bounds both numbers, so nothing can be wrong here.
+fn mass_change_guard(raw: Option<RawMassChangeGuard>) -> MassChangeLimits {
+    let defaults = MassChangeLimits::default();
+    let Some(raw) = raw else {
+        return defaults;
+    };
+    MassChangeLimits {
+        max_percent: raw
+            .max_percent
+            .and_then(|n| u8::try_from(n).ok())
+            .unwrap_or(defaults.max_percent),
+        min_count: raw.min_count.unwrap_or(defaults.min_count),
+    }
 }

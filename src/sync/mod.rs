@@ -39,7 +39,7 @@ mod workspace;
 
 pub use age::format_age;
 pub use lease::LeaseSettings;
-pub use report::{Failure, Finding, Held, SyncReport, WorkspaceSummary};
+pub use report::{Failure, Finding, Held, HeldListing, SyncReport, WorkspaceSummary};
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
@@ -52,7 +52,8 @@ use crate::bitbucket::{ApiError, BitbucketClient};
 use crate::clock::{Clock, SystemClock};
 use crate::domain::WorkspaceSlug;
 use crate::store::{
-    ClaimOutcome, ListingKey, RunOwner, Store, StoreError, SyncOutcome, SyncRunFinish,
+    ClaimOutcome, ListingKey, MassChangeGuard, RunOwner, Store, StoreError, SyncOutcome,
+    SyncRunFinish,
 };
 use report::{entity_counts, staleness, Totals};
 use workspace::{Limit, WorkspaceRun};
@@ -75,6 +76,8 @@ pub struct SyncOptions {
     pub clock: Arc<dyn Clock>,
     /// The run's lease and heartbeat.
     pub lease: LeaseSettings,
+    /// Holds back a replace that would remove most of a listing (`accept` applies it).
+    pub mass_change: MassChangeGuard,
 }
 
 impl Default for SyncOptions {
@@ -86,6 +89,7 @@ impl Default for SyncOptions {
             progress: false,
             clock: Arc::new(SystemClock),
             lease: LeaseSettings::default(),
+            mass_change: MassChangeGuard::default(),
         }
     }
 }
@@ -167,6 +171,7 @@ pub async fn run(
         "inserted": report.inserted, "updated": report.updated, "deleted": report.deleted,
         "drift": report.drift, "rows_written": report.rows_written,
         "failures": report.failures.len(), "findings": report.findings.len(),
+        "mass_changes_held": report.mass_changes_held.len(),
         "deferred": report.workspaces.iter().map(|w| w.listings_deferred).sum::<u64>(),
         "cross_checked": report.cross_checked,
         "workspaces": report.workspaces, "held": report.held,
@@ -234,6 +239,7 @@ async fn read_claimed(
             max_in_flight: client.budget().settings().max_in_flight.max(1),
             fresh: done.clone(),
             new_scopes: HashSet::new(),
+            guard: options.mass_change,
         };
         let mut summary = ctx.structural().await?;
         let (candidates, skipped_cost) = ctx.candidates(&active).await?;
@@ -262,7 +268,19 @@ async fn read_claimed(
     // pages they had in this run, the permission listings their cost from the plan.
     minimum += totals.structural_pages;
     let (oldest, never_read) = staleness(store, &claim.claimed).await?;
-    let outcome = if failures.is_empty() && deferred_total == 0 {
+    // The failed reads are kept with the listings, so `access` can say which answers rest on
+    // them; a later complete read clears them.
+    for failure in &failures {
+        if let Ok(key) = ListingKey::parse(&failure.listing) {
+            store
+                .record_listing_failure(&key, clock.now(), &failure.error)
+                .await?;
+        }
+    }
+    // A store file removed or replaced during the run would make this a report of writes that
+    // went nowhere.
+    store.check_file()?;
+    let outcome = if failures.is_empty() && deferred_total == 0 && totals.held.is_empty() {
         SyncOutcome::Complete
     } else {
         SyncOutcome::Partial
@@ -281,6 +299,7 @@ async fn read_claimed(
         drift: totals.drift,
         rows_written: totals.rows_written,
         failures,
+        mass_changes_held: totals.held,
         findings,
         cross_checked,
         oldest_fact_age_seconds: oldest.map(|t| (clock.now() - t).num_seconds()),

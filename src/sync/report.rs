@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::SyncError;
 use crate::domain::WorkspaceSlug;
-use crate::store::{HeldWorkspace, ReplaceOutcome, Store, SyncOutcome};
+use crate::store::{HeldWorkspace, ListingKey, ReplaceOutcome, Store, SyncOutcome};
 
 /// A listing that could not be read.
 #[derive(Debug, Clone, Serialize)]
@@ -51,6 +51,19 @@ impl From<&HeldWorkspace> for Held {
             owner: h.owner.to_string(),
         }
     }
+}
+
+/// A complete listing whose replacement the mass-change guard held back: it would have removed
+/// most of what the store holds for it, so the stored facts stay until an operator accepts it
+/// (`sync --accept-mass-change`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HeldListing {
+    /// The listing (`repos:acme`).
+    pub listing: String,
+    /// Stored facts the replacement would have removed.
+    pub would_remove: u64,
+    /// Stored facts of the listing (kept).
+    pub stored: u64,
 }
 
 /// Figures of one workspace.
@@ -97,6 +110,8 @@ pub struct SyncReport {
     pub rows_written: u64,
     /// Listings that could not be read.
     pub failures: Vec<Failure>,
+    /// Listings whose mass removal was held back (their stored facts stay).
+    pub mass_changes_held: Vec<HeldListing>,
     /// Cross-check disagreements.
     pub findings: Vec<Finding>,
     /// Repositories cross-checked.
@@ -121,10 +136,19 @@ pub(super) struct Totals {
     /// Pages of the structural listings (the workspace, members, projects, repositories,
     /// groups), whether or not a resumed run skipped storing them.
     pub structural_pages: u64,
+    /// Listings the mass-change guard held back.
+    pub held: Vec<HeldListing>,
 }
 
 impl Totals {
-    pub fn add(&mut self, o: &ReplaceOutcome) {
+    pub fn add(&mut self, key: &ListingKey, o: &ReplaceOutcome) {
+        if let Some(h) = o.held {
+            self.held.push(HeldListing {
+                listing: key.to_string(),
+                would_remove: h.would_remove,
+                stored: h.stored,
+            });
+        }
         self.inserted += o.inserted;
         self.updated += o.updated;
         self.deleted += o.deleted;

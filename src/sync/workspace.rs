@@ -12,7 +12,7 @@ use crate::bitbucket::{ApiError, BitbucketClient};
 use crate::clock::Clock;
 use crate::domain::{FactKey, WorkspaceSlug};
 use crate::store::{
-    Fact, ListingKey, ReplaceListing, ReplaceOutcome, Store, StoreError, SyncRunId,
+    Fact, ListingKey, MassChangeGuard, ReplaceListing, ReplaceOutcome, Store, StoreError, SyncRunId,
 };
 
 /// The requests this run may still send: the smaller of the client's budget (which leaves out
@@ -56,6 +56,8 @@ pub(super) struct WorkspaceRun<'a> {
     /// Listings of repositories, projects and groups that appeared since the workspace was
     /// first read: their first read is drift, not a baseline.
     pub new_scopes: HashSet<ListingKey>,
+    /// The mass-change guard every replace of this run carries.
+    pub guard: MassChangeGuard,
 }
 
 impl WorkspaceRun<'_> {
@@ -65,6 +67,7 @@ impl WorkspaceRun<'_> {
         request.cost_requests = pages;
         request.run = Some(self.run);
         request.baseline_is_drift = self.new_scopes.contains(&request.key);
+        request.guard = Some(self.guard);
         request
     }
 
@@ -77,8 +80,11 @@ impl WorkspaceRun<'_> {
     ) -> Result<ReplaceOutcome, StoreError> {
         let request = self.request(key.clone(), facts, pages);
         let outcome = self.store.replace_listing(request).await?;
-        self.fresh.insert(key);
-        self.totals.add(&outcome);
+        self.totals.add(&key, &outcome);
+        // A held listing keeps its old facts: they are not this run's reading.
+        if outcome.held.is_none() {
+            self.fresh.insert(key);
+        }
         Ok(outcome)
     }
 
@@ -88,11 +94,14 @@ impl WorkspaceRun<'_> {
             return Ok(0);
         }
         let keys: Vec<ListingKey> = requests.iter().map(|r| r.key.clone()).collect();
-        for outcome in self.store.replace_listings(requests).await? {
-            self.totals.add(&outcome);
-        }
         let n = keys.len() as u64;
-        self.fresh.extend(keys);
+        let outcomes = self.store.replace_listings(requests).await?;
+        for (key, outcome) in keys.into_iter().zip(outcomes) {
+            self.totals.add(&key, &outcome);
+            if outcome.held.is_none() {
+                self.fresh.insert(key);
+            }
+        }
         Ok(n)
     }
 
