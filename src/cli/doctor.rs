@@ -223,6 +223,28 @@ pub fn render_table(report: &DoctorReport, bitbucket_url: &str) -> String {
     let _ = writeln!(out, "  in flight at most {}", b.max_in_flight);
     let _ = writeln!(out, "  used by doctor    {}", b.requests_used_by_doctor);
 
+    let store = &report.store;
+    let state = |ok: bool| if ok { "yes" } else { "NO" };
+    let _ = writeln!(out, "\nStore {}:", store.url);
+    let _ = writeln!(
+        out,
+        "  reachable           {}",
+        state(store.health.reachable)
+    );
+    let _ = writeln!(
+        out,
+        "  writable            {}",
+        state(store.health.writable)
+    );
+    let _ = writeln!(
+        out,
+        "  migrations current  {}",
+        state(store.health.migrations_current)
+    );
+    if let Some(note) = &store.health.note {
+        let _ = writeln!(out, "  note                {note}");
+    }
+
     if !report.warnings.is_empty() {
         write_findings(&mut out, "Warnings", &report.warnings);
     }

@@ -45,7 +45,7 @@ mod scopes;
 
 pub use report::{
     AuthCheck, BudgetCheck, CapabilityCheck, CapabilityState, DoctorReport, JiraCheck, Problem,
-    WorkspaceCheck,
+    StoreCheck, WorkspaceCheck,
 };
 use scopes::ScopeKnowledge;
 
@@ -181,12 +181,40 @@ pub async fn run(
         });
     }
 
+    // 5. The store: a sync or `access` against a store that does not answer or is read-only
+    // would fail only after spending requests, so say it now.
+    let store = StoreCheck {
+        url: config.database_url.redacted().to_string(),
+        health: crate::store::check_health(&config.database_url).await,
+    };
+    // A schema behind the program is what every store looks like before its first sync, and
+    // the next sync or `migrate` brings it up to date: worth saying, not a problem. A store
+    // that does not answer or take writes is.
+    let store_sound = store.health.reachable && store.health.writable;
+    for problem in &store.health.problems {
+        let finding = Problem {
+            what: format!("store {}: {problem}", store.url),
+            fix: if store_sound {
+                "`bitbucket-access migrate` (or the next sync) applies the migrations".into()
+            } else {
+                "fix the store (see the message) or point `database_url` at a store that works"
+                    .into()
+            },
+        };
+        if store_sound {
+            warnings.push(finding);
+        } else {
+            problems.push(finding);
+        }
+    }
+
     DoctorReport {
         authentication,
         workspaces,
         capabilities,
         jira: jira_check,
         budget,
+        store,
         problems,
         warnings,
     }

@@ -1,6 +1,7 @@
 //! The doctor's report: what was checked, the state of each capability, and every problem
 //! with its fix. Serialized as is by `doctor --format json`.
 
+use crate::store::StoreHealth;
 use serde::Serialize;
 
 /// The full result of a doctor run.
@@ -16,6 +17,8 @@ pub struct DoctorReport {
     pub jira: Option<JiraCheck>,
     /// The request budget the connector will keep to.
     pub budget: BudgetCheck,
+    /// The configured store: does it answer, take writes, and have every migration.
+    pub store: StoreCheck,
     /// Every problem, each with its fix. Empty means everything the config asks for will work.
     pub problems: Vec<Problem>,
     /// Things that work, but less well than they could (some e-mail addresses hidden, say);
@@ -28,6 +31,16 @@ impl DoctorReport {
     pub fn healthy(&self) -> bool {
         self.problems.is_empty()
     }
+}
+
+/// The store check.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreCheck {
+    /// The store's URL, without its password.
+    pub url: String,
+    /// What the probes found.
+    #[serde(flatten)]
+    pub health: StoreHealth,
 }
 
 /// Something that will not work, and how to fix it.

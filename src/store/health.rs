@@ -3,7 +3,12 @@
 
 use serde::Serialize;
 
-use super::{Backend, DatabaseUrl, OpenMode, SqlStore};
+use std::path::{Path, PathBuf};
+
+use super::{Backend, DatabaseUrl, OpenMode, SqlStore, StoreError};
+
+/// Why the schema is behind when the store has none at all: a store before its first sync.
+pub(crate) const NO_SCHEMA: &str = "it has no schema yet";
 
 /// What a health check found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -16,6 +21,9 @@ pub struct StoreHealth {
     pub migrations_current: bool,
     /// What is wrong, each with what to do; empty when all is well.
     pub problems: Vec<String>,
+    /// Something worth knowing that is not a problem (an SQLite file not created yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl StoreHealth {
@@ -30,6 +38,7 @@ impl StoreHealth {
             writable: false,
             migrations_current: false,
             problems: vec![problem],
+            note: None,
         }
     }
 
@@ -47,12 +56,18 @@ impl StoreHealth {
             writable: true,
             migrations_current: true,
             problems: Vec::new(),
+            note: None,
         };
         if let Err(problem) = writable {
             health.note_unwritable(problem);
         }
         match pending {
             Ok(None) => {}
+            // Every writing command migrates first, so an empty store is simply new.
+            Ok(Some(reason)) if reason == NO_SCHEMA => {
+                health.note =
+                    Some("the store is empty; the first sync creates its tables".to_owned());
+            }
             Ok(Some(reason)) => {
                 health.migrations_current = false;
                 health.problems.push(format!(
@@ -83,6 +98,8 @@ pub async fn check_health(url: &DatabaseUrl) -> StoreHealth {
     };
     let store = match SqlStore::connect_with(url, mode).await {
         Ok(store) => store,
+        // Before the first sync there is no file yet, and that is fine when it can be made.
+        Err(StoreError::Missing { path }) => return not_created_yet(&path),
         Err(e) => return StoreHealth::unreachable(e.to_string()),
     };
     let mut health = store.probe_health().await;
@@ -106,4 +123,36 @@ pub async fn check_health(url: &DatabaseUrl) -> StoreHealth {
         }
     }
     health
+}
+
+/// The health of an SQLite store whose file does not exist yet: fine when its folder exists
+/// (or can be created) and takes new files, which is checked without leaving anything behind.
+fn not_created_yet(path: &Path) -> StoreHealth {
+    let folder = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => parent.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    // The nearest folder that exists is where the first write will have to create things.
+    let existing = folder
+        .ancestors()
+        .find(|p| p.exists())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    match tempfile::NamedTempFile::new_in(&existing) {
+        Ok(_) => StoreHealth {
+            reachable: true,
+            writable: true,
+            migrations_current: true,
+            problems: Vec::new(),
+            note: Some(format!(
+                "{} does not exist yet; the first sync creates it",
+                path.display()
+            )),
+        },
+        Err(e) => StoreHealth::unreachable(format!(
+            "{} does not exist yet and cannot be created ({e} in {}): make the folder writable \
+             or point `database_url` elsewhere",
+            path.display(),
+            existing.display()
+        )),
+    }
 }

@@ -13,7 +13,7 @@ pub(crate) async fn pending_migrations(pool: &Pool<Db>) -> Result<Option<String>
         Err(e) => {
             let text = e.to_string();
             if text.contains("no such table") || text.contains("does not exist") {
-                return Ok(Some("it has no schema yet".to_owned()));
+                return Ok(Some(crate::store::health::NO_SCHEMA.to_owned()));
             }
             return Err(db_err("read the applied migrations")(e));
         }
