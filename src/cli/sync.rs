@@ -20,10 +20,16 @@ pub struct Args {
     /// Print the run's report as JSON instead of a summary.
     #[arg(long)]
     pub json: bool,
+    /// When the rolling hour's allowance cannot pay for every listing, wait for it to free
+    /// requests and finish the deferred listings (the log says how long), instead of leaving
+    /// them to the next run. Ctrl-C stops the run; the next sync resumes it.
+    #[arg(long)]
+    pub wait: bool,
 }
 
-/// Runs a sync. Exit 0 when every listing was read, 1 when some were deferred or failed or the
-/// cross-check disagreed with Bitbucket. A workspace held by another live run is skipped and
+/// Runs a sync. Exit 0 when every listing was read, 1 when some were deferred (the rolling hour
+/// could not pay for them and `--wait` was not given) or failed or the cross-check disagreed
+/// with Bitbucket. A workspace held by another live run is skipped and
 /// named, and is not a failure.
 pub async fn run(cli: &Cli, args: &Args) -> u8 {
     let config = match load_config(cli) {
@@ -54,6 +60,7 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
         max_requests: args.max_requests,
         cross_check_sample: args.cross_check,
         progress: std::io::stderr().is_terminal(),
+        wait: args.wait,
         ..SyncOptions::default()
     };
     match crate::sync::run(store.as_ref(), &client, &options).await {
@@ -144,6 +151,13 @@ pub fn summary(r: &SyncReport) -> String {
     }
     for f in &r.failures {
         s += &format!("  not read: {}: {}\n", f.listing, f.error);
+    }
+    let deferred: u64 = r.workspaces.iter().map(|w| w.listings_deferred).sum();
+    if deferred > 0 {
+        s += &format!(
+            "  deferred: {deferred} listings did not fit in what the rolling hour still allows; \
+             the next sync reads them first, or run `sync --wait` to wait for the allowance\n"
+        );
     }
     s += &format!("  duration: {} ms\n", r.duration_ms);
     s
