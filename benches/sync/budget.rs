@@ -49,7 +49,14 @@ pub(super) async fn bench_default_budget(bin: &PathBuf, v: &mut Verdicts) -> Res
     let (mut unlimited, mut default) = (Vec::new(), Vec::new());
     let (mut requests, mut delayed) = (0, 0);
     for _ in 0..ROUNDS {
-        unlimited.push(first_sync(&sim, unpaced_budget()).await?.0.wall);
+        // Unlimited, with the same requests in flight as the default budget.
+        let unlimited_budget = BudgetSettings {
+            requests_per_hour: 10_000_000,
+            reserve: 0,
+            ..BudgetSettings::default()
+        };
+        let budget = Arc::new(Budget::new(unlimited_budget));
+        unlimited.push(first_sync(&sim, budget).await?.0.wall);
         let (f, waited) =
             first_sync(&sim, Arc::new(Budget::new(BudgetSettings::default()))).await?;
         default.push(f.wall);
