@@ -8,9 +8,7 @@ mod support_db;
 mod sync_support;
 
 use bitbucket_access::bitbucket::{Auth, BitbucketClient, Budget, BudgetSettings, ClientSettings};
-use bitbucket_access::domain::{
-    AccountId, GrantState, GrantTarget, NewGrant, Principal, RepoLevel, RepoRef, RepoSlug,
-};
+use bitbucket_access::domain::{RepoRef, RepoSlug};
 use bitbucket_access::store::{open, ListingKey, Store, SyncOutcome};
 use bitbucket_access::sync::{self, SyncOptions, SyncReport};
 use bitbucket_sim::{NewRepository, Role, Sim, SimHandle, SimOptions, World, WorldSpec};
@@ -157,27 +155,7 @@ async fn a_run_beyond_the_free_allowance_defers_the_rest_in_the_planners_order(u
         (granted, grantee)
     });
     let granted = repo_ref(&ws, &granted);
-    let now = chrono::Utc::now();
-    store
-        .insert_grant(&NewGrant {
-            principal: Principal::User {
-                account_id: AccountId::parse(grantee).expect("id"),
-            },
-            target: GrantTarget::Repository {
-                repository: granted.clone(),
-                level: RepoLevel::Write,
-                baseline: None,
-            },
-            requested_by: "test@example.com".into(),
-            reason: None,
-            ticket: None,
-            created_at: now,
-            starts_at: now,
-            expires_at: Some(now + chrono::Duration::hours(1)),
-            state: GrantState::Active,
-        })
-        .await
-        .expect("grant recorded");
+    grant_write_for_an_hour(store.as_ref(), &granted, grantee).await;
 
     // The hour allows what the first run spent (it counts, through the store), the five
     // structural listings, and seven permission listings: the new repository's two, the
