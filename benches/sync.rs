@@ -1,14 +1,15 @@
 //! The sync benchmark: a generated world of 5,000 repositories, 2,000 users and 200 groups,
 //! served by the simulator in its own process, synced into SQLite (and PostgreSQL when
 //! `BENCH_POSTGRES_URL` or `TEST_POSTGRES_URL` names a server), then synced again unchanged;
-//! finally a smaller world with 100 ms of latency per request and a budget whose pacing is the
-//! bottleneck.
+//! then a smaller world with 100 ms of latency per request and a budget whose pacing is the
+//! bottleneck; finally a 30-repository workspace under the default budget against the same run
+//! unlimited ([`budget`]).
 //!
 //! Run: `cargo bench --bench sync` (builds `bitbucket-sim` in release mode first; about a
 //! minute). Set `BITBUCKET_SIM_BIN` to use an already built simulator. Prints, per backend, the
 //! requests used against the minimum, wall and CPU time, peak memory and rows written, each next
 //! to its target with PASS or FAIL, and exits non-zero when a target is missed. Name parts to
-//! run only those: `cargo bench --bench sync -- sqlite postgres latency`.
+//! run only those: `cargo bench --bench sync -- sqlite postgres latency budget`.
 //!
 //! The simulator runs as a separate process so that the peak memory measured here (`VmHWM` of
 //! this process, reset before each sync through `/proc/self/clear_refs` where the kernel allows
@@ -26,6 +27,9 @@ use bitbucket_access::store::{self, SyncOutcome};
 use bitbucket_access::sync::{self, SyncOptions, SyncReport};
 use secrecy::SecretString;
 use sqlx::Connection;
+
+#[path = "sync/budget.rs"]
+mod budget;
 
 /// Targets of issue 5, on this machine.
 const MAX_REQUEST_OVERHEAD: f64 = 0.02;
@@ -552,6 +556,9 @@ async fn bench() -> Result<Verdicts, String> {
 
     if wanted("latency") {
         bench_latency(&bin, &mut v).await?;
+    }
+    if wanted("budget") {
+        budget::bench_default_budget(&bin, &mut v).await?;
     }
     Ok(v)
 }

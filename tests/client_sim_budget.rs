@@ -1,6 +1,7 @@
-//! The request budget against the simulator's rate limit: a run larger than the burst is paced
-//! over time, and a run that would exceed the hourly budget waits instead of being answered
-//! with 429s, leaving the configured reserve to other tools using the same account.
+//! The request budget against the simulator's rate limit: what the rolling hour still allows
+//! goes at once, a run that would exceed the hourly budget waits instead of being answered with
+//! 429s, leaving the configured reserve to other tools using the same account, and a budget
+//! built to pace spreads its requests over time.
 
 use bitbucket_access::bitbucket::{
     Auth, BitbucketClient, Budget, BudgetSettings, ClientSettings, ErrorKind, RetryPolicy,
@@ -42,7 +43,24 @@ fn client(sim: &SimHandle, budget: Option<Arc<Budget>>) -> BitbucketClient {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_beyond_the_burst_are_paced_not_refused() {
+async fn the_free_allowance_goes_at_once() {
+    // Bitbucket's own allowance and the default budget (1,000 an hour, 100 in reserve).
+    let sim = start_sim(80, 1000).await;
+    let budget = Arc::new(Budget::new(BudgetSettings::default()));
+    let c = client(&sim, Some(budget.clone()));
+    const N: usize = 300;
+
+    let results = join_all((0..N).map(|_| c.user())).await;
+
+    assert!(results.iter().all(Result::is_ok), "a request was refused");
+    assert_eq!(sim.request_count("GET", USER), N as u64);
+    let stats = budget.stats();
+    assert_eq!((stats.admitted, stats.delayed), (N as u64, 0), "{stats:?}");
+    assert_eq!(budget.available(), 900 - N as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_budget_spaces_requests_beyond_its_burst() {
     // 36,000 an hour is one every 100 ms; the simulator allows more than that.
     let sim = start_sim(81, 100_000).await;
     let settings = BudgetSettings {
@@ -79,7 +97,7 @@ async fn a_run_that_would_exceed_the_hour_waits_and_leaves_the_reserve() {
         reserve: 2,
         max_in_flight: 4,
     };
-    let budget = Arc::new(Budget::with_burst(settings, 10));
+    let budget = Arc::new(Budget::new(settings));
     let c = client(&sim, Some(budget.clone()));
 
     for _ in 0..10 {

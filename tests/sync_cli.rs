@@ -390,3 +390,32 @@ async fn sync_skips_a_workspace_another_live_run_holds_and_exits_0() {
         sim.request_counts()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_beyond_the_free_allowance_defers_the_rest_and_exits_1_at_once() {
+    let sim = start_sim(5402).await;
+    let dir = TempDir::new().expect("temp dir");
+    let config = write_config(&sim, dir.path());
+    // An hour of eight requests: the discovery, the five structural listings, two more.
+    let mut json: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).expect("config")).expect("json");
+    json["request_budget"]["requests_per_hour"] = json!(8);
+    std::fs::write(&config, json.to_string()).expect("write config");
+    sim.reset_counters();
+
+    let started = std::time::Instant::now();
+    let out = run(&sim, dir.path(), &config, &["sync", "--cross-check", "0"]).await;
+
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let ws = owned_workspaces(&sim).remove(0);
+    let listings = sim.with_world(|w| {
+        2 * (w.workspaces[&ws].repositories.len() + w.workspaces[&ws].projects.len())
+    });
+    let line = format!("{} listings read, {} deferred", 5 + 2, listings - 2);
+    assert!(out.stdout.contains(&line), "{}", out.stdout);
+    assert!(out.stdout.contains("`sync --wait`"), "{}", out.stdout);
+    assert!(!out.stdout.contains("not read:"), "{}", out.stdout);
+    // Nothing past the allowance was sent, and the run did not wait for the hour to pass.
+    assert_eq!(sim.request_counts().values().sum::<u64>(), 8);
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}

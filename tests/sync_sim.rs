@@ -8,9 +8,6 @@ mod support_db;
 mod sync_support;
 
 use bitbucket_access::clock::ManualClock;
-use bitbucket_access::domain::{
-    AccountId, GrantState, GrantTarget, NewGrant, Principal, RepoLevel,
-};
 use bitbucket_access::store::{open, AuditFilter, AuditKind, ListingKey, Store, SyncOutcome};
 use bitbucket_access::sync::{self, SyncOptions, SyncReport};
 use bitbucket_sim::{FaultControl, Level, NewRepository, Role, SimHandle, World, WorldSpec};
@@ -757,7 +754,6 @@ async fn a_small_budget_refreshes_in_the_stated_order(url: String) {
             _ => None,
         })
         .expect("the third run read a repository's permissions");
-    let now = chrono::Utc::now();
     let grantee = sim.with_world(|w| {
         w.workspaces[&ws]
             .members
@@ -766,26 +762,7 @@ async fn a_small_budget_refreshes_in_the_stated_order(url: String) {
             .map(|(id, _)| id.clone())
             .expect("a member")
     });
-    store
-        .insert_grant(&NewGrant {
-            principal: Principal::User {
-                account_id: AccountId::parse(grantee).expect("id"),
-            },
-            target: GrantTarget::Repository {
-                repository: granted.clone(),
-                level: RepoLevel::Write,
-                baseline: None,
-            },
-            requested_by: "test@example.com".into(),
-            reason: None,
-            ticket: None,
-            created_at: now,
-            starts_at: now,
-            expires_at: Some(now + chrono::Duration::hours(1)),
-            state: GrantState::Active,
-        })
-        .await
-        .expect("grant recorded");
+    grant_write_for_an_hour(store.as_ref(), &granted, grantee).await;
     let fourth = sync_ok(store.as_ref(), &client, &capped(2)).await;
     let after_fourth = read_times(store.as_ref(), &ws).await;
     let read: BTreeSet<String> = read_between(&after_third, &after_fourth)

@@ -33,9 +33,9 @@
 //!   [`Budget`] and counts against it.
 //!
 //! # Request budget
-//! See [`budget`]: requests are paced over the rolling hour (GCRA with a small burst), never more
-//! than `requests_per_hour - reserve` in any hour, at most `max_in_flight` at once, and counted
-//! per endpoint template.
+//! See [`budget`]: requests go at once while the rolling hour has room, never more than
+//! `requests_per_hour - reserve` in any hour (grants may use the reserve), at most
+//! `max_in_flight` at once, and counted per endpoint template.
 //!
 //! # Tracing
 //! Each request runs in an `http_request` span (`service = "Bitbucket"`) with `endpoint` (the path template, never the
@@ -54,7 +54,7 @@ mod repositories;
 pub use crate::http::retry;
 mod workspaces;
 
-pub use budget::{Budget, BudgetSettings};
+pub use budget::{Budget, BudgetSettings, BudgetStats, RequestClass};
 pub use client::{needs_user_api_token, Auth, BitbucketClient, ClientBuilder, ClientSettings};
 pub use error::{ApiError, AuthMethod, ErrorDetail, ErrorKind, Removal};
 pub use groups_v1::GroupsV1Handler;

@@ -25,10 +25,16 @@ pub struct Args {
     /// default, see the summary).
     #[arg(long)]
     pub accept_mass_change: bool,
+    /// When the rolling hour's allowance cannot pay for every listing, wait for it to free
+    /// requests and finish the deferred listings (the log says how long), instead of leaving
+    /// them to the next run. Ctrl-C stops the run; the next sync resumes it.
+    #[arg(long)]
+    pub wait: bool,
 }
 
-/// Runs a sync. Exit 0 when every listing was read, 1 when some were deferred or failed or the
-/// cross-check disagreed with Bitbucket. A workspace held by another live run is skipped and
+/// Runs a sync. Exit 0 when every listing was read, 1 when some were deferred (the rolling hour
+/// could not pay for them and `--wait` was not given) or failed or the cross-check disagreed
+/// with Bitbucket. A workspace held by another live run is skipped and
 /// named, and is not a failure.
 pub async fn run(cli: &Cli, args: &Args) -> u8 {
     let config = match load_config(cli) {
@@ -64,6 +70,7 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
             min_count: config.mass_change_guard.min_count,
             accept: args.accept_mass_change,
         },
+        wait: args.wait,
         ..SyncOptions::default()
     };
     match crate::sync::run(store.as_ref(), &client, &options).await {
@@ -162,6 +169,13 @@ pub fn summary(r: &SyncReport) -> String {
     }
     for f in &r.failures {
         s += &format!("  not read: {}: {}\n", f.listing, f.error);
+    }
+    let deferred: u64 = r.workspaces.iter().map(|w| w.listings_deferred).sum();
+    if deferred > 0 {
+        s += &format!(
+            "  deferred: {deferred} listings did not fit in what the rolling hour still allows; \
+             the next sync reads them first, or run `sync --wait` to wait for the allowance\n"
+        );
     }
     s += &format!("  duration: {} ms\n", r.duration_ms);
     s

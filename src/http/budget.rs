@@ -5,17 +5,25 @@
 //! allowance is spent. Rather than finding the limit by hitting it, the client asks this budget
 //! for admission before *every* attempt, retries included:
 //!
-//! - **Pacing.** A GCRA (generic cell rate algorithm, a token bucket expressed as one timestamp)
-//!   admits one request every `3600 s / limit` on average, with a small burst, so a large sync is
-//!   spread over the hour instead of spending the allowance in the first minutes.
-//! - **Hard ceiling.** A log of the admission times of the last hour guarantees that no rolling
-//!   hour ever holds more than `limit = requests_per_hour - reserve` requests, whatever the burst.
-//! - **Concurrency.** A semaphore keeps at most `max_in_flight` requests open at once.
-//! - **Accounting.** Counters per endpoint template tell the sync what it spent, and
-//!   [`Budget::available`] / [`Budget::try_reserve`] let it plan a run before starting it.
+//! - **Spend what is free at once.** A log of the admission times of the last window (an hour
+//!   outside tests) tells how much of the rolling hour is still free. A request is admitted at
+//!   once while the window has room for it, so a run that fits in the free allowance goes at
+//!   network speed. Only a request beyond it waits: until the oldest request in the window
+//!   leaves it, or the usage reported by other processes expires. No window ever holds more
+//!   than the limit.
+//! - **Classes.** A [`RequestClass::Sync`] request may use `requests_per_hour - reserve`; a
+//!   [`RequestClass::Grant`] request may use the reserve too and has concurrency slots of its
+//!   own, so a grant never waits behind a sync.
+//! - **Optional pacing.** [`Budget::with_burst`] adds a GCRA (a token bucket expressed as one
+//!   timestamp) that spreads sync requests evenly over the window, for callers that want a
+//!   steady rate rather than the allowance at once.
+//! - **Concurrency.** A semaphore per class keeps at most `max_in_flight` requests open.
+//! - **Accounting.** Counters per endpoint template tell the sync what it spent;
+//!   [`Budget::available`], [`Budget::try_reserve`] and [`Budget::time_until_available`] let it
+//!   plan a run; [`Budget::stats`] tells how many admissions waited for the window, and how long.
 //! - **Other processes.** [`Budget::set_external_usage`] tells the budget how many requests
 //!   other processes spent on the same token in the current rolling hour; they count against
-//!   the ceiling until an hour after they were reported.
+//!   the limits until a window after they were reported.
 //! - **A run's cap.** [`Budget::cap_requests`] refuses every request past a fixed number
 //!   (`sync --max-requests`), listings and retries included, with [`BudgetError`].
 
@@ -25,14 +33,15 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-const HOUR: Duration = Duration::from_secs(3600);
+/// The rolling window Bitbucket counts requests in.
+pub const HOUR: Duration = Duration::from_secs(3600);
 
 /// How many requests one token may spend, as configured by the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BudgetSettings {
     /// Requests Bitbucket allows per rolling hour for the token (1,000 for user API tokens).
     pub requests_per_hour: u32,
-    /// Requests per hour left for other tools using the same account.
+    /// Requests per hour kept for grants and for other tools using the same account.
     pub reserve: u32,
     /// Requests open at the same time, at most.
     pub max_in_flight: usize,
@@ -49,26 +58,58 @@ impl Default for BudgetSettings {
 }
 
 impl BudgetSettings {
-    /// Requests this connector may spend in any rolling hour (never less than one).
+    /// Requests a sync may spend in any rolling hour (never less than one).
     pub fn limit(&self) -> u32 {
         self.requests_per_hour.saturating_sub(self.reserve).max(1)
     }
 }
 
+/// Which share of the window a request may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RequestClass {
+    /// Reading: up to the limit, leaving the reserve alone.
+    #[default]
+    Sync,
+    /// Applying or revoking a grant: may use the reserve, and never queues behind sync requests.
+    Grant,
+}
+
+/// How admissions went since the budget was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BudgetStats {
+    /// Requests admitted.
+    pub admitted: u64,
+    /// Of those, the ones that had to wait for the window (or the pace) before admission.
+    pub delayed: u64,
+    /// Time spent waiting for the window or the pace, summed over the delayed admissions.
+    /// Waits for a concurrency slot are not counted: they are `max_in_flight` at work.
+    pub waited: Duration,
+}
+
+/// Even spacing of sync requests, for budgets built with [`Budget::with_burst`].
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    /// Average spacing between admissions.
+    interval: Duration,
+    /// How far ahead of the average pace a burst may run (`(burst - 1) * interval`).
+    tolerance: Duration,
+}
+
 struct State {
-    /// GCRA theoretical arrival time: when the bucket would be empty again.
+    /// GCRA theoretical arrival time (used only with a [`Pace`]).
     tat: Instant,
-    /// Admission times inside the last rolling hour, oldest first.
+    /// Admission times inside the last window, oldest first. Pruned at every look, so it holds
+    /// at most `requests_per_hour` entries however long the process lives.
     window: VecDeque<Instant>,
     /// Requests promised to planners through `try_reserve` and not yet spent.
     reserved: u64,
     /// Requests admitted since the budget was created, per `METHOD template`.
     counts: BTreeMap<String, u64>,
-    total: u64,
+    stats: BudgetStats,
     /// Requests other processes spent in the rolling hour, as last reported, and when.
     external: u64,
     external_at: Instant,
-    /// No request is admitted once `total` reaches this.
+    /// No request is admitted once `stats.admitted` reaches this.
     cap: Option<u64>,
 }
 
@@ -83,14 +124,11 @@ pub struct BudgetError {
 /// The shared budget; clone the `Arc` to share it between clients using one token.
 pub struct Budget {
     settings: BudgetSettings,
-    /// The rolling window the limit applies to (an hour outside tests).
+    /// The rolling window the limits apply to (an hour outside tests).
     window: Duration,
-    /// Average spacing between admissions.
-    interval: Duration,
-    /// How far ahead of the average pace a burst may run (`(burst - 1) * interval`).
-    tolerance: Duration,
-    burst: u32,
+    pace: Option<Pace>,
     in_flight: Arc<Semaphore>,
+    grant_in_flight: Arc<Semaphore>,
     state: Mutex<State>,
 }
 
@@ -98,7 +136,8 @@ impl std::fmt::Debug for Budget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Budget")
             .field("settings", &self.settings)
-            .field("burst", &self.burst)
+            .field("window", &self.window)
+            .field("paced", &self.pace.is_some())
             .field("requests_used", &self.requests_used())
             .finish()
     }
@@ -111,36 +150,27 @@ pub struct Admission {
 }
 
 impl Budget {
-    /// A budget with the default burst: a twentieth of the hourly limit (at least one), so a
-    /// short interactive command such as `doctor` is not slowed down while long runs are paced.
+    /// A budget that admits at once whatever the rolling hour still allows.
     pub fn new(settings: BudgetSettings) -> Self {
-        let burst = (settings.limit() / 20).max(1);
-        Self::with_burst(settings, burst)
+        Self::with_window(settings, HOUR)
     }
 
-    /// A budget admitting at most `burst` requests ahead of the average pace.
-    pub fn with_burst(settings: BudgetSettings, burst: u32) -> Self {
-        Self::with_window(settings, burst, HOUR)
-    }
-
-    /// The budget over a window other than an hour, so tests can watch the ceiling work.
-    fn with_window(settings: BudgetSettings, burst: u32, window: Duration) -> Self {
-        let limit = settings.limit();
-        let burst = burst.clamp(1, limit);
-        let interval = window / limit;
+    /// The same over a window other than an hour, so that tests can watch requests leave the
+    /// window in seconds.
+    pub fn with_window(settings: BudgetSettings, window: Duration) -> Self {
+        let slots = settings.max_in_flight.max(1);
         Budget {
             settings,
-            window,
-            interval,
-            tolerance: interval * (burst - 1),
-            burst,
-            in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+            window: window.max(Duration::from_millis(1)),
+            pace: None,
+            in_flight: Arc::new(Semaphore::new(slots)),
+            grant_in_flight: Arc::new(Semaphore::new(slots)),
             state: Mutex::new(State {
                 tat: Instant::now(),
                 window: VecDeque::new(),
                 reserved: 0,
                 counts: BTreeMap::new(),
-                total: 0,
+                stats: BudgetStats::default(),
                 external: 0,
                 external_at: Instant::now(),
                 cap: None,
@@ -148,14 +178,37 @@ impl Budget {
         }
     }
 
+    /// A budget that also spaces sync requests evenly, one every `window / limit` on average
+    /// with at most `burst` ahead of that pace, instead of spending the free allowance at once.
+    pub fn with_burst(settings: BudgetSettings, burst: u32) -> Self {
+        Self::paced(settings, burst, HOUR)
+    }
+
+    fn paced(settings: BudgetSettings, burst: u32, window: Duration) -> Self {
+        let mut budget = Self::with_window(settings, window);
+        let limit = settings.limit();
+        let interval = budget.window / limit;
+        budget.pace = Some(Pace {
+            interval,
+            tolerance: interval * (burst.clamp(1, limit) - 1),
+        });
+        budget
+    }
+
     /// The settings this budget enforces.
     pub fn settings(&self) -> BudgetSettings {
         self.settings
     }
 
-    /// The average spacing between requests once the burst is spent.
+    /// The rolling window the limits apply to.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// The average spacing between sync requests of a paced budget; zero when the budget
+    /// spends its free allowance at once.
     pub fn interval(&self) -> Duration {
-        self.interval
+        self.pace.map_or(Duration::ZERO, |p| p.interval)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -164,42 +217,58 @@ impl Budget {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits until one more request fits the pace, the hourly ceiling and the concurrency limit,
-    /// then counts it against `endpoint` (a `METHOD template` key). Fails at once, without
-    /// counting, when the cap set by [`Budget::cap_requests`] is spent.
+    /// The requests a class may have in one window, this process and others together.
+    fn ceiling(&self, class: RequestClass) -> u64 {
+        match class {
+            RequestClass::Sync => u64::from(self.settings.limit()),
+            RequestClass::Grant => u64::from(self.settings.requests_per_hour.max(1)),
+        }
+    }
+
+    /// Waits until one more sync request fits the window and the concurrency limit, then counts
+    /// it against `endpoint` (a `METHOD template` key). Fails at once, without counting, when
+    /// the cap set by [`Budget::cap_requests`] is spent.
     pub async fn admit(&self, endpoint: &str) -> Result<Admission, BudgetError> {
+        self.admit_as(endpoint, RequestClass::Sync).await
+    }
+
+    /// [`Budget::admit`] for a request of the given class.
+    pub async fn admit_as(
+        &self,
+        endpoint: &str,
+        class: RequestClass,
+    ) -> Result<Admission, BudgetError> {
         self.check_cap()?;
-        let permit = Arc::clone(&self.in_flight)
+        let slots = match class {
+            RequestClass::Sync => &self.in_flight,
+            RequestClass::Grant => &self.grant_in_flight,
+        };
+        let permit = Arc::clone(slots)
             .acquire_owned()
             .await
-            .unwrap_or_else(|_| unreachable!("the budget never closes its semaphore"));
+            .unwrap_or_else(|_| unreachable!("the budget never closes its semaphores"));
+        let mut first_wait: Option<Instant> = None;
         loop {
             let wait_until = {
                 let mut state = self.lock();
-                if let Some(cap) = state.cap.filter(|cap| state.total >= *cap) {
+                if let Some(cap) = state.cap.filter(|cap| state.stats.admitted >= *cap) {
                     return Err(BudgetError { cap });
                 }
                 let now = Instant::now();
                 prune(&mut state.window, now, self.window);
-                let external = self.external_now(&state, now);
-                let paced = state.tat.checked_sub(self.tolerance).unwrap_or(now);
-                let ceiling =
-                    if state.window.len() as u64 + external >= u64::from(self.settings.limit()) {
-                        // The ceiling frees up when the oldest own request leaves the window or
-                        // the reported external requests expire, whichever comes first.
-                        let own = state.window.front().map(|t| *t + self.window);
-                        let ext = (external > 0).then(|| state.external_at + self.window);
-                        own.into_iter().chain(ext).min().unwrap_or(now)
-                    } else {
-                        now
-                    };
-                let earliest = paced.max(ceiling);
+                let earliest = self.earliest_admission(&state, class, now);
                 if earliest <= now {
-                    state.tat = state.tat.max(now) + self.interval;
+                    if let (Some(pace), RequestClass::Sync) = (self.pace, class) {
+                        state.tat = state.tat.max(now) + pace.interval;
+                    }
                     state.window.push_back(now);
                     state.reserved = state.reserved.saturating_sub(1);
                     *state.counts.entry(endpoint.to_owned()).or_default() += 1;
-                    state.total += 1;
+                    state.stats.admitted += 1;
+                    if let Some(since) = first_wait {
+                        state.stats.delayed += 1;
+                        state.stats.waited += now.saturating_duration_since(since);
+                    }
                     None
                 } else {
                     Some(earliest)
@@ -208,9 +277,11 @@ impl Budget {
             match wait_until {
                 None => return Ok(Admission { _permit: permit }),
                 Some(at) => {
+                    first_wait.get_or_insert_with(Instant::now);
                     tracing::debug!(
                         wait_ms = at.saturating_duration_since(Instant::now()).as_millis() as u64,
-                        "pacing request to stay inside the request budget"
+                        ?class,
+                        "request waits for room in the rolling window"
                     );
                     tokio::time::sleep_until(at).await;
                 }
@@ -218,26 +289,51 @@ impl Budget {
         }
     }
 
-    /// Requests that may start right now without waiting (the unspent part of the burst,
-    /// bounded by what the rolling hour still allows).
+    /// When the next request of `class` may go: now while the window has room (and the pace, if
+    /// any, allows), else when the window next frees a place.
+    fn earliest_admission(&self, state: &State, class: RequestClass, now: Instant) -> Instant {
+        let external = self.external_now(state, now);
+        let full = state.window.len() as u64 + external >= self.ceiling(class);
+        let ceiling = if full {
+            // The window frees up when the oldest own request leaves it or the reported external
+            // requests expire, whichever comes first.
+            let own = state.window.front().map(|t| *t + self.window);
+            let ext = (external > 0).then(|| state.external_at + self.window);
+            own.into_iter().chain(ext).min().unwrap_or(now)
+        } else {
+            now
+        };
+        let paced = match (self.pace, class) {
+            (Some(pace), RequestClass::Sync) => {
+                state.tat.checked_sub(pace.tolerance).unwrap_or(now)
+            }
+            _ => now,
+        };
+        ceiling.max(paced)
+    }
+
+    /// Sync requests that may start right now without waiting for the window (or the pace).
     pub fn remaining_now(&self) -> u64 {
         let mut state = self.lock();
         let now = Instant::now();
         prune(&mut state.window, now, self.window);
-        let ahead = state.tat.saturating_duration_since(now);
-        let used_burst = if ahead.is_zero() {
-            0
-        } else {
-            ahead.as_nanos().div_ceil(self.interval.as_nanos().max(1)) as u64
-        };
-        let burst_left = u64::from(self.burst).saturating_sub(used_burst);
-        burst_left.min(self.hour_left(&state))
+        let hour = self.hour_left(&state, now);
+        match self.pace {
+            None => hour,
+            Some(pace) => {
+                let ahead = state.tat.saturating_duration_since(now);
+                let burst =
+                    (pace.tolerance.as_nanos() / pace.interval.as_nanos().max(1)) as u64 + 1;
+                let used = ahead.as_nanos().div_ceil(pace.interval.as_nanos().max(1)) as u64;
+                hour.min(burst.saturating_sub(used))
+            }
+        }
     }
 
-    fn hour_left(&self, state: &State) -> u64 {
-        u64::from(self.settings.limit())
+    fn hour_left(&self, state: &State, now: Instant) -> u64 {
+        self.ceiling(RequestClass::Sync)
             .saturating_sub(state.window.len() as u64)
-            .saturating_sub(self.external_now(state, Instant::now()))
+            .saturating_sub(self.external_now(state, now))
             .saturating_sub(state.reserved)
     }
 
@@ -254,14 +350,14 @@ impl Budget {
     fn check_cap(&self) -> Result<(), BudgetError> {
         let state = self.lock();
         match state.cap {
-            Some(cap) if state.total >= cap => Err(BudgetError { cap }),
+            Some(cap) if state.stats.admitted >= cap => Err(BudgetError { cap }),
             _ => Ok(()),
         }
     }
 
     /// Records that other processes spent `n` requests on this token in the current rolling
-    /// hour (the sync reads this from the store). They reduce what this budget admits until an
-    /// hour after this call; a later call replaces the figure.
+    /// hour (the sync reads this from the store). They reduce what this budget admits until a
+    /// window after this call; a later call replaces the figure.
     pub fn set_external_usage(&self, n: u64) {
         let mut state = self.lock();
         state.external = n;
@@ -278,22 +374,55 @@ impl Budget {
     /// Requests the cap still admits, `None` without a cap.
     pub fn cap_left(&self) -> Option<u64> {
         let state = self.lock();
-        state.cap.map(|cap| cap.saturating_sub(state.total))
+        state
+            .cap
+            .map(|cap| cap.saturating_sub(state.stats.admitted))
     }
 
     /// Admits at most `max` more requests from now on (every request: listings, pages and
     /// retries); later ones fail with [`BudgetError`]. `None` removes the cap.
     pub fn cap_requests(&self, max: Option<u64>) {
         let mut state = self.lock();
-        state.cap = max.map(|m| state.total.saturating_add(m));
+        state.cap = max.map(|m| state.stats.admitted.saturating_add(m));
     }
 
-    /// Requests still allowed in the current rolling hour, less those promised by
+    /// Sync requests still allowed in the current rolling hour, less those promised by
     /// [`Budget::try_reserve`].
     pub fn available(&self) -> u64 {
         let mut state = self.lock();
-        prune(&mut state.window, Instant::now(), self.window);
-        self.hour_left(&state)
+        let now = Instant::now();
+        prune(&mut state.window, now, self.window);
+        self.hour_left(&state, now)
+    }
+
+    /// How long until [`Budget::available`] reaches `n` if nothing else is admitted meanwhile:
+    /// zero when it already has, `None` when it never can (more than the limit, less what is
+    /// promised). External usage is assumed to stay until it expires.
+    pub fn time_until_available(&self, n: u64) -> Option<Duration> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        prune(&mut state.window, now, self.window);
+        let room = self
+            .ceiling(RequestClass::Sync)
+            .checked_sub(state.reserved)?
+            .checked_sub(n)?;
+        // The moment at most `keep` of the own requests remain in the window.
+        let own_down_to = |keep: u64| -> Instant {
+            let len = state.window.len() as u64;
+            if len <= keep {
+                now
+            } else {
+                state.window[(len - keep - 1) as usize] + self.window
+            }
+        };
+        let external = self.external_now(&state, now);
+        let while_external = room
+            .checked_sub(external)
+            .map(own_down_to)
+            .filter(|at| external == 0 || *at < state.external_at + self.window);
+        let after_external = own_down_to(room).max(state.external_at + self.window);
+        let at = while_external.unwrap_or(after_external);
+        Some(at.saturating_duration_since(now))
     }
 
     /// Promises `n` of this hour's requests to the caller if they are still available, so two
@@ -301,8 +430,9 @@ impl Budget {
     /// up as requests are admitted; give back what was not used with [`Budget::release`].
     pub fn try_reserve(&self, n: u64) -> bool {
         let mut state = self.lock();
-        prune(&mut state.window, Instant::now(), self.window);
-        if self.hour_left(&state) >= n {
+        let now = Instant::now();
+        prune(&mut state.window, now, self.window);
+        if self.hour_left(&state, now) >= n {
             state.reserved += n;
             true
         } else {
@@ -318,7 +448,12 @@ impl Budget {
 
     /// Requests admitted since the budget was created, retries included.
     pub fn requests_used(&self) -> u64 {
-        self.lock().total
+        self.lock().stats.admitted
+    }
+
+    /// How many admissions waited for the window, and how long in all.
+    pub fn stats(&self) -> BudgetStats {
+        self.lock().stats
     }
 
     /// Requests admitted per `METHOD template`, retries included.
@@ -338,115 +473,5 @@ fn prune(window: &mut VecDeque<Instant>, now: Instant, length: Duration) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(per_hour: u32, in_flight: usize) -> BudgetSettings {
-        BudgetSettings {
-            requests_per_hour: per_hour,
-            reserve: 0,
-            max_in_flight: in_flight,
-        }
-    }
-
-    #[tokio::test]
-    async fn paces_after_the_burst() {
-        // 72,000 per hour is one every 50 ms; a burst of 2 lets two through at once.
-        let budget = Budget::with_burst(settings(72_000, 8), 2);
-        let start = Instant::now();
-        for _ in 0..5 {
-            drop(budget.admit("GET /user").await.expect("admitted"));
-        }
-        let elapsed = start.elapsed();
-        assert!(elapsed >= Duration::from_millis(145), "took {elapsed:?}");
-        assert_eq!(budget.requests_used(), 5);
-        assert_eq!(budget.request_counts()["GET /user"], 5);
-    }
-
-    #[tokio::test]
-    async fn never_exceeds_the_ceiling_of_the_window() {
-        // A burst as large as the limit would let GCRA admit more as soon as its credit
-        // refills; the rolling window must still hold every window to the limit.
-        let window = Duration::from_millis(400);
-        let budget = Budget::with_window(settings(10, 8), 10, window);
-        let start = Instant::now();
-        for _ in 0..10 {
-            drop(budget.admit("GET /user").await.expect("admitted"));
-        }
-        assert!(start.elapsed() < Duration::from_millis(100));
-        assert_eq!(budget.available(), 0);
-        drop(budget.admit("GET /user").await.expect("admitted"));
-        assert!(start.elapsed() >= window);
-    }
-
-    #[tokio::test]
-    async fn reservations_reduce_what_is_available() {
-        let budget = Budget::with_burst(settings(100, 8), 5);
-        assert_eq!(budget.available(), 100);
-        assert!(budget.try_reserve(60));
-        assert!(!budget.try_reserve(41));
-        assert_eq!(budget.available(), 40);
-        drop(budget.admit("GET /user").await.expect("admitted"));
-        // The admitted request used one of the reserved ones.
-        assert_eq!(budget.available(), 40);
-        budget.release(59);
-        assert_eq!(budget.available(), 99);
-        assert_eq!(budget.remaining_now(), 4);
-    }
-
-    #[tokio::test]
-    async fn external_usage_reduces_the_window_and_expires_with_it() {
-        let window = Duration::from_millis(300);
-        let budget = Budget::with_window(settings(10, 8), 10, window);
-        budget.set_external_usage(8);
-        assert_eq!(budget.available(), 2);
-        let start = Instant::now();
-        for _ in 0..2 {
-            drop(budget.admit("GET /user").await.expect("admitted"));
-        }
-        assert!(start.elapsed() < Duration::from_millis(100));
-        assert_eq!(budget.used_in_window(), 2);
-        // The third request must wait for the window to pass: the external eight and the own
-        // two fill the limit of ten.
-        drop(budget.admit("GET /user").await.expect("admitted"));
-        assert!(
-            start.elapsed() >= Duration::from_millis(250),
-            "{:?}",
-            start.elapsed()
-        );
-        // After the window, only the request just made remains in it.
-        assert_eq!(budget.used_in_window(), 1);
-        assert_eq!(budget.available(), 9);
-    }
-
-    #[tokio::test]
-    async fn used_in_window_forgets_requests_older_than_the_window() {
-        let window = Duration::from_millis(200);
-        let budget = Budget::with_window(settings(100, 8), 100, window);
-        for _ in 0..3 {
-            drop(budget.admit("GET /user").await.expect("admitted"));
-        }
-        assert_eq!(budget.used_in_window(), 3);
-        tokio::time::sleep(window).await;
-        assert_eq!(budget.used_in_window(), 0);
-        assert_eq!(budget.requests_used(), 3);
-    }
-
-    #[tokio::test]
-    async fn the_cap_refuses_requests_past_it() {
-        let budget = Budget::with_burst(settings(100_000, 8), 100);
-        drop(budget.admit("GET /user").await.expect("admitted"));
-        budget.cap_requests(Some(2));
-        for _ in 0..2 {
-            drop(budget.admit("GET /user").await.expect("admitted"));
-        }
-        let refused = budget
-            .admit("GET /user")
-            .await
-            .expect_err("the cap is spent");
-        assert_eq!(refused.cap, 3);
-        assert_eq!(budget.requests_used(), 3);
-        budget.cap_requests(None);
-        assert!(budget.admit("GET /user").await.is_ok());
-    }
-}
+#[path = "budget_tests.rs"]
+mod tests;

@@ -21,7 +21,7 @@ pub mod scrub;
 pub mod transport;
 
 pub use auth::Credentials;
-pub use budget::{Budget, BudgetError, BudgetSettings};
+pub use budget::{Budget, BudgetError, BudgetSettings, BudgetStats, RequestClass};
 pub use error::{Failure, HttpError};
 pub use retry::RetryPolicy;
 pub use scrub::Scrubber;

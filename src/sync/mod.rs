@@ -4,8 +4,9 @@
 //! For each managed workspace (the config's `workspaces`, else every workspace the token's
 //! account administers) that no other live run holds:
 //! 1. the five *structural* listings ([`structural`]);
-//! 2. the *permission* listings ([`permissions`]), chosen by [`plan`] when the budget cannot
-//!    pay for all of them;
+//! 2. the *permission* listings ([`permissions`]), as many as the rolling hour allows now in the
+//!    order of [`plan`]; the rest are deferred, or with [`SyncOptions::wait`] read once the
+//!    window has freed enough requests;
 //! 3. a cross-check of a small sample of repositories against Bitbucket's own effective
 //!    permissions ([`cross_check`]), when the budget allows.
 //!
@@ -25,7 +26,8 @@
 //! # Request model
 //! See ARCHITECTURE.md, "Request model". In short: every listing costs its pages at 100 items per
 //! page (at least one request); the run knows each listing's cost from its previous read and
-//! spends at most the budget available to it, less what other processes spent of the hour.
+//! spends at once what the rolling hour still allows (less what other processes spent of it),
+//! never sitting in the budget waiting for the window unless asked to wait.
 
 mod age;
 mod cross_check;
@@ -61,6 +63,9 @@ use workspace::{Limit, WorkspaceRun};
 /// Items per page the client asks for.
 pub const PAGE_SIZE: u64 = 100;
 
+/// The structural listings of a workspace, each at least one request.
+const STRUCTURAL_LISTINGS: u64 = 5;
+
 /// What a run should do.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
@@ -78,6 +83,9 @@ pub struct SyncOptions {
     pub lease: LeaseSettings,
     /// Holds back a replace that would remove most of a listing (`accept` applies it).
     pub mass_change: MassChangeGuard,
+    /// When the rolling hour cannot pay for every listing: wait for it to free requests and
+    /// read the rest (`sync --wait`), instead of deferring them to a later run.
+    pub wait: bool,
 }
 
 impl Default for SyncOptions {
@@ -90,6 +98,7 @@ impl Default for SyncOptions {
             clock: Arc::new(SystemClock),
             lease: LeaseSettings::default(),
             mass_change: MassChangeGuard::default(),
+            wait: false,
         }
     }
 }
@@ -241,19 +250,23 @@ async fn read_claimed(
             new_scopes: HashSet::new(),
             guard: options.mass_change,
         };
+        if !options.wait && ctx.limit.left() < STRUCTURAL_LISTINGS {
+            // Reading the structure now would sit in the budget waiting for the window.
+            let (summary, cost) = ctx.defer_workspace(&active).await?;
+            minimum += cost;
+            deferred_total += summary.listings_deferred;
+            bar.finish_with_message("deferred");
+            summaries.push(summary);
+            continue;
+        }
         let mut summary = ctx.structural().await?;
         let (candidates, skipped_cost) = ctx.candidates(&active).await?;
         minimum += skipped_cost;
-        let plan = plan::plan(candidates, ctx.limit.left());
-        minimum += plan
-            .read
-            .iter()
-            .chain(&plan.deferred)
-            .map(|c| c.cost)
-            .sum::<u64>();
-        summary.listings_deferred = plan.deferred.len() as u64;
-        deferred_total += plan.deferred.len() as u64;
-        summary.listings_read += ctx.read_permissions(plan.read).await?;
+        minimum += candidates.iter().map(|c| c.cost).sum::<u64>();
+        let budgeted = ctx.read_within_budget(candidates, options.wait).await?;
+        summary.listings_deferred = budgeted.deferred;
+        deferred_total += budgeted.deferred;
+        summary.listings_read += budgeted.read;
         if options.cross_check_sample > 0 {
             let (checked, mut found) = ctx.cross_check(options.cross_check_sample).await?;
             cross_checked += checked;

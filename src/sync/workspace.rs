@@ -1,13 +1,22 @@
 //! The state of one workspace's read within a run, shared by the structural listings, the
 //! permission listings and the cross-check: where facts go, what was read fresh, what failed,
 //! and what the run may still spend.
+//!
+//! The permission listings are read in rounds ([`WorkspaceRun::read_within_budget`]): each
+//! round reads, in the planner's order, what the rolling hour still allows right now, so the
+//! budget never has to hold a request back. Without `--wait` the rest is deferred to a later
+//! run; with it, the run sleeps until the window has freed enough requests and reads on.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use indicatif::ProgressBar;
-use tracing::warn;
+use tracing::{info, warn};
 
-use super::report::{Failure, Totals};
+use super::age::format_age;
+use super::plan::{self, Candidate};
+use super::report::{entity_counts, Failure, Totals, WorkspaceSummary};
+use super::{SyncError, STRUCTURAL_LISTINGS};
 use crate::bitbucket::{ApiError, BitbucketClient};
 use crate::clock::Clock;
 use crate::domain::{FactKey, WorkspaceSlug};
@@ -35,6 +44,28 @@ impl Limit {
         let hour = budget.available();
         budget.cap_left().map_or(hour, |cap| hour.min(cap))
     }
+
+    /// How long until the rolling hour allows `n` more requests (at most a full window's worth),
+    /// or `None` when waiting cannot help: the run's cap is smaller.
+    fn wait_for(&self, n: u64) -> Option<Duration> {
+        let budget = self.client.budget();
+        if budget.cap_left().is_some_and(|cap| cap < n.max(1)) {
+            return None;
+        }
+        let n = n.min(u64::from(budget.settings().limit()));
+        // Requests promised to another planner may keep `n` out of reach; a window from now
+        // they have been spent or given back.
+        Some(budget.time_until_available(n).unwrap_or(budget.window()))
+    }
+}
+
+/// What [`WorkspaceRun::read_within_budget`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct BudgetedRead {
+    /// Listings read and stored.
+    pub read: u64,
+    /// Listings left for a later run.
+    pub deferred: u64,
 }
 
 pub(super) struct WorkspaceRun<'a> {
@@ -117,6 +148,71 @@ impl WorkspaceRun<'_> {
                 self.new_scopes.extend(keys);
             }
         }
+    }
+
+    /// Reads the permission listings in the planner's order, as many as the rolling hour allows
+    /// now. With `wait`, then waits for the window to free requests (logging how long) and reads
+    /// the rest in further rounds; without it, defers the rest to a later run. A run's
+    /// `--max-requests` cap ends the waiting: what it cannot pay for stays deferred.
+    pub async fn read_within_budget(
+        &mut self,
+        candidates: Vec<Candidate<ListingKey>>,
+        wait: bool,
+    ) -> Result<BudgetedRead, SyncError> {
+        let mut out = BudgetedRead::default();
+        let mut pending = candidates;
+        let mut round = 0u32;
+        loop {
+            let mut planned = plan::plan(pending, self.limit.left());
+            if round > 0 && planned.read.is_empty() && !planned.deferred.is_empty() {
+                // After a wait, the first listing still does not fit: it costs more than the
+                // window frees at once. Read it anyway; the budget admits its pages as the
+                // window frees, so it cannot pass the limit.
+                planned.read.push(planned.deferred.remove(0));
+            }
+            out.read += self.read_permissions(planned.read).await?;
+            pending = planned.deferred;
+            if pending.is_empty() || !wait {
+                break;
+            }
+            let cost: u64 = pending.iter().map(|c| c.cost).sum();
+            let Some(pause) = self.limit.wait_for(cost) else {
+                info!(workspace = %self.ws, deferred = pending.len(), "the run's request cap leaves the rest deferred");
+                break;
+            };
+            round += 1;
+            info!(
+                workspace = %self.ws,
+                deferred = pending.len(),
+                requests = cost,
+                wait = %format_age(pause.as_secs_f64().ceil() as i64),
+                "waiting for the rolling hour to free requests for the deferred listings"
+            );
+            tokio::time::sleep(pause).await;
+        }
+        out.deferred = pending.len() as u64;
+        Ok(out)
+    }
+
+    /// Defers a whole workspace, structural listings included, because the rolling hour cannot
+    /// pay even for its structure now. Returns its summary and the cost of a complete read
+    /// (its permission listings at their last cost, the structure at least a request each).
+    pub async fn defer_workspace(
+        &mut self,
+        active: &HashSet<ListingKey>,
+    ) -> Result<(WorkspaceSummary, u64), SyncError> {
+        let (candidates, done_cost) = self.candidates(active).await?;
+        let cost = done_cost + STRUCTURAL_LISTINGS + candidates.iter().map(|c| c.cost).sum::<u64>();
+        info!(workspace = %self.ws, "the rolling hour's allowance is spent; workspace deferred");
+        let summary = WorkspaceSummary {
+            workspace: self.ws.to_string(),
+            listings_deferred: STRUCTURAL_LISTINGS + candidates.len() as u64,
+            // Not known to be unavailable: it was not asked.
+            groups_available: true,
+            entities: entity_counts(self.store, self.ws).await?,
+            ..WorkspaceSummary::default()
+        };
+        Ok((summary, cost))
     }
 
     /// Records a listing that could not be read; its stored facts stay.

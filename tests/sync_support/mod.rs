@@ -12,7 +12,10 @@
 use bitbucket_access::bitbucket::{
     Auth, BitbucketClient, BudgetSettings, ClientSettings, RetryPolicy,
 };
-use bitbucket_access::domain::{effective_access, Principal, Source, WorkspaceSlug};
+use bitbucket_access::domain::{
+    effective_access, AccountId, GrantState, GrantTarget, NewGrant, Principal, RepoLevel, RepoRef,
+    Source, WorkspaceSlug,
+};
 use bitbucket_access::store::{ListingKey, Store, SyncRunId};
 use bitbucket_sim::{Sim, SimHandle, SimOptions, World, WorldSpec};
 use secrecy::SecretString;
@@ -420,6 +423,33 @@ pub fn is_permission_listing(key: &ListingKey) -> bool {
             | ListingKey::RepositoryUserPermissions(_)
             | ListingKey::RepositoryGroupPermissions(_)
     )
+}
+
+// ----- Grants -----
+
+/// Records an active grant of write access to `repository` for `account_id`, for an hour.
+pub async fn grant_write_for_an_hour(store: &dyn Store, repository: &RepoRef, account_id: String) {
+    let now = chrono::Utc::now();
+    store
+        .insert_grant(&NewGrant {
+            principal: Principal::User {
+                account_id: AccountId::parse(account_id).expect("id"),
+            },
+            target: GrantTarget::Repository {
+                repository: repository.clone(),
+                level: RepoLevel::Write,
+                baseline: None,
+            },
+            requested_by: "test@example.com".into(),
+            reason: None,
+            ticket: None,
+            created_at: now,
+            starts_at: now,
+            expires_at: Some(now + chrono::Duration::hours(1)),
+            state: GrantState::Active,
+        })
+        .await
+        .expect("grant recorded");
 }
 
 // ----- Runs -----
