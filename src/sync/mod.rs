@@ -4,8 +4,9 @@
 //! For each managed workspace (the config's `workspaces`, else every workspace the token's
 //! account administers) that no other live run holds:
 //! 1. the five *structural* listings ([`structural`]);
-//! 2. the *permission* listings ([`permissions`]), chosen by [`plan`] when the budget cannot
-//!    pay for all of them;
+//! 2. the group permissions of every repository in one request ([`sweep`]) when Bitbucket
+//!    answers it, then the other *permission* listings ([`permissions`]), chosen by [`plan`]
+//!    when the budget cannot pay for all of them;
 //! 3. a cross-check of a small sample of repositories against Bitbucket's own effective
 //!    permissions ([`cross_check`]), when the budget allows.
 //!
@@ -35,11 +36,13 @@ pub mod plan;
 mod progress;
 mod report;
 mod structural;
+mod sweep;
 mod workspace;
 
 pub use age::format_age;
 pub use lease::LeaseSettings;
 pub use report::{Failure, Finding, Held, SyncReport, WorkspaceSummary};
+pub use sweep::GroupPermissionsSource;
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
@@ -236,6 +239,7 @@ async fn read_claimed(
             new_scopes: HashSet::new(),
         };
         let mut summary = ctx.structural().await?;
+        minimum += ctx.sweep_group_permissions(&mut summary).await?;
         let (candidates, skipped_cost) = ctx.candidates(&active).await?;
         minimum += skipped_cost;
         let plan = plan::plan(candidates, ctx.limit.left());
