@@ -372,8 +372,9 @@ impl FaultControl {
     }
 
     /// `/1.0/group-privileges` answers `status` (410 with Bitbucket's deprecation body, 403 or
-    /// 404 with an error body, any other status with a plain error body) until switched off with
-    /// 0, as when Atlassian retires the endpoint or refuses it to the account.
+    /// 404 with an error body, 200 with a body of another shape than the documented array, any
+    /// other status with an error body) until switched off with 0, as when Atlassian retires or
+    /// changes the endpoint or refuses it to the account.
     pub fn refuse_group_privileges(&self, status: u16) {
         self.shared
             .faults

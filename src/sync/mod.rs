@@ -72,6 +72,9 @@ pub struct SyncOptions {
     pub max_requests: Option<u64>,
     /// Repositories per workspace to cross-check against Bitbucket's effective permissions.
     pub cross_check_sample: usize,
+    /// Read the group permissions of all repositories with one group-privileges request per
+    /// workspace (falling back to one listing per repository when Bitbucket refuses it).
+    pub group_privileges_sweep: bool,
     /// Show progress bars (on a terminal).
     pub progress: bool,
     /// Where the run reads the time (the system clock outside tests).
@@ -86,6 +89,7 @@ impl Default for SyncOptions {
             workspaces: Vec::new(),
             max_requests: None,
             cross_check_sample: 0,
+            group_privileges_sweep: true,
             progress: false,
             clock: Arc::new(SystemClock),
             lease: LeaseSettings::default(),
@@ -239,7 +243,9 @@ async fn read_claimed(
             new_scopes: HashSet::new(),
         };
         let mut summary = ctx.structural().await?;
-        minimum += ctx.sweep_group_permissions(&mut summary).await?;
+        if options.group_privileges_sweep {
+            minimum += ctx.sweep_group_permissions(&mut summary).await?;
+        }
         let (candidates, skipped_cost) = ctx.candidates(&active).await?;
         minimum += skipped_cost;
         let plan = plan::plan(candidates, ctx.limit.left());

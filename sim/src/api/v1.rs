@@ -63,6 +63,11 @@ pub fn routes() -> Router<Arc<Shared>> {
 fn refused(switch: &AtomicU32) -> Option<Response> {
     let status = StatusCode::from_u16(u16::try_from(switch.load(Ordering::SeqCst)).ok()?).ok()?;
     Some(match status {
+        // A body of another shape than the documented array (a page, as 2.0 would send).
+        StatusCode::OK => json_response(
+            status,
+            &serde_json::json!({"pagelen": 10, "page": 1, "values": []}),
+        ),
         StatusCode::GONE => json_response(status, &deprecation("CHANGE-1.0-GROUPS")),
         StatusCode::NOT_FOUND => error(status, "Resource not found"),
         _ => error(status, "This API is not available for this account"),
