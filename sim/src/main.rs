@@ -261,6 +261,16 @@ mod tests {
     }
 
     #[test]
+    fn the_group_privileges_refusal_is_a_flag() {
+        assert_eq!(parse(&[]).expect("parses").refuse_group_privileges, 0);
+        let a = parse(&["--refuse-group-privileges", "410"]).expect("parses");
+        assert_eq!(a.refuse_group_privileges, 410);
+        assert!(parse(&["--refuse-group-privileges", "gone"])
+            .unwrap_err()
+            .contains("usage"));
+    }
+
+    #[test]
     fn bad_flags_are_refused_with_the_usage() {
         assert!(parse(&["--repositories", "many"])
             .unwrap_err()
