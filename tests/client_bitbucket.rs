@@ -159,79 +159,52 @@ async fn follows_opaque_next_links_and_sends_basic_auth() {
 
 #[tokio::test]
 async fn short_pages_are_followed_until_the_last() {
-    let server = MockServer::start().await;
     let all = fixture("repository_user_permissions");
     let values = all["values"].as_array().expect("values").clone();
     assert!(values.len() >= 2);
     let path_str = "/2.0/repositories/atlassian_tutorial/geordi/permissions-config/users";
-    Mock::given(method("GET"))
-        .and(path(path_str))
-        .and(query_param_is_missing("page"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "pagelen": 100, "size": values.len(), "page": 1,
-            "values": [values[0].clone()],
-            "next": format!("{}{path_str}?page=2", server.uri()),
-        })))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(path_str))
-        .and(query_param("page", "2"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "pagelen": 100, "size": values.len(), "page": 2, "values": values[1..].to_vec(),
-        })))
-        .mount(&server)
-        .await;
+    // A first page of one item (far below its pagelen) with a `next` link, then a last page
+    // without: with or without `size`, only the missing `next` ends the listing.
+    for size in [Some(values.len()), None] {
+        let server = MockServer::start().await;
+        let page = |n: u64, items: Vec<Value>, next: Option<String>| {
+            let mut body = json!({"pagelen": 100, "page": n, "values": items});
+            if let Some(size) = size {
+                body["size"] = json!(size);
+            }
+            if let Some(next) = next {
+                body["next"] = json!(next);
+            }
+            ResponseTemplate::new(200).set_body_json(body)
+        };
+        let next = format!("{}{path_str}?page=2", server.uri());
+        Mock::given(method("GET"))
+            .and(path(path_str))
+            .and(query_param_is_missing("page"))
+            .respond_with(page(1, vec![values[0].clone()], Some(next)))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(path_str))
+            .and(query_param("page", "2"))
+            .respond_with(page(2, values[1..].to_vec(), None))
+            .mount(&server)
+            .await;
 
-    let permissions = client(&server)
-        .permissions()
-        .list_users(repo())
-        .collect_all()
-        .await
-        .expect("listing");
-    assert_eq!(permissions.len(), values.len());
-    assert_eq!(permissions[0].permission, PermissionLevel::Admin);
-    assert_eq!(
-        permissions[0].user.account_id.as_deref(),
-        Some("557058:ba8948b2-49da-43a9-9e8b-e7249b8e324a")
-    );
-}
-
-#[tokio::test]
-async fn short_pages_without_size_continue_while_next_is_given() {
-    let server = MockServer::start().await;
-    let all = fixture("repository_user_permissions");
-    let values = all["values"].as_array().expect("values").clone();
-    assert!(values.len() >= 2);
-    let path_str = "/2.0/repositories/atlassian_tutorial/geordi/permissions-config/users";
-    // A first page of one item (far below its pagelen) without `size`, with a `next` link;
-    // the last page has no `next`. Only the missing `next` ends the listing.
-    Mock::given(method("GET"))
-        .and(path(path_str))
-        .and(query_param_is_missing("cursor"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "pagelen": 100, "values": [values[0].clone()],
-            "next": format!("{}{path_str}?cursor=b", server.uri()),
-        })))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(path_str))
-        .and(query_param("cursor", "b"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "pagelen": 100, "values": values[1..].to_vec(),
-        })))
-        .mount(&server)
-        .await;
-
-    let permissions = client(&server)
-        .permissions()
-        .list_users(repo())
-        .collect_all()
-        .await
-        .expect("listing");
-    assert_eq!(permissions.len(), values.len());
-    assert_eq!(requests_to(&server).await.len(), 2);
+        let permissions = client(&server)
+            .permissions()
+            .list_users(repo())
+            .collect_all()
+            .await
+            .expect("listing");
+        assert_eq!(permissions.len(), values.len(), "size {size:?}");
+        assert_eq!(requests_to(&server).await.len(), 2, "size {size:?}");
+        assert_eq!(permissions[0].permission, PermissionLevel::Admin);
+        assert_eq!(
+            permissions[0].user.account_id.as_deref(),
+            Some("557058:ba8948b2-49da-43a9-9e8b-e7249b8e324a")
+        );
+    }
 }
 
 #[tokio::test]
