@@ -2,7 +2,8 @@
 //! PostgreSQL: one `/1.0/group-privileges` request stores the same facts as a
 //! `permissions-config/groups` listing per repository; a refused sweep (410, 403, 404) or one of
 //! an unexpected shape falls back to those listings and says so; a failed sweep deletes
-//! nothing; and when the 1.0 groups API is unavailable the run says what to do.
+//! nothing; an empty sweep does not remove stored group permissions unconfirmed; and when the
+//! 1.0 groups API is unavailable the run says what to do.
 
 #[macro_use]
 mod support_db;
@@ -19,6 +20,7 @@ on_both_backends!(
     the_sweep_stores_what_the_per_repository_listings_store,
     a_refused_sweep_falls_back_and_the_run_completes,
     a_failed_sweep_deletes_nothing,
+    an_empty_sweep_is_confirmed_per_repository,
     without_the_1_0_groups_api_the_run_says_what_to_do,
 );
 
@@ -240,15 +242,16 @@ async fn a_failed_sweep_deletes_nothing(url: String) {
     let first = sync_ok(store.as_ref(), &client, &options(&ws, true)).await;
     assert_eq!(first.outcome, SyncOutcome::Complete);
 
-    // Every repository loses its group permissions in the world.
+    // Every repository but one loses its group permissions in the world.
     sim.with_world(|w| {
-        for r in w
-            .workspaces
-            .get_mut(&ws)
-            .expect("ws")
-            .repositories
-            .values_mut()
-        {
+        let repos = &mut w.workspaces.get_mut(&ws).expect("ws").repositories;
+        let keep = repos
+            .values()
+            .find(|r| !r.group_permissions.is_empty())
+            .expect("a repository with group permissions")
+            .slug
+            .clone();
+        for r in repos.values_mut().filter(|r| r.slug != keep) {
             r.group_permissions.clear();
         }
     });
@@ -303,10 +306,54 @@ async fn a_failed_sweep_deletes_nothing(url: String) {
         GroupPermissionsSource::Sweep
     );
     let after = groups_of_repos(&store_listings(store.as_ref(), &ws).await);
-    assert!(after.is_empty(), "{after:?}");
+    assert_eq!(after, groups_of_repos(&world_listings(&sim, &ws)));
+    assert_eq!(after.len(), 1, "{after:?}");
 }
 
-// ----- 4. The 1.0 groups API unavailable -----
+// ----- 4. An empty sweep against stored group permissions -----
+
+async fn an_empty_sweep_is_confirmed_per_repository(url: String) {
+    let sim = start_sim(7205).await;
+    let store = store_at(&url).await;
+    let client = client(&sim, 4);
+    let ws = owned_workspaces(&sim).remove(0);
+    let repos = sim.with_world(|w| w.workspaces[&ws].repositories.len()) as u64;
+    sync_ok(store.as_ref(), &client, &options(&ws, true)).await;
+    sim.with_world(|w| {
+        let repos = &mut w.workspaces.get_mut(&ws).expect("ws").repositories;
+        for r in repos.values_mut() {
+            r.group_permissions.clear();
+        }
+    });
+
+    // The sweep answers an empty array: the removal is read per repository, and stored.
+    sim.reset_counters();
+    let report = sync_ok(store.as_ref(), &client, &options(&ws, true)).await;
+    assert_eq!(report.outcome, SyncOutcome::Complete, "{report:#?}");
+    let summary = &report.workspaces[0];
+    assert_eq!(
+        summary.group_permissions_source,
+        GroupPermissionsSource::PerRepository
+    );
+    let note = summary
+        .group_permissions_note
+        .as_deref()
+        .unwrap_or_default();
+    assert!(note.contains("came back empty"), "{note}");
+    assert_eq!(sim.request_count("GET", REPO_GROUPS), repos);
+    assert_store_matches_world(store.as_ref(), &sim, &ws).await;
+
+    // With nothing stored any more, an empty sweep is taken as it is.
+    sim.reset_counters();
+    let report = sync_ok(store.as_ref(), &client, &options(&ws, true)).await;
+    assert_eq!(
+        report.workspaces[0].group_permissions_source,
+        GroupPermissionsSource::Sweep
+    );
+    assert_eq!(sim.request_count("GET", REPO_GROUPS), 0);
+}
+
+// ----- 5. The 1.0 groups API unavailable -----
 
 async fn without_the_1_0_groups_api_the_run_says_what_to_do(url: String) {
     let sim = start_sim(7204).await;

@@ -6,7 +6,8 @@
 //! the store knows (one complete listing per repository, marked fresh; a repository absent from
 //! the sweep has no group permissions). A failed request, a body of an unexpected shape or an
 //! entry the connector does not understand replaces nothing, and the run falls back to the
-//! per-repository listings, saying why in its summary.
+//! per-repository listings, saying why in its summary. So does an empty answer while group
+//! permissions are stored: removing them all is confirmed repository by repository.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,7 +20,7 @@ use super::report::WorkspaceSummary;
 use super::workspace::WorkspaceRun;
 use super::{SyncError, PAGE_SIZE};
 use crate::bitbucket::{ApiError, ErrorKind, GroupPrivilegeV1};
-use crate::domain::{GroupSlug, RepoLevel, RepoSlug};
+use crate::domain::{GroupSlug, Principal, RepoLevel, RepoSlug};
 use crate::store::{Fact, ListingKey};
 
 /// Where a run read the group permissions of a workspace's repositories.
@@ -105,6 +106,25 @@ impl WorkspaceRun<'_> {
                 return Ok(0);
             }
         };
+        if entries.is_empty() {
+            // An empty answer would remove every stored group permission at once. Bitbucket
+            // may answer an empty array where it means "not for you", so such a removal is
+            // confirmed by the per-repository listings instead of taken from the sweep.
+            let stored = self
+                .store
+                .repository_permissions(self.ws)
+                .await?
+                .iter()
+                .filter(|p| matches!(p.principal, Principal::Group { .. }))
+                .count();
+            if stored > 0 {
+                warn!(workspace = %self.ws, stored, "group-privileges listing empty while group permissions are stored; reading them per repository");
+                summary.group_permissions_note = Some(format!(
+                    "the group-privileges listing came back empty while {stored} repository group permissions are stored; group permissions were read per repository to confirm the removal"
+                ));
+                return Ok(0);
+            }
+        }
         let mut grants = match by_repository(&entries, self.ws) {
             Ok(grants) => grants,
             Err(problem) => {
