@@ -556,55 +556,6 @@ async fn v1_group_privileges_list_every_repository_group_grant() {
 }
 
 #[tokio::test]
-async fn the_1_0_reads_can_be_refused_and_served_again() {
-    let sim = common::start_tiny(27).await;
-    let (ws, _) = common::owned_and_member_ws(&sim);
-    let url = sim.bitbucket_url();
-    let privileges = format!("{url}/1.0/group-privileges/{ws}");
-    let groups = format!("{url}/1.0/groups/{ws}");
-
-    sim.faults().refuse_group_privileges(410);
-    let (status, body) = common::admin_json(&sim, &privileges).await;
-    assert_eq!(status, 410);
-    assert_eq!(body["type"], "error");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("deprecated")),
-        "{body}"
-    );
-    assert!(
-        body["error"]["data"]["announcement_url"].is_string(),
-        "{body}"
-    );
-    // The groups listing is a separate switch.
-    assert_eq!(common::admin_json(&sim, &groups).await.0, 200);
-
-    for status in [403u16, 404] {
-        sim.faults().refuse_group_privileges(status);
-        let (got, body) = common::admin_json(&sim, &privileges).await;
-        assert_eq!(got, status);
-        assert_eq!(body["type"], "error", "{body}");
-    }
-    // 200 with a body that is not the documented array.
-    sim.faults().refuse_group_privileges(200);
-    let (got, body) = common::admin_json(&sim, &privileges).await;
-    assert_eq!(got, 200);
-    assert!(body.is_object(), "{body}");
-
-    sim.faults().refuse_groups_v1(410);
-    assert_eq!(common::admin_json(&sim, &groups).await.0, 410);
-    let (got, _) = common::admin_json(&sim, &format!("{groups}/any-group/members")).await;
-    assert_eq!(got, 410);
-
-    sim.faults().clear();
-    let (status, body) = common::admin_json(&sim, &privileges).await;
-    assert_eq!(status, 200);
-    assert!(body.is_array(), "{body}");
-    assert_eq!(common::admin_json(&sim, &groups).await.0, 200);
-}
-
-#[tokio::test]
 async fn anonymous_callers_see_public_repositories_only() {
     let sim = common::start_tiny(26).await;
     let (ws, _) = common::owned_and_member_ws(&sim);
