@@ -159,41 +159,109 @@ async fn follows_opaque_next_links_and_sends_basic_auth() {
 
 #[tokio::test]
 async fn short_pages_are_followed_until_the_last() {
-    let server = MockServer::start().await;
     let all = fixture("repository_user_permissions");
     let values = all["values"].as_array().expect("values").clone();
     assert!(values.len() >= 2);
     let path_str = "/2.0/repositories/atlassian_tutorial/geordi/permissions-config/users";
-    Mock::given(method("GET"))
-        .and(path(path_str))
-        .and(query_param_is_missing("page"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "pagelen": 100, "size": values.len(), "page": 1,
-            "values": [values[0].clone()],
-            "next": format!("{}{path_str}?page=2", server.uri()),
-        })))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(path_str))
-        .and(query_param("page", "2"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "pagelen": 100, "size": values.len(), "page": 2, "values": values[1..].to_vec(),
-        })))
-        .mount(&server)
-        .await;
+    // A first page of one item (far below its pagelen) with a `next` link, then a last page
+    // without: with or without `size`, only the missing `next` ends the listing.
+    for size in [Some(values.len()), None] {
+        let server = MockServer::start().await;
+        let page = |n: u64, items: Vec<Value>, next: Option<String>| {
+            let mut body = json!({"pagelen": 100, "page": n, "values": items});
+            if let Some(size) = size {
+                body["size"] = json!(size);
+            }
+            if let Some(next) = next {
+                body["next"] = json!(next);
+            }
+            ResponseTemplate::new(200).set_body_json(body)
+        };
+        let next = format!("{}{path_str}?page=2", server.uri());
+        Mock::given(method("GET"))
+            .and(path(path_str))
+            .and(query_param_is_missing("page"))
+            .respond_with(page(1, vec![values[0].clone()], Some(next)))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(path_str))
+            .and(query_param("page", "2"))
+            .respond_with(page(2, values[1..].to_vec(), None))
+            .mount(&server)
+            .await;
 
-    let permissions = client(&server)
-        .permissions()
-        .list_users(repo())
-        .collect_all()
+        let permissions = client(&server)
+            .permissions()
+            .list_users(repo())
+            .collect_all()
+            .await
+            .expect("listing");
+        assert_eq!(permissions.len(), values.len(), "size {size:?}");
+        assert_eq!(requests_to(&server).await.len(), 2, "size {size:?}");
+        assert_eq!(permissions[0].permission, PermissionLevel::Admin);
+        assert_eq!(
+            permissions[0].user.account_id.as_deref(),
+            Some("557058:ba8948b2-49da-43a9-9e8b-e7249b8e324a")
+        );
+    }
+}
+
+#[tokio::test]
+async fn group_privileges_decode_and_fail_by_kind() {
+    let server = MockServer::start().await;
+    let body = json!([
+        {"repo": "acme/api", "privilege": "write",
+         "group": {"name": "Devs", "slug": "devs", "owner": {"display_name": "Acme"}},
+         "repository": {"name": "API", "slug": "api", "owner": {"display_name": "Acme"}}},
+        {"repo": "acme/web", "privilege": "admin",
+         "group": {"name": "Ops", "slug": "ops"},
+         "repository": {"name": "Web", "slug": "web"}}
+    ]);
+    Mock::given(method("GET"))
+        .and(path("/1.0/group-privileges/acme"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&server)
+        .await;
+    let entries = client(&server)
+        .group_privileges("acme")
         .await
-        .expect("listing");
-    assert_eq!(permissions.len(), values.len());
-    assert_eq!(permissions[0].permission, PermissionLevel::Admin);
+        .expect("decodes");
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].repo, "acme/api");
+    assert_eq!(entries[0].group.slug, "devs");
+    assert_eq!(entries[1].privilege, PermissionLevel::Admin);
     assert_eq!(
-        permissions[0].user.account_id.as_deref(),
-        Some("557058:ba8948b2-49da-43a9-9e8b-e7249b8e324a")
+        requests_to(&server).await[0].url.path(),
+        templates::GROUP_PRIVILEGES.replace("{workspace}", "acme")
+    );
+
+    let kind_for = |status: u16, body: Value| async move {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(status).set_body_json(body))
+            .mount(&server)
+            .await;
+        client(&server)
+            .group_privileges("acme")
+            .await
+            .expect_err("an error")
+            .kind
+    };
+    let gone = json!({"type": "error", "error": {"message": "Functionality has been deprecated",
+        "data": {"announcement_url": "https://developer.atlassian.com/cloud/bitbucket/changelog"}}});
+    assert_eq!(kind_for(410, gone).await, ErrorKind::Gone);
+    let refused = json!({"type": "error", "error": {"message": "Access denied"}});
+    assert_eq!(kind_for(403, refused.clone()).await, ErrorKind::Forbidden);
+    assert_eq!(kind_for(404, refused).await, ErrorKind::NotFound);
+    // A page instead of the documented array, and entries without their fields.
+    assert_eq!(
+        kind_for(200, json!({"pagelen": 10, "values": []})).await,
+        ErrorKind::Decode
+    );
+    assert_eq!(
+        kind_for(200, json!([{"repository": "acme/api"}])).await,
+        ErrorKind::Decode
     );
 }
 

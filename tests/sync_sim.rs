@@ -409,8 +409,13 @@ async fn a_fault_mid_listing_deletes_nothing_with(
     // One request at a time, so a fault lasting two requests exhausts one listing's retries.
     let client = client(&sim, 1);
     let ws = owned_workspaces(&sim).remove(0);
-    // Every repository is cross-checked when its facts allow.
-    let opts = options(std::slice::from_ref(&ws), 100);
+    // Every repository is cross-checked when its facts allow. The group permissions are read
+    // per repository, so that a fault after the structure hits a permission listing
+    // (tests/sync_sweep.rs covers faults of the group-privileges sweep).
+    let opts = SyncOptions {
+        group_privileges_sweep: false,
+        ..options(std::slice::from_ref(&ws), 100)
+    };
     let first = sync_ok(store.as_ref(), &client, &opts).await;
     assert_eq!(first.outcome, SyncOutcome::Complete);
     let before = store_listings(store.as_ref(), &ws).await;
@@ -566,8 +571,10 @@ async fn an_interrupted_sync_resumes_where_it_stopped(url: String) {
     let client = client(&sim, 1);
     let ws = owned_workspaces(&sim).remove(0);
     let clock = ManualClock::starting_now();
+    // Per-repository group listings, so that the run has many listings to be interrupted in.
     let opts = SyncOptions {
         clock: Arc::new(clock.clone()),
+        group_privileges_sweep: false,
         ..options(std::slice::from_ref(&ws), 0)
     };
     let (groups, permission_listings) = sim.with_world(|w| {
@@ -684,9 +691,11 @@ async fn a_small_budget_refreshes_in_the_stated_order(url: String) {
     );
     let minimum = (5 + permission_listings) as u64;
     // Each run reads the five workspace listings (one page each here) and `k` permission
-    // listings.
+    // listings, the group permissions of repositories one listing each (tests/sync_sweep.rs
+    // covers the group-privileges sweep).
     let capped = |k: usize| SyncOptions {
         max_requests: Some(5 + k as u64),
+        group_privileges_sweep: false,
         ..options(std::slice::from_ref(&ws), 0)
     };
     let per_run = 6;
@@ -838,9 +847,11 @@ async fn requests_used_are_the_minimum_plus_discovery_and_cross_check(url: Strin
     assert_eq!(first.outcome, SyncOutcome::Complete);
 
     // The minimum: the workspace, members, projects, repositories and groups listings at 100
-    // per page, plus two permission listings per project and repository (one page each here).
+    // per page, two permission listings per project and one per repository (one page each
+    // here), and the one group-privileges request for every repository's group permissions.
     let pages = |n: u64| n.div_ceil(100).max(1);
-    let minimum = 1 + pages(members) + pages(projects) + pages(repos) + 1 + 2 * (repos + projects);
+    let minimum =
+        1 + pages(members) + pages(projects) + pages(repos) + 1 + repos + 2 * projects + 1;
 
     // An unchanged world, discovering the workspaces: one request more than the minimum.
     let requests_before = sim.total_requests();

@@ -371,8 +371,30 @@ impl FaultControl {
         self.shared.faults.short_next.store(n, Ordering::SeqCst);
     }
 
+    /// `/1.0/group-privileges` answers `status` (410 with Bitbucket's deprecation body, 403 or
+    /// 404 with an error body, 200 with a body of another shape than the documented array, any
+    /// other status with an error body) until switched off with 0, as when Atlassian retires or
+    /// changes the endpoint or refuses it to the account.
+    pub fn refuse_group_privileges(&self, status: u16) {
+        self.shared
+            .faults
+            .refuse_group_privileges
+            .store(u32::from(status), Ordering::SeqCst);
+    }
+
+    /// The `/1.0/groups` reads answer `status` (as [`Self::refuse_group_privileges`]) until
+    /// switched off with 0.
+    pub fn refuse_groups_v1(&self, status: u16) {
+        self.shared
+            .faults
+            .refuse_groups_v1
+            .store(u32::from(status), Ordering::SeqCst);
+    }
+
     /// Switches every fault off.
     pub fn clear(&self) {
+        self.refuse_group_privileges(0);
+        self.refuse_groups_v1(0);
         self.set_latency(Duration::ZERO);
         self.set_error_rate(0.0);
         self.fail_next(0, 503);

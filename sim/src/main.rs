@@ -15,7 +15,7 @@ use bitbucket_sim::{Role, Sim, SimOptions, World, WorldSpec};
 const USAGE: &str =
     "usage: bitbucket-sim [--port P] [--jira-port P] [--seed S] [--size tiny|demo|large] \
 [--rate-limit N] [--workspaces N] [--projects N] [--repositories N] [--users N] [--groups N] \
-[--latency-ms N] [--owner-of-all]
+[--latency-ms N] [--owner-of-all] [--refuse-group-privileges STATUS]
 
   --size          preset world shape (default demo); the flags below override parts of it
   --workspaces    number of workspaces
@@ -25,7 +25,8 @@ const USAGE: &str =
   --groups        groups in each workspace
   --latency-ms    delay added before every Bitbucket response
   --owner-of-all  make the service account an owner of every workspace
-  --rate-limit    requests per user in a rolling hour (default 1000)";
+  --rate-limit    requests per user in a rolling hour (default 1000)
+  --refuse-group-privileges  answer /1.0/group-privileges with STATUS (410, 403, 404, ...)";
 
 #[derive(Debug)]
 struct Args {
@@ -41,6 +42,7 @@ struct Args {
     groups: Option<usize>,
     latency_ms: u64,
     owner_of_all: bool,
+    refuse_group_privileges: u16,
 }
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
@@ -57,6 +59,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
         groups: None,
         latency_ms: 0,
         owner_of_all: false,
+        refuse_group_privileges: 0,
     };
     let mut it = args.into_iter();
     while let Some(flag) = it.next() {
@@ -83,6 +86,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
             "--users" => a.users = Some(value.parse().map_err(bad)?),
             "--groups" => a.groups = Some(value.parse().map_err(bad)?),
             "--latency-ms" => a.latency_ms = value.parse().map_err(bad)?,
+            "--refuse-group-privileges" => {
+                a.refuse_group_privileges = value.parse().map_err(bad)?
+            }
             "--size" => a.size = value,
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
@@ -167,6 +173,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sim.faults()
             .set_latency(Duration::from_millis(args.latency_ms));
     }
+    sim.faults()
+        .refuse_group_privileges(args.refuse_group_privileges);
     let (jira_user, jira_token) = sim.jira_credentials();
     println!(
         "bitbucket-sim serving {} world (seed {}): {repositories} repositories, {} users, {} groups per workspace",
@@ -181,6 +189,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  jira token:     {jira_token}");
     if args.latency_ms > 0 {
         println!("  latency:        {} ms per response", args.latency_ms);
+    }
+    if args.refuse_group_privileges > 0 {
+        println!(
+            "  group-privileges refused with {}",
+            args.refuse_group_privileges
+        );
     }
     println!("Press Ctrl-C to stop.");
     tokio::signal::ctrl_c().await?;
@@ -244,6 +258,16 @@ mod tests {
         assert_eq!(spec.admin_managed_workspace, None);
         assert_eq!(a.latency_ms, 100);
         assert!(a.owner_of_all);
+    }
+
+    #[test]
+    fn the_group_privileges_refusal_is_a_flag() {
+        assert_eq!(parse(&[]).expect("parses").refuse_group_privileges, 0);
+        let a = parse(&["--refuse-group-privileges", "410"]).expect("parses");
+        assert_eq!(a.refuse_group_privileges, 410);
+        assert!(parse(&["--refuse-group-privileges", "gone"])
+            .unwrap_err()
+            .contains("usage"));
     }
 
     #[test]

@@ -141,6 +141,10 @@ pub struct Faults {
     pub(crate) malformed_next: AtomicU32,
     pub(crate) truncate_next: AtomicU32,
     pub(crate) short_next: AtomicU32,
+    /// Status `/1.0/group-privileges` answers instead of its listing (0: served).
+    pub(crate) refuse_group_privileges: AtomicU32,
+    /// Status the `/1.0/groups` reads answer instead of their listings (0: served).
+    pub(crate) refuse_groups_v1: AtomicU32,
     pub(crate) rng: Mutex<ChaCha8Rng>,
 }
 
@@ -155,6 +159,8 @@ impl Faults {
             malformed_next: AtomicU32::new(0),
             truncate_next: AtomicU32::new(0),
             short_next: AtomicU32::new(0),
+            refuse_group_privileges: AtomicU32::new(0),
+            refuse_groups_v1: AtomicU32::new(0),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x5eed)),
         }
     }

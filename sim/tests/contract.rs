@@ -386,6 +386,10 @@ async fn walk_bitbucket(sim: &SimHandle) -> Vec<Observed> {
     // 1.0 groups (outside the 2.0 spec; checked for being served only).
     get!("/1.0/groups/{workspace}", format!("/1.0/groups/{ws}"));
     get!(
+        "/1.0/group-privileges/{workspace}",
+        format!("/1.0/group-privileges/{ws}")
+    );
+    get!(
         "/1.0/groups/{workspace}/{group_slug}",
         format!("/1.0/groups/{ws}/{group}")
     );

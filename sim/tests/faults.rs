@@ -1,4 +1,5 @@
-//! Fault injection: latency, 5xx, dropped connections, malformed JSON and pages cut short.
+//! Fault injection: latency, 5xx, dropped connections, malformed JSON, pages cut short, and
+//! the 1.0 group reads refused.
 
 mod common;
 
@@ -123,4 +124,53 @@ async fn counters_count_requests_per_endpoint_template() {
     assert_eq!(sim.request_counts().len(), 2);
     sim.reset_counters();
     assert_eq!(sim.total_requests(), 0);
+}
+
+#[tokio::test]
+async fn the_1_0_reads_can_be_refused_and_served_again() {
+    let sim = common::start_tiny(27).await;
+    let (ws, _) = common::owned_and_member_ws(&sim);
+    let url = sim.bitbucket_url();
+    let privileges = format!("{url}/1.0/group-privileges/{ws}");
+    let groups = format!("{url}/1.0/groups/{ws}");
+
+    sim.faults().refuse_group_privileges(410);
+    let (status, body) = common::admin_json(&sim, &privileges).await;
+    assert_eq!(status, 410);
+    assert_eq!(body["type"], "error");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("deprecated")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["data"]["announcement_url"].is_string(),
+        "{body}"
+    );
+    // The groups listing is a separate switch.
+    assert_eq!(common::admin_json(&sim, &groups).await.0, 200);
+
+    for status in [403u16, 404] {
+        sim.faults().refuse_group_privileges(status);
+        let (got, body) = common::admin_json(&sim, &privileges).await;
+        assert_eq!(got, status);
+        assert_eq!(body["type"], "error", "{body}");
+    }
+    // 200 with a body that is not the documented array.
+    sim.faults().refuse_group_privileges(200);
+    let (got, body) = common::admin_json(&sim, &privileges).await;
+    assert_eq!(got, 200);
+    assert!(body.is_object(), "{body}");
+
+    sim.faults().refuse_groups_v1(410);
+    assert_eq!(common::admin_json(&sim, &groups).await.0, 410);
+    let (got, _) = common::admin_json(&sim, &format!("{groups}/any-group/members")).await;
+    assert_eq!(got, 410);
+
+    sim.faults().clear();
+    let (status, body) = common::admin_json(&sim, &privileges).await;
+    assert_eq!(status, 200);
+    assert!(body.is_array(), "{body}");
+    assert_eq!(common::admin_json(&sim, &groups).await.0, 200);
 }

@@ -12,8 +12,9 @@
 //! - a permission level the listing cannot hold (`none`, an unknown value) is no permission.
 
 use super::models::{
-    Account as WireAccount, GroupV1, MemberV1, PermissionLevel, Project as WireProject,
-    Repository as WireRepository, Workspace as WireWorkspace, WorkspaceRole as WireRole,
+    Account as WireAccount, GroupPrivilegeV1, GroupV1, MemberV1, PermissionLevel,
+    Project as WireProject, Repository as WireRepository, Workspace as WireWorkspace,
+    WorkspaceRole as WireRole,
 };
 use crate::domain::{
     Account, AccountId, Group, GroupSlug, Project, ProjectKey, ProjectLevel, RepoLevel, RepoSlug,
@@ -168,6 +169,46 @@ impl GroupV1 {
     }
 }
 
+/// A group's explicit permission on a repository, from the 1.0 group-privileges listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoGroupPrivilege {
+    /// The repository (in the workspace asked for).
+    pub repository: RepoSlug,
+    /// The group.
+    pub group: GroupSlug,
+    /// The level; `None` for a level a repository cannot hold (no permission).
+    pub level: Option<RepoLevel>,
+}
+
+impl GroupPrivilegeV1 {
+    /// The domain grant, or what is wrong with the entry: a `repo` that does not name a
+    /// repository of `workspace` as `workspace/slug`, or an invalid slug. Such an entry means
+    /// the listing is not what the connector understands, so the caller must not trust the
+    /// rest of it either.
+    pub fn to_domain(&self, workspace: &WorkspaceSlug) -> Result<RepoGroupPrivilege, String> {
+        let slug = self
+            .repo
+            .split_once('/')
+            .filter(|(ws, _)| *ws == workspace.as_str())
+            .map(|(_, slug)| slug)
+            .ok_or_else(|| {
+                format!(
+                    "entry names repository {:?}, not one of workspace {workspace}",
+                    self.repo
+                )
+            })?;
+        let repository = RepoSlug::parse(slug.to_string())
+            .map_err(|_| format!("entry names an invalid repository slug {slug:?}"))?;
+        let group = GroupSlug::parse(self.group.slug.clone())
+            .map_err(|_| format!("entry names an invalid group slug {:?}", self.group.slug))?;
+        Ok(RepoGroupPrivilege {
+            repository,
+            group,
+            level: self.privilege.repo_level(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +265,32 @@ mod tests {
             "557058:abc"
         );
         assert!(WireAccount::default().to_domain().is_none());
+    }
+
+    #[test]
+    fn a_group_privilege_must_name_a_repository_of_the_workspace() {
+        let entry = |repo: &str| -> GroupPrivilegeV1 {
+            serde_json::from_value(serde_json::json!({
+                "repo": repo, "privilege": "write",
+                "group": {"slug": "devs", "name": "Devs"},
+                "repository": {"slug": "api"}
+            }))
+            .expect("decodes")
+        };
+        let grant = entry("acme/api").to_domain(&ws()).expect("valid");
+        assert_eq!(grant.repository.as_str(), "api");
+        assert_eq!(grant.group.as_str(), "devs");
+        assert_eq!(grant.level, Some(RepoLevel::Write));
+        let err = entry("other/api")
+            .to_domain(&ws())
+            .expect_err("another workspace");
+        assert!(err.contains("other/api"), "{err}");
+        assert!(entry("api").to_domain(&ws()).is_err(), "no workspace part");
+        // A body of another shape does not decode at all.
+        let wrong = serde_json::from_value::<GroupPrivilegeV1>(serde_json::json!({
+            "repository": "acme/api", "permission": "write"
+        }));
+        assert!(wrong.is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! budget) with a handler per resource: [`BitbucketClient::user`],
 //! [`BitbucketClient::workspaces`], [`BitbucketClient::projects`],
 //! [`BitbucketClient::repositories`], [`BitbucketClient::permissions`] and
-//! [`BitbucketClient::groups_v1`]. Listings are lazy [`Paged`] streams that follow Bitbucket's
+//! [`BitbucketClient::groups_v1`], with the one-request [`BitbucketClient::group_privileges`]. Listings are lazy [`Paged`] streams that follow Bitbucket's
 //! `next` links as given and fail rather than return a shorter list.
 //!
 //! # Authentication
@@ -45,6 +45,7 @@ pub use crate::http::budget;
 mod client;
 pub mod convert;
 pub mod error;
+mod group_privileges;
 mod groups_v1;
 pub mod models;
 pub mod pagination;
@@ -68,6 +69,7 @@ pub use workspaces::{WorkspacesHandler, MAX_EMAILS_PER_QUERY};
 
 /// The endpoint templates the client uses, as they appear in errors, spans and request counts.
 pub mod templates {
+    pub use super::group_privileges::GROUP_PRIVILEGES;
     pub use super::groups_v1::{GROUPS, GROUP_MEMBER, GROUP_MEMBERS};
     pub use super::permissions::{
         PROJECT_GROUP, PROJECT_GROUPS, PROJECT_USER, PROJECT_USERS, REPO_GROUP, REPO_GROUPS,

@@ -333,3 +333,26 @@ pub struct MemberV1 {
     /// Whether the account is active.
     pub is_active: Option<bool>,
 }
+
+/// One entry of `GET /1.0/group-privileges/{workspace}` (an unpaginated array): a group's
+/// explicit permission on one repository. `repo`, `privilege` and the group's `slug` are
+/// required, so a body of another shape fails to decode instead of reading as "no grants".
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct GroupPrivilegeV1 {
+    /// The repository as `workspace/repo-slug`.
+    pub repo: String,
+    /// The level (`read|write|admin`).
+    pub privilege: PermissionLevel,
+    /// The group.
+    pub group: GroupPrivilegeGroupV1,
+}
+
+/// The group of a [`GroupPrivilegeV1`] (its owner and members are not needed and not read).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct GroupPrivilegeGroupV1 {
+    /// Group slug.
+    pub slug: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+}

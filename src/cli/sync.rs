@@ -123,6 +123,9 @@ pub fn summary(r: &SyncReport) -> String {
                 "; groups unavailable (1.0 API)"
             }
         );
+        if let Some(note) = &w.group_permissions_note {
+            s += &format!("    {note}\n");
+        }
     }
     for h in &r.held {
         s += &format!(

@@ -4,6 +4,11 @@
 //! Only repositories whose every fact (members, groups and their members, the repository's and
 //! its project's permissions) was read by this run are compared, so stale facts kept by a failed
 //! or deferred listing are never reported as a disagreement.
+//!
+//! The sample rotates: run `n` starts at position `(n - 1) × sample` of the repositories sorted
+//! by slug and walks on from there, so consecutive runs check consecutive slices and every
+//! repository is checked within `⌈repositories / sample⌉` runs (sooner when the sample is the
+//! whole workspace). The run number is the store's, so the rotation needs no state of its own.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -65,14 +70,18 @@ impl WorkspaceRun<'_> {
         if !workspace_fresh {
             return Ok((0, findings));
         }
-        // Prefer private repositories with permissions: they exercise the most rules.
-        let mut repos: Vec<&Repository> = facts
-            .repositories
+        let mut repos: Vec<&Repository> = facts.repositories.iter().collect();
+        repos.sort_by(|a, b| a.slug.cmp(&b.slug));
+        let start = rotation_start(self.run.0, sample, repos.len());
+        let (before, after) = repos.split_at(start);
+        let sampled: Vec<&Repository> = after
             .iter()
+            .chain(before)
+            .copied()
             .filter(|r| self.repository_is_fresh(r))
+            .take(sample)
             .collect();
-        repos.sort_by_key(|r| (!r.is_private, r.slug.clone()));
-        for repo in repos.into_iter().take(sample) {
+        for repo in sampled {
             if self.limit.left() < 2 {
                 break;
             }
@@ -129,5 +138,46 @@ impl WorkspaceRun<'_> {
                 "effective access disagrees with Bitbucket");
         }
         Ok((checked, findings))
+    }
+}
+
+/// Where run `run` starts its sample of `sample` among `repositories` sorted repositories.
+fn rotation_start(run: i64, sample: usize, repositories: usize) -> usize {
+    if repositories == 0 {
+        return 0;
+    }
+    let step = u64::try_from(run.max(1) - 1).unwrap_or(0) % repositories as u64;
+    ((step * (sample as u64 % repositories as u64)) % repositories as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rotation_start;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn consecutive_runs_check_every_repository() {
+        for (repositories, sample) in [(10usize, 3usize), (7, 2), (5, 5), (4, 9), (100, 1)] {
+            let runs = repositories.div_ceil(sample) as i64;
+            let mut seen = BTreeSet::new();
+            for run in 1..=runs {
+                let start = rotation_start(run, sample, repositories);
+                seen.extend((0..sample.min(repositories)).map(|i| (start + i) % repositories));
+            }
+            assert_eq!(
+                seen.len(),
+                repositories,
+                "{repositories} repositories, sample {sample}: {seen:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_next_run_starts_where_the_last_one_stopped() {
+        assert_eq!(rotation_start(1, 3, 10), 0);
+        assert_eq!(rotation_start(2, 3, 10), 3);
+        assert_eq!(rotation_start(4, 3, 10), 9);
+        assert_eq!(rotation_start(5, 3, 10), 2);
+        assert_eq!(rotation_start(7, 3, 0), 0);
     }
 }

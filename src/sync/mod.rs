@@ -4,9 +4,10 @@
 //! For each managed workspace (the config's `workspaces`, else every workspace the token's
 //! account administers) that no other live run holds:
 //! 1. the five *structural* listings ([`structural`]);
-//! 2. the *permission* listings ([`permissions`]), as many as the rolling hour allows now in the
-//!    order of [`plan`]; the rest are deferred, or with [`SyncOptions::wait`] read once the
-//!    window has freed enough requests;
+//! 2. the group permissions of every repository in one request ([`sweep`]) when Bitbucket
+//!    answers it, then the other *permission* listings ([`permissions`]), as many as the
+//!    rolling hour allows now in the order of [`plan`]; the rest are deferred, or with
+//!    [`SyncOptions::wait`] read once the window has freed enough requests;
 //! 3. a cross-check of a small sample of repositories against Bitbucket's own effective
 //!    permissions ([`cross_check`]), when the budget allows.
 //!
@@ -37,11 +38,13 @@ pub mod plan;
 mod progress;
 mod report;
 mod structural;
+mod sweep;
 mod workspace;
 
 pub use age::format_age;
 pub use lease::LeaseSettings;
 pub use report::{Failure, Finding, Held, HeldListing, SyncReport, WorkspaceSummary};
+pub use sweep::GroupPermissionsSource;
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
@@ -75,6 +78,9 @@ pub struct SyncOptions {
     pub max_requests: Option<u64>,
     /// Repositories per workspace to cross-check against Bitbucket's effective permissions.
     pub cross_check_sample: usize,
+    /// Read the group permissions of all repositories with one group-privileges request per
+    /// workspace (falling back to one listing per repository when Bitbucket refuses it).
+    pub group_privileges_sweep: bool,
     /// Show progress bars (on a terminal).
     pub progress: bool,
     /// Where the run reads the time (the system clock outside tests).
@@ -94,6 +100,7 @@ impl Default for SyncOptions {
             workspaces: Vec::new(),
             max_requests: None,
             cross_check_sample: 0,
+            group_privileges_sweep: true,
             progress: false,
             clock: Arc::new(SystemClock),
             lease: LeaseSettings::default(),
@@ -260,6 +267,9 @@ async fn read_claimed(
             continue;
         }
         let mut summary = ctx.structural().await?;
+        if options.group_privileges_sweep {
+            minimum += ctx.sweep_group_permissions(&mut summary).await?;
+        }
         let (candidates, skipped_cost) = ctx.candidates(&active).await?;
         minimum += skipped_cost;
         minimum += candidates.iter().map(|c| c.cost).sum::<u64>();

@@ -1,6 +1,8 @@
 //! The permission listings: explicit user and group permissions of every project and
 //! repository (`permissions-config`), two listings each, chosen by [`super::plan`] when the
-//! budget cannot pay for all of them, read several at a time and stored in batches.
+//! budget cannot pay for all of them, read several at a time and stored in batches. The group
+//! listings of repositories the group-privileges sweep ([`super::sweep`]) already stored in this
+//! run are not candidates.
 
 use std::collections::HashSet;
 
@@ -15,7 +17,7 @@ use crate::domain::{Account, FactKey, GrantTarget, GroupSlug, ProjectRef, RepoRe
 use crate::store::{Fact, ListingKey, ReplaceListing, Store, StoreError};
 
 /// Most completed permission listings written in one transaction.
-const WRITE_BATCH: usize = 64;
+pub(super) const WRITE_BATCH: usize = 64;
 
 /// The two permission listings of a repository.
 pub(super) fn repo_listings(r: RepoRef) -> [ListingKey; 2] {
@@ -89,6 +91,11 @@ impl WorkspaceRun<'_> {
             let cost = status.cost_requests.unwrap_or(1).max(1);
             if self.done.contains(&status.key) {
                 already += cost;
+                continue;
+            }
+            // Stored by this run already (the group-privileges sweep, whose one request counts
+            // for all of them).
+            if self.fresh.contains(&status.key) {
                 continue;
             }
             let priority = if status.read_at.is_none() {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::sweep::GroupPermissionsSource;
 use super::SyncError;
 use crate::domain::WorkspaceSlug;
 use crate::store::{HeldWorkspace, ListingKey, ReplaceOutcome, Store, SyncOutcome};
@@ -77,6 +78,12 @@ pub struct WorkspaceSummary {
     pub listings_deferred: u64,
     /// Whether the 1.0 groups API answered.
     pub groups_available: bool,
+    /// Where the group permissions of the repositories came from: `sweep` (one
+    /// group-privileges request) or `per_repository`.
+    pub group_permissions_source: GroupPermissionsSource,
+    /// Why the sweep was not used, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_permissions_note: Option<String>,
     /// Entities stored after the run, by kind.
     pub entities: BTreeMap<String, u64>,
 }

@@ -173,7 +173,14 @@ impl WorkspaceRun<'_> {
                 warn!(workspace = ws, error = %e, "the 1.0 groups API is not available; group memberships keep their stored state");
                 self.failures.push(Failure {
                     listing: groups_key.to_string(),
-                    error: format!("groups unavailable (1.0 API): {e}"),
+                    error: format!(
+                        "groups unavailable (1.0 API): {e}. Group memberships keep their stored \
+                         state, so access through groups may be out of date. To fix: check that \
+                         the account is a member of {ws} and its token has the \
+                         read:workspace:bitbucket scope (`doctor` checks both); if Atlassian has \
+                         retired the 1.0 groups API for {ws}, group memberships cannot be read \
+                         through Bitbucket any more"
+                    ),
                 });
             }
             Some(Err(e)) => self.fail(&groups_key, &e),

@@ -101,6 +101,7 @@ pub fn rate_limited() -> Response {
         .into_response()
 }
 
+/// Bitbucket's deprecation body (bitbucket-api.md section 3.1) for a changelog entry.
 fn deprecation(change: &str) -> Value {
     let data = json!({"announcement_url": format!("https://developer.atlassian.com/cloud/bitbucket/changelog#{change}")});
     json!({

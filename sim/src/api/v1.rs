@@ -8,7 +8,11 @@
 //!
 //! Simulator choices: reads need workspace membership, writes need a workspace owner; a PUT
 //! for someone already in the group answers 200 again; a DELETE for someone not in it, 404.
+//! Both reads can be switched to a refusal ([`crate::FaultControl::refuse_group_privileges`],
+//! [`crate::FaultControl::refuse_groups_v1`]) so that the connector's fallbacks are tested; a
+//! 410 carries the deprecation body Bitbucket sends for retired APIs (section 3.1).
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -19,13 +23,14 @@ use axum::{Extension, Router};
 use serde_json::Value;
 
 use super::render;
-use super::{error, json_response};
+use super::{deprecation, error, json_response};
 use crate::state::{Caller, Shared};
 use crate::world::{Role, Workspace, World};
 
 /// Every 1.0 route the simulator serves.
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/1.0/groups/{workspace}"),
+    ("GET", "/1.0/group-privileges/{workspace}"),
     ("GET", "/1.0/groups/{workspace}/{group_slug}"),
     ("GET", "/1.0/groups/{workspace}/{group_slug}/members"),
     (
@@ -54,11 +59,29 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/1.0/group-privileges/{workspace}", get(group_privileges))
 }
 
+/// The refusal a switched-on fault asks for, if any.
+fn refused(switch: &AtomicU32) -> Option<Response> {
+    let status = StatusCode::from_u16(u16::try_from(switch.load(Ordering::SeqCst)).ok()?).ok()?;
+    Some(match status {
+        // A body of another shape than the documented array (a page, as 2.0 would send).
+        StatusCode::OK => json_response(
+            status,
+            &serde_json::json!({"pagelen": 10, "page": 1, "values": []}),
+        ),
+        StatusCode::GONE => json_response(status, &deprecation("CHANGE-1.0-GROUPS")),
+        StatusCode::NOT_FOUND => error(status, "Resource not found"),
+        _ => error(status, "This API is not available for this account"),
+    })
+}
+
 async fn group_privileges(
     State(s): State<Arc<Shared>>,
     Extension(c): Extension<Caller>,
     Path(ws): Path<String>,
 ) -> Response {
+    if let Some(r) = refused(&s.faults.refuse_group_privileges) {
+        return r;
+    }
     let w = s.read_world();
     let wsv = match ws_for(&w, &c, &ws) {
         Ok(x) => x,
@@ -130,6 +153,9 @@ async fn list_groups(
     Extension(c): Extension<Caller>,
     Path(ws): Path<String>,
 ) -> Response {
+    if let Some(r) = refused(&s.faults.refuse_groups_v1) {
+        return r;
+    }
     let w = s.read_world();
     let wsv = match ws_for(&w, &c, &ws) {
         Ok(x) => x,
@@ -148,6 +174,9 @@ async fn get_group(
     Extension(c): Extension<Caller>,
     Path((ws, g)): Path<(String, String)>,
 ) -> Response {
+    if let Some(r) = refused(&s.faults.refuse_groups_v1) {
+        return r;
+    }
     let w = s.read_world();
     let wsv = match ws_for(&w, &c, &ws) {
         Ok(x) => x,
@@ -164,6 +193,9 @@ async fn list_members(
     Extension(c): Extension<Caller>,
     Path((ws, g)): Path<(String, String)>,
 ) -> Response {
+    if let Some(r) = refused(&s.faults.refuse_groups_v1) {
+        return r;
+    }
     let w = s.read_world();
     let wsv = match ws_for(&w, &c, &ws) {
         Ok(x) => x,
