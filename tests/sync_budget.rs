@@ -70,11 +70,14 @@ fn budget_of(per_hour: u64, window: Duration) -> Arc<Budget> {
     Arc::new(Budget::with_window(settings, window))
 }
 
+/// Options for these tests. The group-privileges sweep is off, so every repository costs its two
+/// permission listings and the planner's order shows in the group listings too.
 fn options(ws: &str, cross_check: usize, wait: bool) -> SyncOptions {
     SyncOptions {
         workspaces: vec![ws.to_string()],
         cross_check_sample: cross_check,
         wait,
+        group_privileges_sweep: false,
         ..SyncOptions::default()
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{ConnectOptions, Connection, SqlitePool};
 
 use super::{DatabaseUrl, OpenMode};
 
@@ -86,6 +86,18 @@ pub(crate) async fn connect(
         path: filename.clone(),
         detail,
     };
+    if mode == OpenMode::ReadWrite && !in_memory && !filename.exists() {
+        // Create the file with one connection, then open the pool without creating: a pool
+        // connection opened after the file was removed must fail, not start an empty store
+        // that a sync would fill and report as complete.
+        let first = options
+            .clone()
+            .connect()
+            .await
+            .map_err(|e| fail(url.scrub(e)))?;
+        let _ = first.close().await;
+    }
+    let options = options.create_if_missing(false);
     let pool = match pool_options().connect_with(options.clone()).await {
         Ok(pool) => pool,
         Err(e) if is_damage(&e.to_string()) => return Err(damaged(url.scrub(e))),

@@ -150,31 +150,54 @@ impl Lease<'_> {
     /// the work starts, so the budget knows other processes' usage before anything is planned.
     ///
     /// The heartbeats run beside the work, not between its steps: a heartbeat waiting for
-    /// SQLite's write lock must not stop the work that holds it from committing.
+    /// SQLite's write lock must not stop the work that holds it from committing. A heartbeat
+    /// is never dropped halfway: a store transaction cancelled between its `BEGIN IMMEDIATE`
+    /// and its commit can leave the write lock held by an idle pooled connection, and every
+    /// later write (finishing the run) would wait for it in vain. So when the work ends, the
+    /// heartbeats are asked to stop and the one in flight finishes first.
     pub async fn hold_while<T>(
         &self,
         work: impl Future<Output = Result<T, SyncError>>,
     ) -> Result<T, SyncError> {
         self.beat().await?;
         let period = self.settings.heartbeat.max(Duration::from_millis(1));
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let beats = async {
             let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticker.tick().await;
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = stopped.changed() => return None,
+                }
                 match self.beat().await {
                     Ok(()) => {}
                     // Another process took the run over: stop before both write it.
-                    Err(e @ SyncError::LeaseLost { .. }) => return e,
+                    Err(e @ SyncError::LeaseLost { .. }) => return Some(e),
                     // A store that failed once may answer the next heartbeat; the lease
                     // outlives several missed ones.
                     Err(e) => warn!(run = %self.run, error = %e, "sync run heartbeat failed"),
                 }
             }
         };
+        tokio::pin!(work);
+        tokio::pin!(beats);
         tokio::select! {
-            out = work => out,
-            lost = beats => Err(lost),
+            out = &mut work => {
+                let _ = stop.send(true);
+                // The heartbeat in flight, if any, completes its transaction.
+                if let Some(lost) = beats.await {
+                    // The run was taken over while its work was ending: its result is not
+                    // this process's to record.
+                    return Err(lost);
+                }
+                out
+            }
+            lost = &mut beats => match lost {
+                Some(e) => Err(e),
+                // The heartbeats stop only when asked, after the work ended.
+                None => work.await,
+            },
         }
     }
 }

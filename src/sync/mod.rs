@@ -150,6 +150,9 @@ pub async fn run(
     // `--max-requests` bounds every request of the run, discovery and listings included, so a
     // listing that never ends cannot pass it.
     client.budget().cap_requests(options.max_requests);
+    // A store file removed since it was opened would take no writes; say so before spending
+    // requests on a run that could not be kept.
+    store.check_file()?;
     let workspaces = managed_workspaces(client, options).await?;
     let owner = RunOwner::generate();
     let claim = lease::claim(store, clock, &owner, &workspaces, &options.lease).await?;
