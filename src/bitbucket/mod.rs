@@ -46,6 +46,7 @@ mod client;
 pub mod convert;
 pub mod error;
 mod groups_v1;
+pub mod members;
 pub mod models;
 pub mod pagination;
 mod permissions;
