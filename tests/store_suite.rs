@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use bitbucket_access::domain::{
-    effective_access, Account, AccountId, EntityKind, FactKey, GrantState, GrantTarget, GroupSlug,
-    AccountType, Identity, IdentitySource, NewGrant, Principal, ProjectKey, ProjectLevel, ProjectRef, RepoLevel,
-    RepoRef, RepoSlug, Source, WorkspaceRole, WorkspaceSlug,
+    effective_access, Account, AccountId, AccountType, EntityKind, FactKey, GrantState,
+    GrantTarget, GroupSlug, Identity, IdentitySource, NewGrant, Principal, ProjectKey,
+    ProjectLevel, ProjectRef, RepoLevel, RepoRef, RepoSlug, Source, WorkspaceRole, WorkspaceSlug,
 };
 use bitbucket_access::store::{
     open, AuditFilter, AuditKind, ExpectedChange, Fact, ListingKey, NewAuditEntry, ReplaceListing,

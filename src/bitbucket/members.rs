@@ -29,7 +29,10 @@ impl BitbucketClient {
         workspace: &str,
         emails: &[String],
     ) -> Result<BTreeMap<String, EmailMatch>, ApiError> {
-        let memberships = self.workspaces().members_by_email(workspace, emails).await?;
+        let memberships = self
+            .workspaces()
+            .members_by_email(workspace, emails)
+            .await?;
         let mut found = BTreeMap::new();
         for membership in memberships {
             let Some(email) = membership.user.email.clone() else {
@@ -38,7 +41,10 @@ impl BitbucketClient {
             let Some(account) = membership.user.to_domain() else {
                 continue;
             };
-            found.insert(email.trim().to_ascii_lowercase(), EmailMatch { email, account });
+            found.insert(
+                email.trim().to_ascii_lowercase(),
+                EmailMatch { email, account },
+            );
         }
         Ok(found)
     }

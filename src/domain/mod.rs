@@ -18,8 +18,8 @@ pub use access::{
 pub use drift::{DriftEvent, EntityKind, FactKey};
 pub use grant::{Grant, GrantId, GrantState, GrantTarget, NewGrant};
 pub use identity::{
-    match_identities, same_email, AccountType, Conflict, Identity, IdentityChange, IdentityRefresh, IdentitySource, JiraFact,
-    MatchInput, MatchOutcome,
+    match_identities, same_email, AccountType, Conflict, Identity, IdentityChange, IdentityRefresh,
+    IdentitySource, JiraFact, MatchInput, MatchOutcome,
 };
 pub use ids::{
     AccountId, GroupSlug, IdError, Principal, ProjectKey, ProjectRef, RepoRef, RepoSlug,
@@ -27,6 +27,6 @@ pub use ids::{
 };
 pub use levels::{LevelError, ProjectLevel, RepoLevel, WorkspaceRole};
 pub use model::{
-    Account, Group, Project, ProjectPermission, Repository,
-    RepositoryPermission, Workspace, WorkspaceMember,
+    Account, Group, Project, ProjectPermission, Repository, RepositoryPermission, Workspace,
+    WorkspaceMember,
 };

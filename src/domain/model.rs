@@ -105,4 +105,3 @@ pub struct RepositoryPermission {
     /// The level.
     pub level: RepoLevel,
 }
-

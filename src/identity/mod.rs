@@ -11,8 +11,7 @@ mod refresh;
 pub mod sources;
 
 pub use refresh::{
-    import_people, is_due, refresh, resolve_email, ImportReport, RefreshReport, Resolution,
-    Sources,
+    import_people, is_due, refresh, resolve_email, ImportReport, RefreshReport, Resolution, Sources,
 };
 
 use crate::bitbucket::ApiError;

@@ -103,8 +103,12 @@ async fn run_pass(
     ask_jira: bool,
     now: DateTime<Utc>,
 ) -> Result<RefreshReport, IdentityError> {
-    let mut accounts: BTreeSet<AccountId> =
-        store.accounts().await?.into_iter().map(|a| a.account_id).collect();
+    let mut accounts: BTreeSet<AccountId> = store
+        .accounts()
+        .await?
+        .into_iter()
+        .map(|a| a.account_id)
+        .collect();
     let previous: BTreeMap<AccountId, Identity> = store
         .identities()
         .await?
@@ -135,7 +139,11 @@ async fn run_pass(
 
     let before = jira_requests(sources.jira);
     let (jira, jira_read, jira_words) = match (ask_jira, sources.jira, sources.jira_problem) {
-        (false, _, _) => (None, false, "not asked (earlier Jira matches kept)".to_owned()),
+        (false, _, _) => (
+            None,
+            false,
+            "not asked (earlier Jira matches kept)".to_owned(),
+        ),
         (true, _, Some(problem)) => (
             None,
             false,
@@ -147,11 +155,7 @@ async fn run_pass(
                 let words = format!("read ({} of the accounts known to Jira)", facts.len());
                 (Some(facts), true, words)
             }
-            Err(e) => (
-                None,
-                false,
-                format!("not read, earlier matches kept: {e}"),
-            ),
+            Err(e) => (None, false, format!("not read, earlier matches kept: {e}")),
         },
     };
     let jira_requests = jira_requests(sources.jira) - before;
@@ -180,7 +184,9 @@ async fn run_pass(
             details: json!({"change": if c.after.is_none() { "email_gone" } else { "email_changed" }}),
         })
         .collect();
-    store.replace_identities(&outcome.identities, &audit).await?;
+    store
+        .replace_identities(&outcome.identities, &audit)
+        .await?;
     if ask_jira {
         store
             .record_identity_refresh(&IdentityRefresh {
@@ -244,7 +250,9 @@ pub async fn import_people(
         if pending.is_empty() {
             break;
         }
-        let matches = bitbucket.resolve_member_emails(ws.as_str(), &pending).await?;
+        let matches = bitbucket
+            .resolve_member_emails(ws.as_str(), &pending)
+            .await?;
         pending.retain(|e| !matches.contains_key(&e.to_ascii_lowercase()));
         found.extend(matches);
     }

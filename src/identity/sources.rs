@@ -71,7 +71,9 @@ fn valid_email(email: &str) -> bool {
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty() && domain.contains('.') && !domain.contains('@')
         })
-        && !email.chars().any(|c| c.is_whitespace() || c == '"' || c == '\\')
+        && !email
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '\\')
 }
 
 /// The override file: CSV (`account_id,email` per line, header optional) or JSON
@@ -94,11 +96,12 @@ pub fn parse_overrides(
         }
         let entries: Vec<Entry> = serde_json::from_str(text).map_err(|e| IdentityError::File {
             what: name.to_owned(),
-            problem: format!(
-                "is not a JSON list of {{\"account_id\", \"email\"}} objects ({e})"
-            ),
+            problem: format!("is not a JSON list of {{\"account_id\", \"email\"}} objects ({e})"),
         })?;
-        entries.into_iter().map(|e| (e.account_id, e.email)).collect()
+        entries
+            .into_iter()
+            .map(|e| (e.account_id, e.email))
+            .collect()
     } else {
         csv_rows(name, text)?
             .into_iter()
@@ -140,7 +143,9 @@ pub fn parse_overrides(
 pub fn parse_people(name: &str, text: &str) -> Result<Vec<String>, IdentityError> {
     check_size(name, text)?;
     let rows = csv_rows(name, text)?;
-    let mut rows = rows.into_iter().filter(|r| !r.iter().all(|c| c.trim().is_empty()));
+    let mut rows = rows
+        .into_iter()
+        .filter(|r| !r.iter().all(|c| c.trim().is_empty()));
     let Some(first) = rows.next() else {
         return Ok(Vec::new());
     };
@@ -148,11 +153,7 @@ pub fn parse_people(name: &str, text: &str) -> Result<Vec<String>, IdentityError
         .iter()
         .position(|c| c.trim().eq_ignore_ascii_case("email"));
     let column = header.unwrap_or(0);
-    let data = header
-        .is_none()
-        .then_some(first)
-        .into_iter()
-        .chain(rows);
+    let data = header.is_none().then_some(first).into_iter().chain(rows);
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for (i, row) in data.enumerate() {
@@ -203,9 +204,11 @@ mod tests {
         assert_eq!(csv.values().next().map(String::as_str), Some("a@x.example"));
         let plain = parse_overrides("o.csv", "acc-1,a@x.example\n").unwrap();
         assert_eq!(plain, csv);
-        let json =
-            parse_overrides("o.json", r#"[{"account_id":"acc-1","email":"a@x.example"}]"#)
-                .unwrap();
+        let json = parse_overrides(
+            "o.json",
+            r#"[{"account_id":"acc-1","email":"a@x.example"}]"#,
+        )
+        .unwrap();
         assert_eq!(json, csv);
     }
 

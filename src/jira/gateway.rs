@@ -41,7 +41,10 @@ impl fmt::Display for JiraRoute {
         match self {
             JiraRoute::Site(url) => write!(f, "the site {url} (classic API token)"),
             JiraRoute::Gateway { base, cloud_id } => {
-                write!(f, "the API gateway {base} (scoped token, cloud id {cloud_id})")
+                write!(
+                    f,
+                    "the API gateway {base} (scoped token, cloud id {cloud_id})"
+                )
             }
         }
     }
@@ -56,8 +59,7 @@ pub async fn connect(
     scrubber: Scrubber,
 ) -> Result<(JiraClient, JiraRoute), JiraError> {
     let site = settings.base_url.clone();
-    let client =
-        JiraClient::with_parts(settings.clone(), retry, budget.clone(), scrubber.clone())?;
+    let client = JiraClient::with_parts(settings.clone(), retry, budget.clone(), scrubber.clone())?;
     match client.myself().await {
         Ok(_) => return Ok((client, JiraRoute::Site(site))),
         Err(e) if e.kind == JiraErrorKind::ScopedToken => {}
@@ -98,9 +100,10 @@ impl JiraClient {
             .send(Request::get(TENANT_INFO, url))
             .await
             .map_err(|e| self.fail(e))?;
-        let info: TenantInfo = self.inner.decode(&body).map_err(|failure| {
-            self.fail(HttpError::local(TENANT_INFO, Method::GET, failure))
-        })?;
+        let info: TenantInfo = self
+            .inner
+            .decode(&body)
+            .map_err(|failure| self.fail(HttpError::local(TENANT_INFO, Method::GET, failure)))?;
         let id = info.cloud_id.trim();
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             return Err(JiraError::local(

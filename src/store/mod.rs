@@ -49,9 +49,9 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
 use crate::domain::{
-    Account, AccountId, Grant, GrantId, GrantState, Group, GroupMembers, Identity, IdentityRefresh, NewGrant,
-    Project, ProjectPermission, Repository, RepositoryPermission, Workspace, WorkspaceFacts,
-    WorkspaceMember, WorkspaceSlug,
+    Account, AccountId, Grant, GrantId, GrantState, Group, GroupMembers, Identity, IdentityRefresh,
+    NewGrant, Project, ProjectPermission, Repository, RepositoryPermission, Workspace,
+    WorkspaceFacts, WorkspaceMember, WorkspaceSlug,
 };
 
 pub use crate::config::{redact_url, Backend, DatabaseUrl};
@@ -205,8 +205,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> StoreFuture<'a, ()>;
 
     /// Records that an identity refresh ran.
-    fn record_identity_refresh<'a>(&'a self, refresh: &'a IdentityRefresh)
-        -> StoreFuture<'a, ()>;
+    fn record_identity_refresh<'a>(&'a self, refresh: &'a IdentityRefresh) -> StoreFuture<'a, ()>;
 
     /// The last identity refresh, if any ran.
     fn last_identity_refresh(&self) -> StoreFuture<'_, Option<IdentityRefresh>>;
@@ -473,10 +472,7 @@ impl Store for SqlStore {
         dispatch!(self, replace_identities(identities, changes))
     }
 
-    fn record_identity_refresh<'a>(
-        &'a self,
-        refresh: &'a IdentityRefresh,
-    ) -> StoreFuture<'a, ()> {
+    fn record_identity_refresh<'a>(&'a self, refresh: &'a IdentityRefresh) -> StoreFuture<'a, ()> {
         dispatch!(self, record_identity_refresh(refresh))
     }
 

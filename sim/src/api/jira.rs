@@ -94,7 +94,12 @@ async fn gate(State(s): State<Arc<Shared>>, mut req: Request, next: Next) -> Res
         return unauthorized();
     };
     let through_gateway = template.starts_with(GATEWAY_PREFIX);
-    if through_gateway && !req.uri().path().starts_with(&format!("/ex/jira/{CLOUD_ID}/")) {
+    if through_gateway
+        && !req
+            .uri()
+            .path()
+            .starts_with(&format!("/ex/jira/{CLOUD_ID}/"))
+    {
         return jira_error(StatusCode::NOT_FOUND, "No site with this cloud id");
     }
     let email = {
