@@ -313,11 +313,16 @@ fn match_one(input: &MatchInput<'_>, id: &AccountId, now: DateTime<Utc>) -> Iden
     if active == Some(false) && input.with_access.is_some_and(|w| w.contains(id)) {
         conflicts.push(Conflict::InactiveWithAccess);
     }
+    // Without a fresh word from Jira, an unchanged match keeps the time it was made.
+    let matched_at = match previous {
+        Some(p) if input.jira.is_none() && p.source == source && p.email == email => p.matched_at,
+        _ => now,
+    };
     Identity {
         account_id: id.clone(),
         email,
         source,
-        matched_at: now,
+        matched_at,
         active,
         account_type,
         conflicts,

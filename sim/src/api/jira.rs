@@ -201,9 +201,15 @@ async fn users_search(State(s): State<Arc<Shared>>, uri: Uri) -> Response {
         (Err(r), _) | (_, Err(r)) => return r,
     };
     let w = s.read_world();
+    let unlisted = s
+        .jira_unlisted
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let arr: Vec<Value> = w
         .users
         .values()
+        .filter(|u| !unlisted.contains(&u.account_id))
         .filter_map(|u| user_json(&s.jira_url, u))
         .skip(start)
         .take(max)
