@@ -302,7 +302,7 @@ async fn conflicts_are_detected_and_recorded(url: String) {
         }]
     );
     assert!(
-        matches!(&stored[b].conflicts[..], [Conflict::SharedEmail { others, .. }] if others == &[a.clone()])
+        matches!(&stored[b].conflicts[..], [Conflict::SharedEmail { others, .. }] if others == std::slice::from_ref(a))
     );
     assert_eq!(stored[c].active, Some(false));
     assert!(stored[c].conflicts.contains(&Conflict::InactiveWithAccess));
