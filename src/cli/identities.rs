@@ -48,14 +48,22 @@ pub enum Action {
 /// One row of the listing; these field names are the JSON and CSV interface.
 #[derive(Debug, Serialize)]
 pub struct IdentityRow {
-    account_id: String,
-    display_name: String,
-    email: Option<String>,
-    source: IdentitySource,
-    matched_at: Option<DateTime<Utc>>,
-    active: Option<bool>,
-    account_type: AccountType,
-    conflicts: Vec<Conflict>,
+    /// The account.
+    pub account_id: String,
+    /// Its display name.
+    pub display_name: String,
+    /// The person's email, if matched.
+    pub email: Option<String>,
+    /// Where the email came from.
+    pub source: IdentitySource,
+    /// When the match was made; `None` for an account never matched.
+    pub matched_at: Option<DateTime<Utc>>,
+    /// Whether Jira says the account is active.
+    pub active: Option<bool>,
+    /// The kind of account.
+    pub account_type: AccountType,
+    /// What does not add up.
+    pub conflicts: Vec<Conflict>,
 }
 
 const HEADER: &[&str] = &[
