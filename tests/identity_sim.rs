@@ -83,6 +83,22 @@ async fn connect(settings: JiraSettings, sim: &SimHandle) -> (JiraClient, JiraRo
     .expect("Jira connects")
 }
 
+/// A matching pass with the simulator's Jira (classic token) and nothing else.
+async fn refresh_with_jira(
+    store: &dyn Store,
+    sim: &SimHandle,
+    now: chrono::DateTime<Utc>,
+) -> identity::RefreshReport {
+    let jira = jira_client(sim).await;
+    let sources = Sources {
+        jira: Some(&jira),
+        ..Sources::default()
+    };
+    identity::refresh(store, sources, now)
+        .await
+        .expect("refresh")
+}
+
 async fn by_account(store: &dyn Store) -> BTreeMap<String, Identity> {
     store
         .identities()
@@ -112,14 +128,7 @@ fn member_users(sim: &SimHandle) -> Vec<bitbucket_sim::User> {
 async fn jira_matches_record_their_source_and_hidden_emails_stay_unmatched(url: String) {
     let sim = start_sim(7101).await;
     let store = synced(&url, &sim).await;
-    let jira = jira_client(&sim).await;
-    let sources = Sources {
-        jira: Some(&jira),
-        ..Sources::default()
-    };
-    let report = identity::refresh(store.as_ref(), sources, at(0))
-        .await
-        .expect("refresh");
+    let report = refresh_with_jira(store.as_ref(), &sim, at(0)).await;
     assert!(report.jira_read, "{}", report.jira);
     let stored = by_account(store.as_ref()).await;
     let users = member_users(&sim);
@@ -160,14 +169,7 @@ async fn accounts_left_out_of_the_listing_are_found_by_bulk_lookup(url: String) 
         .find(|u| u.jira_account_type.is_some() && u.email_visible_in_jira)
         .expect("a visible Jira user");
     sim.hide_from_jira_listing(std::slice::from_ref(&target.account_id));
-    let jira = jira_client(&sim).await;
-    let sources = Sources {
-        jira: Some(&jira),
-        ..Sources::default()
-    };
-    identity::refresh(store.as_ref(), sources, at(0))
-        .await
-        .expect("refresh");
+    refresh_with_jira(store.as_ref(), &sim, at(0)).await;
     let got = &by_account(store.as_ref()).await[&target.account_id];
     assert_eq!(got.source, IdentitySource::JiraUserBulk);
     assert_eq!(got.email.as_deref(), Some(target.email.as_str()));
@@ -284,14 +286,7 @@ async fn conflicts_are_detected_and_recorded(url: String) {
         email
     });
     let store = synced(&url, &sim).await;
-    let jira = jira_client(&sim).await;
-    let sources = Sources {
-        jira: Some(&jira),
-        ..Sources::default()
-    };
-    let report = identity::refresh(store.as_ref(), sources, at(0))
-        .await
-        .expect("refresh");
+    let report = refresh_with_jira(store.as_ref(), &sim, at(0)).await;
     assert!(report.with_conflicts >= 3);
     let stored = by_account(store.as_ref()).await;
     assert_eq!(
@@ -472,14 +467,7 @@ async fn jira_requests_stay_inside_their_budget(url: String) {
 async fn a_disappearing_email_is_recorded_as_a_change(url: String) {
     let sim = start_sim(7109).await;
     let store = synced(&url, &sim).await;
-    let jira = jira_client(&sim).await;
-    let sources = Sources {
-        jira: Some(&jira),
-        ..Sources::default()
-    };
-    identity::refresh(store.as_ref(), sources, at(0))
-        .await
-        .expect("refresh");
+    refresh_with_jira(store.as_ref(), &sim, at(0)).await;
     let person = member_users(&sim)
         .into_iter()
         .find(|u| u.jira_account_type.is_some() && u.email_visible_in_jira)
@@ -490,9 +478,7 @@ async fn a_disappearing_email_is_recorded_as_a_change(url: String) {
             .unwrap()
             .email_visible_in_jira = false
     });
-    let report = identity::refresh(store.as_ref(), sources, at(30))
-        .await
-        .expect("refresh");
+    let report = refresh_with_jira(store.as_ref(), &sim, at(30)).await;
     assert_eq!(report.changes.len(), 1);
     assert_eq!(report.changes[0].account_id.as_str(), person.account_id);
     let entries = store
@@ -531,14 +517,7 @@ async fn an_email_resolves_through_the_store_then_the_member_filter(url: String)
     assert_eq!(found.account_id.as_str(), person.account_id);
     assert_eq!(found.source, IdentitySource::BitbucketMemberEmail);
     // Once matched, the store answers without a request.
-    let jira = jira_client(&sim).await;
-    let sources = Sources {
-        jira: Some(&jira),
-        ..Sources::default()
-    };
-    identity::refresh(store.as_ref(), sources, at(0))
-        .await
-        .expect("refresh");
+    refresh_with_jira(store.as_ref(), &sim, at(0)).await;
     let visible = member_users(&sim)
         .into_iter()
         .find(|u| u.jira_account_type.is_some() && u.email_visible_in_jira)

@@ -91,12 +91,9 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
 }
 
 async fn list(config: &Config, args: &Args) -> u8 {
-    let store = match crate::store::open_with(&config.database_url, OpenMode::ReadOnly).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot open the store: {e}");
-            return EXIT_FAILURE;
-        }
+    // Listing never writes: a read-only file works, and a store behind the schema is refused.
+    let Some(store) = open_store(config, OpenMode::ReadOnly).await else {
+        return EXIT_FAILURE;
     };
     let rows = match identity_rows(store.as_ref()).await {
         Ok(rows) => rows,
@@ -111,6 +108,17 @@ async fn list(config: &Config, args: &Args) -> u8 {
         .collect();
     print!("{}", render_rows(args.format, &rows));
     EXIT_OK
+}
+
+/// The store, or `None` after saying why it cannot be opened.
+async fn open_store(config: &Config, mode: OpenMode) -> Option<std::sync::Arc<dyn Store>> {
+    match crate::store::open_with(&config.database_url, mode).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("error: cannot open the store: {e}");
+            None
+        }
+    }
 }
 
 /// Every stored account with its identity, accounts never matched shown as `unmatched`.
@@ -297,12 +305,8 @@ pub async fn refresh_if_due(config: &Config, store: &dyn Store) {
 }
 
 async fn refresh(config: &Config) -> u8 {
-    let store = match crate::store::open(config.database_url.expose_url()).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot open the store: {e}");
-            return EXIT_FAILURE;
-        }
+    let Some(store) = open_store(config, OpenMode::ReadWrite).await else {
+        return EXIT_FAILURE;
     };
     let setup = match setup(config, true).await {
         Ok(s) => s,
@@ -340,12 +344,8 @@ async fn import(config: &Config, people: &Path) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let store = match crate::store::open(config.database_url.expose_url()).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot open the store: {e}");
-            return EXIT_FAILURE;
-        }
+    let Some(store) = open_store(config, OpenMode::ReadWrite).await else {
+        return EXIT_FAILURE;
     };
     let client = match crate::connect::bitbucket_client(config) {
         Ok(c) => c,
