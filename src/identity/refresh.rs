@@ -282,6 +282,7 @@ pub struct Resolution {
 
 /// Resolves one email to an account: the stored matches first, then Bitbucket's member filter
 /// on each workspace, then Jira's user search (an exact, visible address only). Writes nothing.
+/// Fails only when no source found the address and the member filter was refused.
 pub async fn resolve_email(
     store: &dyn Store,
     bitbucket: Option<(&BitbucketClient, &[WorkspaceSlug])>,
@@ -300,11 +301,21 @@ pub async fn resolve_email(
             via: "store",
         }));
     }
+    // A refusal of the member filter (a token without administrator rights, say) does not stop
+    // Jira from answering; it is reported only when no source found the address.
+    let mut refused = None;
     if let Some((client, workspaces)) = bitbucket {
         for ws in workspaces {
-            let matches = client
+            let matches = match client
                 .resolve_member_emails(ws.as_str(), &[email.trim().to_owned()])
-                .await?;
+                .await
+            {
+                Ok(matches) => matches,
+                Err(e) => {
+                    refused.get_or_insert(e);
+                    continue;
+                }
+            };
             if let Some(m) = matches.into_values().next() {
                 return Ok(Some(Resolution {
                     account_id: m.account.account_id,
@@ -332,5 +343,8 @@ pub async fn resolve_email(
             }
         }
     }
-    Ok(None)
+    match refused {
+        Some(e) => Err(e.into()),
+        None => Ok(None),
+    }
 }
