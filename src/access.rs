@@ -25,6 +25,8 @@ pub struct AccessRow {
     pub account_id: String,
     /// Display name, when known.
     pub display_name: String,
+    /// The person's email, when identity matching found one.
+    pub email: Option<String>,
     /// The effective level.
     pub level: RepoLevel,
     /// Every source with the level it gives, strongest first. JSON shows each as people read
@@ -110,31 +112,46 @@ pub enum AccessError {
     Store(#[from] StoreError),
 }
 
-async fn names(store: &dyn Store) -> Result<HashMap<String, String>, StoreError> {
+/// Display name and matched email of every known account.
+async fn names(store: &dyn Store) -> Result<HashMap<String, (String, Option<String>)>, StoreError> {
+    let mut emails: HashMap<String, String> = store
+        .identities()
+        .await?
+        .into_iter()
+        .filter_map(|i| Some((i.account_id.to_string(), i.email?)))
+        .collect();
     Ok(store
         .accounts()
         .await?
         .into_iter()
-        .map(|a| (a.account_id.to_string(), a.display_name))
+        .map(|a| {
+            let id = a.account_id.to_string();
+            let email = emails.remove(&id);
+            (id, (a.display_name, email))
+        })
         .collect())
 }
 
 fn rows(
     ws: &WorkspaceSlug,
     list: Vec<EffectiveAccess>,
-    names: &HashMap<String, String>,
+    names: &HashMap<String, (String, Option<String>)>,
 ) -> Vec<AccessRow> {
     list.into_iter()
-        .map(|e| AccessRow {
-            workspace: ws.to_string(),
-            repository: e.repository.to_string(),
-            display_name: names
+        .map(|e| {
+            let (display_name, email) = names
                 .get(e.account_id.as_str())
                 .cloned()
-                .unwrap_or_default(),
-            account_id: e.account_id.to_string(),
-            level: e.level,
-            sources: e.sources,
+                .unwrap_or_default();
+            AccessRow {
+                workspace: ws.to_string(),
+                repository: e.repository.to_string(),
+                display_name,
+                email,
+                account_id: e.account_id.to_string(),
+                level: e.level,
+                sources: e.sources,
+            }
         })
         .collect()
 }

@@ -9,7 +9,7 @@
 use crate::bitbucket::{ApiError, Auth, BitbucketClient, BudgetSettings, ClientSettings};
 use crate::config::Config;
 use crate::http::{Budget, RetryPolicy, Scrubber};
-use crate::jira::{JiraClient, JiraError, JiraSettings};
+use crate::jira::{JiraClient, JiraError, JiraRoute, JiraSettings};
 use secrecy::ExposeSecret;
 use std::sync::Arc;
 
@@ -66,11 +66,30 @@ pub fn jira_client_with(
     config: &Config,
     retry: RetryPolicy,
 ) -> Option<Result<JiraClient, JiraError>> {
+    jira_settings(config).map(|settings| {
+        let budget = Arc::new(Budget::new(settings.budget));
+        JiraClient::with_parts(settings, retry, budget, scrubber(config))
+    })
+}
+
+fn jira_settings(config: &Config) -> Option<JiraSettings> {
     config.jira.as_ref().map(|jira| {
         let mut settings = JiraSettings::new(jira.url.clone(), jira.user.clone(), jira.key.clone());
         settings.connect_timeout = config.api.connect_timeout;
         settings.read_timeout = config.api.read_timeout;
-        let budget = Arc::new(Budget::new(settings.budget));
-        JiraClient::with_parts(settings, retry, budget, scrubber(config))
+        settings
     })
+}
+
+/// The Jira client on the route the token works on: the site for a classic token, the API
+/// gateway (`jira_credentials.gateway_url`) with the site's cloud id for a scoped one. Costs
+/// one `myself` request, two more and the tenant look-up for a scoped token.
+pub async fn jira_connect(
+    config: &Config,
+    retry: RetryPolicy,
+) -> Option<Result<(JiraClient, JiraRoute), JiraError>> {
+    let settings = jira_settings(config)?;
+    let gateway = config.jira.as_ref()?.gateway_url.clone();
+    let budget = Arc::new(Budget::new(settings.budget));
+    Some(crate::jira::connect(settings, &gateway, retry, budget, scrubber(config)).await)
 }

@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod domain;
 pub mod endpoints;
 pub mod http;
+pub mod identity;
 pub mod jira;
 pub mod manifest;
 pub mod store;

@@ -35,6 +35,7 @@ fn config(server: &Server) -> Config {
             url: server.url.parse().expect("url"),
             user: EMAIL.into(),
             key: SecretString::from(KEY.to_owned()),
+            gateway_url: server.url.parse().expect("url"),
         }),
         DatabaseUrl::parse("sqlite::memory:", Path::new(".")).expect("database url"),
     )

@@ -37,8 +37,7 @@ async fn doctor(
     });
     let mut cmd = Command::cargo_bin("bitbucket-access").expect("binary built");
     if let Some((user, key)) = jira {
-        config["jira_credentials"] =
-            json!({"url": sim.jira_url(), "user": user, "key": "${JIRA_KEY}"});
+        config["jira_credentials"] = json!({"url": sim.jira_url(), "user": user, "key": "${JIRA_KEY}", "gateway_url": sim.jira_url()});
         cmd.env("JIRA_KEY", key);
     }
     std::fs::write(&path, config.to_string()).expect("write config");
@@ -196,7 +195,7 @@ async fn json_format_prints_the_report_for_a_wrong_email() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scoped_jira_token_exits_1_with_the_classic_token_fix() {
+async fn a_scoped_jira_token_works_through_the_gateway_and_doctor_says_so() {
     // (The legacy app password cannot be written in a config file: the config refuses a
     // username in `email`, and says why. doctor_sim.rs covers the 410 it gets from Bitbucket.)
     let sim = start_sim(504).await;
@@ -214,15 +213,18 @@ async fn a_scoped_jira_token_exits_1_with_the_classic_token_fix() {
     .await;
 
     assert_eq!(
-        run.code, 1,
+        run.code, 0,
         "stdout:\n{}\nstderr:\n{}",
         run.stdout, run.stderr
     );
     assert!(run.stdout.contains("authentication  OK"), "{}", run.stdout);
-    assert!(run.stdout.contains("FAILED"), "{}", run.stdout);
-    assert!(run.stdout.contains("Problems (1):"), "{}", run.stdout);
     assert!(
-        run.stdout.contains("needs a classic API token"),
+        run.stdout.contains("reached through the API gateway"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("scoped token, cloud id"),
         "{}",
         run.stdout
     );

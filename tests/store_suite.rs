@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use bitbucket_access::domain::{
-    effective_access, Account, AccountId, EntityKind, FactKey, GrantState, GrantTarget, GroupSlug,
-    Identity, IdentitySource, NewGrant, Principal, ProjectKey, ProjectLevel, ProjectRef, RepoLevel,
-    RepoRef, RepoSlug, Source, WorkspaceRole, WorkspaceSlug,
+    effective_access, Account, AccountId, AccountType, EntityKind, FactKey, GrantState,
+    GrantTarget, GroupSlug, Identity, IdentitySource, NewGrant, Principal, ProjectKey,
+    ProjectLevel, ProjectRef, RepoLevel, RepoRef, RepoSlug, Source, WorkspaceRole, WorkspaceSlug,
 };
 use bitbucket_access::store::{
     open, AuditFilter, AuditKind, ExpectedChange, Fact, ListingKey, NewAuditEntry, ReplaceListing,
@@ -731,9 +731,11 @@ async fn accounts_and_identities(url: String) {
 
     s.upsert_identity(&Identity {
         account_id: id.clone(),
-        email: "Alice@Acme.com".to_owned(),
-        source: IdentitySource::Jira,
+        email: Some("Alice@Acme.com".to_owned()),
+        source: IdentitySource::JiraUsersSearch,
         matched_at: t(2),
+        active: Some(true),
+        account_type: AccountType::Atlassian,
         conflicts: vec![],
     })
     .await

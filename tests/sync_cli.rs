@@ -157,7 +157,10 @@ async fn access_explains_a_repository_and_an_account_in_three_formats() {
     .await;
     assert_eq!(csv.code, 0, "{}", csv.stderr);
     let mut lines = csv.stdout.lines();
-    assert_eq!(lines.next(), Some("repository,account,name,level,why"));
+    assert_eq!(
+        lines.next(),
+        Some("repository,account,name,email,level,why")
+    );
     let csv_accounts: BTreeSet<String> = lines
         .map(|l| {
             let cells: Vec<&str> = l.split(',').collect();

@@ -240,6 +240,16 @@ impl SimHandle {
         self.shared.read_creds().jira_classic.clone()
     }
 
+    /// Leaves these accounts out of Jira's `users/search` listing; `user/bulk` still finds them.
+    pub fn hide_from_jira_listing(&self, account_ids: &[String]) {
+        let mut unlisted = self
+            .shared
+            .jira_unlisted
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        unlisted.extend(account_ids.iter().cloned());
+    }
+
     /// A scoped Jira token: refused (401) on the site URL.
     pub fn jira_scoped_token(&self) -> String {
         self.shared.read_creds().jira_scoped.clone()

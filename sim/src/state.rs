@@ -207,6 +207,9 @@ pub struct Shared {
     pub shutdown: Arc<AtomicBool>,
     /// Faults.
     pub faults: Faults,
+    /// Account ids Jira's `users/search` leaves out (found only by `user/bulk`), as real
+    /// sites leave out some accounts of their listing.
+    pub jira_unlisted: RwLock<std::collections::BTreeSet<String>>,
     counters: Mutex<HashMap<String, u64>>,
     total: AtomicU64,
     windows: Mutex<HashMap<String, Window>>,
@@ -229,6 +232,7 @@ impl Shared {
             jira_url,
             shutdown: Arc::new(AtomicBool::new(false)),
             faults: Faults::new(seed),
+            jira_unlisted: RwLock::new(std::collections::BTreeSet::new()),
             counters: Mutex::new(HashMap::new()),
             total: AtomicU64::new(0),
             windows: Mutex::new(HashMap::new()),

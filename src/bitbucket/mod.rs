@@ -47,6 +47,7 @@ pub mod convert;
 pub mod error;
 mod group_privileges;
 mod groups_v1;
+pub mod members;
 pub mod models;
 pub mod pagination;
 mod permissions;

@@ -5,7 +5,10 @@ use super::{load_config, Cli, EXIT_FAILURE, EXIT_OK};
 use crate::access::{
     for_account, for_repository, AccessAnswer, AccessError, AccessRow, Completeness,
 };
-use crate::store::OpenMode;
+use crate::config::Config;
+use crate::http::RetryPolicy;
+use crate::identity::resolve_email;
+use crate::store::{OpenMode, Store};
 use crate::sync::format_age;
 use chrono::{DateTime, Utc};
 
@@ -51,9 +54,19 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
     };
     let result: Result<AccessAnswer, AccessError> = match &args.what {
         What::Repo { repository } => for_repository(store.as_ref(), repository).await,
-        What::User { account } => for_account(store.as_ref(), account)
-            .await
-            .map(|(_, answer)| answer),
+        What::User { account } => {
+            let who = if account.contains('@') {
+                match resolve(&config, store.as_ref(), account).await {
+                    Ok(id) => id,
+                    Err(code) => return code,
+                }
+            } else {
+                account.clone()
+            };
+            for_account(store.as_ref(), &who)
+                .await
+                .map(|(_, answer)| answer)
+        }
     };
     match result {
         Ok(answer) => {
@@ -69,6 +82,46 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
         Err(e) => {
             eprintln!("error: {e}");
             EXIT_FAILURE
+        }
+    }
+}
+
+/// Resolves an email to an account id the way identity matching does (the store's matches, then
+/// Bitbucket's member email filter, then Jira's user search) and says which source answered.
+async fn resolve(config: &Config, store: &dyn Store, email: &str) -> Result<String, u8> {
+    let bitbucket = crate::connect::bitbucket_client(config).ok();
+    let workspaces = super::identities::workspaces(config, store)
+        .await
+        .unwrap_or_default();
+    let jira = match crate::connect::jira_connect(config, RetryPolicy::interactive()).await {
+        Some(Ok((client, _))) => Some(client),
+        _ => None,
+    };
+    let found = resolve_email(
+        store,
+        bitbucket.as_ref().map(|b| (b, workspaces.as_slice())),
+        jira.as_ref(),
+        email,
+    )
+    .await;
+    match found {
+        Ok(Some(r)) => {
+            eprintln!(
+                "{email} is account {} (source {}, found in {})",
+                r.account_id, r.source, r.via
+            );
+            Ok(r.account_id.to_string())
+        }
+        Ok(None) => {
+            eprintln!(
+                "error: no account is matched to {email}: not in the store's identity matches,                  not found by Bitbucket's member email filter{}; run `bitbucket-access                  identities import` with the address or add it to identity.overrides_file",
+                if jira.is_some() { " nor by Jira's user search" } else { "" }
+            );
+            Err(EXIT_FAILURE)
+        }
+        Err(e) => {
+            eprintln!("error: cannot resolve {email}: {e}");
+            Err(EXIT_FAILURE)
         }
     }
 }
@@ -136,7 +189,7 @@ pub fn completeness_note(c: &Completeness, now: DateTime<Utc>) -> String {
 /// Renders access rows in a format.
 pub fn render_rows(format: Format, rows: &[AccessRow]) -> String {
     let table = Rows {
-        header: &["repository", "account", "name", "level", "why"],
+        header: &["repository", "account", "name", "email", "level", "why"],
         rows: rows
             .iter()
             .map(|r| {
@@ -144,6 +197,7 @@ pub fn render_rows(format: Format, rows: &[AccessRow]) -> String {
                     format!("{}/{}", r.workspace, r.repository),
                     r.account_id.clone(),
                     r.display_name.clone(),
+                    r.email.clone().unwrap_or_default(),
                     r.level.to_string(),
                     r.why().join("; "),
                 ]

@@ -5,15 +5,21 @@
 //! in Bitbucket's UI would), syncs again and shows the drift that the second sync recorded.
 
 use super::access::render_rows;
+use super::identities::{identity_rows, render_rows as render_identities, IdentityRow};
 use super::output::Format;
 use super::sync::summary;
 use super::{Cli, EXIT_FAILURE, EXIT_OK};
 use crate::config::{Config, DatabaseUrl, RequestBudget};
 use crate::domain::Source;
+use crate::domain::{AccountId, IdentitySource};
+use crate::http::{Budget, RetryPolicy, Scrubber};
+use crate::identity::Sources;
+use crate::jira::JiraSettings;
 use crate::store::{AuditFilter, AuditKind, OpenMode};
 use crate::sync::SyncOptions;
-use bitbucket_sim::{Level, Role, Sim, SimOptions, World, WorldSpec};
+use bitbucket_sim::{JiraAccountType, Level, Role, Sim, SimHandle, SimOptions, World, WorldSpec};
 use secrecy::SecretString;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The simulated account's hourly request allowance, and the demo's budget.
@@ -109,6 +115,12 @@ async fn demo(args: &Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     print!("{}", summary(&first));
 
+    step(
+        4,
+        "Match accounts to people: Jira, and an override for one hidden email",
+    );
+    show_identities(&sim, store.as_ref()).await?;
+
     // A private repository of the first workspace and a plain member without explicit access.
     let (ws, repo, member) = sim
         .with_world(|w: &mut World| {
@@ -123,14 +135,14 @@ async fn demo(args: &Args) -> Result<(), String> {
         })
         .ok_or("the generated world has no private repository with a plain member")?;
 
-    step(4, &format!("Who can reach {ws}/{repo}, and why"));
+    step(5, &format!("Who can reach {ws}/{repo}, and why"));
     let answer = crate::access::for_repository(store.as_ref(), &format!("{ws}/{repo}"))
         .await
         .map_err(|e| e.to_string())?;
     print!("{}", render_rows(Format::Table, &answer.rows));
 
     step(
-        5,
+        6,
         &format!("Someone grants {member} admin on {ws}/{repo} in Bitbucket's UI (out of band)"),
     );
     sim.with_world(|w: &mut World| {
@@ -139,7 +151,7 @@ async fn demo(args: &Args) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
 
     step(
-        6,
+        7,
         "Sync again: only the change is written, and it is recorded as drift",
     );
     let second = crate::sync::run(store.as_ref(), &client, &options)
@@ -170,7 +182,7 @@ async fn demo(args: &Args) -> Result<(), String> {
         );
     }
 
-    step(7, &format!("What {member} can reach now"));
+    step(8, &format!("What {member} can reach now"));
     let (_, answer) = crate::access::for_account(store.as_ref(), &member)
         .await
         .map_err(|e| e.to_string())?;
@@ -188,5 +200,79 @@ async fn demo(args: &Args) -> Result<(), String> {
     println!(
         "\nDone. Point a config at your own workspace and run `bitbucket-access doctor` next."
     );
+    Ok(())
+}
+
+/// Runs identity matching against the simulator's Jira with one override, and shows a matched,
+/// a hidden and an overridden account.
+async fn show_identities(sim: &SimHandle, store: &dyn crate::store::Store) -> Result<(), String> {
+    let (user, key) = sim.jira_credentials();
+    let jira_url = url::Url::parse(&sim.jira_url()).map_err(|e| e.to_string())?;
+    let settings = JiraSettings::new(jira_url.clone(), user, SecretString::from(key));
+    let budget = std::sync::Arc::new(Budget::new(settings.budget));
+    let (jira, route) = crate::jira::connect(
+        settings,
+        &jira_url,
+        RetryPolicy::interactive(),
+        budget,
+        Scrubber::new(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    println!("   Jira reached through {route}");
+    // The person behind one synced account whose email Jira hides, as an identity team would
+    // name it in the override file.
+    let synced: Vec<String> = store
+        .accounts()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|a| a.account_id.to_string())
+        .collect();
+    let hidden = sim.with_world(|w: &mut World| {
+        w.users
+            .values()
+            .find(|u| {
+                u.jira_account_type == Some(JiraAccountType::Atlassian)
+                    && !u.email_visible_in_jira
+                    && synced.contains(&u.account_id)
+            })
+            .map(|u| (u.account_id.clone(), u.email.clone()))
+    });
+    let mut overrides = BTreeMap::new();
+    if let Some((id, email)) = &hidden {
+        let id = AccountId::parse(id.clone()).map_err(|e| e.to_string())?;
+        overrides.insert(id, email.clone());
+    }
+    let sources = Sources {
+        jira: Some(&jira),
+        overrides: Some(&overrides),
+        ..Sources::default()
+    };
+    let report = crate::identity::refresh(store, sources, chrono::Utc::now())
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("   {}", report.summary());
+    let rows = identity_rows(store).await.map_err(|e| e.to_string())?;
+    let wanted = [
+        IdentitySource::JiraUsersSearch,
+        IdentitySource::Unmatched,
+        IdentitySource::Manual,
+    ];
+    let shown: Vec<IdentityRow> =
+        rows.into_iter()
+            .fold(Vec::new(), |mut picked: Vec<IdentityRow>, row| {
+                // The unmatched example is a person whose email Jira hides, not an app.
+                let hidden_person = row.source != IdentitySource::Unmatched
+                    || row.account_type == crate::domain::AccountType::Atlassian;
+                if wanted.contains(&row.source)
+                    && hidden_person
+                    && !picked.iter().any(|p| p.source == row.source)
+                {
+                    picked.push(row);
+                }
+                picked
+            });
+    print!("{}", render_identities(Format::Table, &shown));
     Ok(())
 }

@@ -54,15 +54,23 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let jira = match connect::jira_client_with(&config, RetryPolicy::interactive()) {
-        None => None,
-        Some(Ok(client)) => Some(client),
-        Some(Err(error)) => {
-            eprintln!("error: cannot set up the Jira client: {error}");
-            return EXIT_USAGE;
-        }
+    // A token that works only through the API gateway (a scoped token) is used there; any
+    // other refusal is left for the Jira check to explain on the site client.
+    let (jira, route) = match connect::jira_connect(&config, RetryPolicy::interactive()).await {
+        Some(Ok((client, route))) => (Some(client), Some(route)),
+        _ => match connect::jira_client_with(&config, RetryPolicy::interactive()) {
+            None => (None, None),
+            Some(Ok(client)) => (Some(client), None),
+            Some(Err(error)) => {
+                eprintln!("error: cannot set up the Jira client: {error}");
+                return EXIT_USAGE;
+            }
+        },
     };
-    let report = doctor::run(&config, &bitbucket, jira.as_ref()).await;
+    let mut report = doctor::run(&config, &bitbucket, jira.as_ref()).await;
+    if let (Some(check), Some(route)) = (report.jira.as_mut(), route) {
+        check.route = Some(route.to_string());
+    }
     let printed = match args.format {
         Format::Table => Ok(render_table(&report, config.api.bitbucket_url.as_str())),
         Format::Json => serde_json::to_string_pretty(&JsonReport {
@@ -189,6 +197,9 @@ pub fn render_table(report: &DoctorReport, bitbucket_url: &str) -> String {
                 jira.url,
                 jira.display_name.as_deref().unwrap_or("an unnamed account")
             );
+            if let Some(route) = &jira.route {
+                let _ = writeln!(out, "  reached through {route}");
+            }
             match (jira.emails_visible, jira.people_sampled) {
                 (Some(visible), Some(sampled)) => {
                     let _ = writeln!(

@@ -7,6 +7,7 @@
 mod access;
 mod demo;
 mod doctor;
+pub mod identities;
 mod manifest;
 mod migrate;
 pub mod output;
@@ -58,6 +59,8 @@ pub enum Command {
     Sync(sync::Args),
     /// Explain effective access from the store: `access repo WS/REPO`, `access user ID|EMAIL`.
     Access(access::Args),
+    /// Every account with the person's email, its source and conflicts; refresh or import.
+    Identities(identities::Args),
     /// Try everything on a built-in simulated Bitbucket, no account or config needed.
     Demo(demo::Args),
 }
@@ -71,6 +74,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Migrate(args) => migrate::run(&cli, args).await,
         Command::Sync(args) => sync::run(&cli, args).await,
         Command::Access(args) => access::run(&cli, args).await,
+        Command::Identities(args) => identities::run(&cli, args).await,
         Command::Demo(args) => demo::run(&cli, args).await,
     };
     ExitCode::from(code)

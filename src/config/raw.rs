@@ -204,6 +204,8 @@ struct RawJiraFields {
     key: Option<NonEmpty>,
     #[serde(default, deserialize_with = "present")]
     key_file: Option<NonEmpty>,
+    #[serde(default, deserialize_with = "present")]
+    gateway_url: Option<NonEmpty>,
 }
 
 /// `jira_credentials`.
@@ -213,6 +215,7 @@ pub struct RawJira {
     pub(super) url: String,
     pub(super) user: String,
     pub(super) key: SecretSource,
+    pub(super) gateway_url: Option<String>,
 }
 
 impl TryFrom<RawJiraFields> for RawJira {
@@ -223,6 +226,7 @@ impl TryFrom<RawJiraFields> for RawJira {
             url: f.url.0,
             user: f.user.0,
             key: exactly_one(f.key, f.key_file, ("key", "key_file"))?,
+            gateway_url: f.gateway_url.map(|g| g.0),
         })
     }
 }
@@ -349,4 +353,6 @@ impl TryFrom<RawServerFields> for RawServer {
 pub struct RawIdentity {
     #[serde(default, deserialize_with = "present")]
     pub(super) overrides_file: Option<NonEmpty>,
+    #[serde(default, deserialize_with = "present")]
+    pub(super) refresh_interval: Option<HumanDuration>,
 }

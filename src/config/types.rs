@@ -53,6 +53,8 @@ pub struct JiraCredentials {
     pub user: String,
     /// The Jira API token.
     pub key: SecretString,
+    /// Atlassian's API gateway, where scoped tokens work (default `https://api.atlassian.com`).
+    pub gateway_url: Url,
 }
 
 /// A cron expression, parsed.
@@ -249,11 +251,25 @@ pub struct ServerSettings {
     pub api_token: Option<SecretString>,
 }
 
+/// How often identity matching runs after a sync, unless `identity.refresh_interval` says.
+pub const DEFAULT_IDENTITY_REFRESH: Duration = Duration::from_secs(24 * 3600);
+
 /// `identity`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentitySettings {
     /// Manual account-to-email overrides (resolved against the config's directory).
     pub overrides_file: Option<PathBuf>,
+    /// How long matches stay fresh before a sync refreshes them.
+    pub refresh_interval: Duration,
+}
+
+impl Default for IdentitySettings {
+    fn default() -> Self {
+        IdentitySettings {
+            overrides_file: None,
+            refresh_interval: DEFAULT_IDENTITY_REFRESH,
+        }
+    }
 }
 
 impl fmt::Debug for Config {

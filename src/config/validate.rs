@@ -12,7 +12,7 @@ use super::raw::{
 use super::secret;
 use super::types::{
     ApiSettings, AuditPolicy, Config, CronSchedule, GrantPolicy, IdentitySettings, JiraCredentials,
-    MassChangeLimits, RequestBudget, Schedules, ServerSettings,
+    MassChangeLimits, RequestBudget, Schedules, ServerSettings, DEFAULT_IDENTITY_REFRESH,
 };
 use super::{DEFAULT_BITBUCKET_URL, MAX_DURATION};
 use secrecy::SecretString;
@@ -244,10 +244,15 @@ impl<'a> Builder<'a> {
         let url = self.base_url("/jira_credentials/url", &raw.url, "the Jira site");
         let user = self.email("/jira_credentials/user", &raw.user);
         let key = self.secret(raw.key, "/jira_credentials/key_file");
+        let gateway_url = match raw.gateway_url {
+            Some(text) => self.base_url("/jira_credentials/gateway_url", &text, "the API gateway"),
+            None => Url::parse(crate::jira::DEFAULT_GATEWAY).ok(),
+        };
         Some(JiraCredentials {
             url: url?,
             user: user?,
             key: key?,
+            gateway_url: gateway_url?,
         })
     }
 
@@ -582,7 +587,15 @@ impl<'a> Builder<'a> {
                 Some(path)
             }
         };
-        Some(IdentitySettings { overrides_file })
+        let refresh_interval = self.nonzero(
+            "/identity/refresh_interval",
+            raw.refresh_interval,
+            DEFAULT_IDENTITY_REFRESH,
+        )?;
+        Some(IdentitySettings {
+            overrides_file,
+            refresh_interval,
+        })
     }
 }
 

@@ -427,6 +427,7 @@ async fn check_jira(
         emails_visible: None,
         people_sampled: None,
         error: None,
+        route: None,
     };
     match jira.myself().await {
         Ok(me) => {

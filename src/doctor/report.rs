@@ -131,6 +131,8 @@ pub struct JiraCheck {
     pub people_sampled: Option<usize>,
     /// Jira's answer when it refused.
     pub error: Option<String>,
+    /// How the client reaches Jira: the site (classic token) or the API gateway (scoped token).
+    pub route: Option<String>,
 }
 
 /// The request budget.

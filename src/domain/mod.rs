@@ -6,6 +6,7 @@
 mod access;
 mod drift;
 mod grant;
+mod identity;
 mod ids;
 mod levels;
 mod model;
@@ -16,12 +17,16 @@ pub use access::{
 };
 pub use drift::{DriftEvent, EntityKind, FactKey};
 pub use grant::{Grant, GrantId, GrantState, GrantTarget, NewGrant};
+pub use identity::{
+    match_identities, same_email, AccountType, Conflict, Identity, IdentityChange, IdentityRefresh,
+    IdentitySource, JiraFact, MatchInput, MatchOutcome,
+};
 pub use ids::{
     AccountId, GroupSlug, IdError, Principal, ProjectKey, ProjectRef, RepoRef, RepoSlug,
     WorkspaceSlug,
 };
 pub use levels::{LevelError, ProjectLevel, RepoLevel, WorkspaceRole};
 pub use model::{
-    Account, Group, Identity, IdentitySource, Project, ProjectPermission, Repository,
-    RepositoryPermission, Workspace, WorkspaceMember,
+    Account, Group, Project, ProjectPermission, Repository, RepositoryPermission, Workspace,
+    WorkspaceMember,
 };

@@ -1,7 +1,6 @@
 //! The entities the connector reads from Bitbucket: workspaces, projects, repositories, accounts,
 //! groups, memberships and explicit permissions, as plain data.
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ids::{AccountId, GroupSlug, Principal, ProjectKey, RepoSlug, WorkspaceSlug};
@@ -105,62 +104,4 @@ pub struct RepositoryPermission {
     pub principal: Principal,
     /// The level.
     pub level: RepoLevel,
-}
-
-/// The link between an account and a person's email, made by identity matching.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identity {
-    /// The account.
-    pub account_id: AccountId,
-    /// The person's email.
-    pub email: String,
-    /// How the match was made.
-    pub source: IdentitySource,
-    /// When the match was made.
-    pub matched_at: DateTime<Utc>,
-    /// Other emails or accounts that competed for the same match, if any.
-    pub conflicts: Vec<String>,
-}
-
-/// How an account was matched to an email; stored as its snake_case name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IdentitySource {
-    /// An operator's override in the config.
-    Override,
-    /// Jira's user API.
-    Jira,
-    /// Bitbucket's workspace member search by email.
-    BitbucketEmailFilter,
-    /// The Atlassian organization's user directory.
-    AtlassianOrg,
-    /// No match was found.
-    Unmatched,
-}
-
-impl IdentitySource {
-    /// Every source.
-    pub const ALL: &'static [IdentitySource] = &[
-        IdentitySource::Override,
-        IdentitySource::Jira,
-        IdentitySource::BitbucketEmailFilter,
-        IdentitySource::AtlassianOrg,
-        IdentitySource::Unmatched,
-    ];
-
-    /// The stored spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IdentitySource::Override => "override",
-            IdentitySource::Jira => "jira",
-            IdentitySource::BitbucketEmailFilter => "bitbucket_email_filter",
-            IdentitySource::AtlassianOrg => "atlassian_org",
-            IdentitySource::Unmatched => "unmatched",
-        }
-    }
-
-    /// Parses the stored spelling; `None` for anything else.
-    pub fn parse(value: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|s| s.as_str() == value)
-    }
 }

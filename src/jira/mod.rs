@@ -16,8 +16,10 @@
 //! `Debug` output or logs; spans name the endpoint template only.
 
 mod error;
+mod gateway;
 
 pub use error::{JiraError, JiraErrorKind};
+pub use gateway::{connect, JiraRoute, DEFAULT_GATEWAY, TENANT_INFO};
 
 use crate::http::{
     Budget, BudgetSettings, Credentials, HttpError, Limits, Request, RetryPolicy, Scrubber,

@@ -49,9 +49,9 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
 use crate::domain::{
-    Account, AccountId, Grant, GrantId, GrantState, Group, GroupMembers, Identity, NewGrant,
-    Project, ProjectPermission, Repository, RepositoryPermission, Workspace, WorkspaceFacts,
-    WorkspaceMember, WorkspaceSlug,
+    Account, AccountId, Grant, GrantId, GrantState, Group, GroupMembers, Identity, IdentityRefresh,
+    NewGrant, Project, ProjectPermission, Repository, RepositoryPermission, Workspace,
+    WorkspaceFacts, WorkspaceMember, WorkspaceSlug,
 };
 
 pub use crate::config::{redact_url, Backend, DatabaseUrl};
@@ -195,6 +195,20 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Every identity match.
     fn identities(&self) -> StoreFuture<'_, Vec<Identity>>;
+
+    /// Records or replaces the identities of these accounts and appends the audit entries of
+    /// their changes, in one transaction.
+    fn replace_identities<'a>(
+        &'a self,
+        identities: &'a [Identity],
+        changes: &'a [NewAuditEntry],
+    ) -> StoreFuture<'a, ()>;
+
+    /// Records that an identity refresh ran.
+    fn record_identity_refresh<'a>(&'a self, refresh: &'a IdentityRefresh) -> StoreFuture<'a, ()>;
+
+    /// The last identity refresh, if any ran.
+    fn last_identity_refresh(&self) -> StoreFuture<'_, Option<IdentityRefresh>>;
 
     // ----- Sync runs -----
 
@@ -448,6 +462,22 @@ impl Store for SqlStore {
 
     fn identities(&self) -> StoreFuture<'_, Vec<Identity>> {
         dispatch!(self, identities())
+    }
+
+    fn replace_identities<'a>(
+        &'a self,
+        identities: &'a [Identity],
+        changes: &'a [NewAuditEntry],
+    ) -> StoreFuture<'a, ()> {
+        dispatch!(self, replace_identities(identities, changes))
+    }
+
+    fn record_identity_refresh<'a>(&'a self, refresh: &'a IdentityRefresh) -> StoreFuture<'a, ()> {
+        dispatch!(self, record_identity_refresh(refresh))
+    }
+
+    fn last_identity_refresh(&self) -> StoreFuture<'_, Option<IdentityRefresh>> {
+        dispatch!(self, last_identity_refresh())
     }
 
     fn start_sync_run<'a>(

@@ -17,7 +17,7 @@ use sqlx::{Pool, QueryBuilder, Row, Transaction};
 
 use crate::domain::{
     Account, AccountId, Grant, GrantId, GrantState, GrantTarget, Group, GroupMembers, GroupSlug,
-    Identity, IdentitySource, NewGrant, Principal, Project, ProjectKey, ProjectLevel,
+    AccountType, Identity, IdentityRefresh, IdentitySource, NewGrant, Principal, Project, ProjectKey, ProjectLevel,
     ProjectPermission, ProjectRef, RepoLevel, RepoRef, RepoSlug, Repository, RepositoryPermission,
     Workspace, WorkspaceFacts, WorkspaceMember, WorkspaceRole, WorkspaceSlug,
 };

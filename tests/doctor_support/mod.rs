@@ -32,6 +32,7 @@ pub fn config(sim: &SimHandle, email: &str, token: &str, jira: Option<(&str, &st
         url: Url::parse(&sim.jira_url()).expect("jira url"),
         user: user.to_string(),
         key: SecretString::from(key.to_string()),
+        gateway_url: Url::parse(&sim.jira_url()).expect("gateway url"),
     });
     Config::for_simulator(
         Url::parse(&sim.bitbucket_url()).expect("bitbucket url"),

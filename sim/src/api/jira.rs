@@ -3,6 +3,9 @@
 //!
 //! Auth is Basic `email:classic-token`; a scoped token on the site URL answers 401 with
 //! "Unauthorized; scope does not match" (scoped tokens only work through api.atlassian.com).
+//! The same listener also plays the API gateway: `/_edge/tenant_info` gives the site's cloud id
+//! (no credentials), and every route is served again under `/ex/jira/{cloudId}`, where the
+//! scoped token works.
 //! Users whose profile hides the email get `"emailAddress": null`; Bitbucket accounts without a
 //! Jira user are absent. Jira requests are counted with the Bitbucket ones but are not
 //! rate-limited and not subject to faults.
@@ -30,6 +33,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/rest/api/3/user"),
     ("GET", "/rest/api/3/user/search"),
 ];
+
+/// The simulated site's cloud id, as `/_edge/tenant_info` gives it.
+pub const CLOUD_ID: &str = "5f1c3b2e-7d4a-4c1e-9b7a-51b0c0ffee01";
+
+/// The gateway prefix of every route.
+const GATEWAY_PREFIX: &str = "/ex/jira/{cloud_id}";
 
 #[derive(Clone)]
 struct JiraCaller(String);
@@ -84,12 +93,23 @@ async fn gate(State(s): State<Arc<Shared>>, mut req: Request, next: Next) -> Res
     let Some((user, token)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
         return unauthorized();
     };
+    let through_gateway = template.starts_with(GATEWAY_PREFIX);
+    if through_gateway
+        && !req
+            .uri()
+            .path()
+            .starts_with(&format!("/ex/jira/{CLOUD_ID}/"))
+    {
+        return jira_error(StatusCode::NOT_FOUND, "No site with this cloud id");
+    }
     let email = {
         let creds = s.read_creds();
-        if token == creds.jira_scoped {
+        if token == creds.jira_scoped && !through_gateway {
             return scope_mismatch();
         }
-        if token != creds.jira_classic.1 {
+        // The gateway takes the scoped token as well as the classic one.
+        let scoped_ok = through_gateway && token == creds.jira_scoped;
+        if !scoped_ok && token != creds.jira_classic.1 {
             return unauthorized();
         }
         if !user.eq_ignore_ascii_case(&creds.jira_classic.0) {
@@ -103,17 +123,26 @@ async fn gate(State(s): State<Arc<Shared>>, mut req: Request, next: Next) -> Res
 
 /// The Jira router.
 pub fn router(s: Arc<Shared>) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/rest/api/3/myself", get(myself))
         .route("/rest/api/3/users/search", get(users_search))
         .route("/rest/api/3/user/bulk", get(user_bulk))
         .route("/rest/api/3/user", get(user_one))
-        .route("/rest/api/3/user/search", get(user_search))
+        .route("/rest/api/3/user/search", get(user_search));
+    Router::new()
+        .merge(api.clone())
+        .nest(GATEWAY_PREFIX, api)
         .route_layer(axum::middleware::from_fn_with_state(s.clone(), gate))
+        .route("/_edge/tenant_info", get(tenant_info))
         .fallback(|| async {
             jira_error(StatusCode::NOT_FOUND, "Resource not found").into_response()
         })
         .with_state(s)
+}
+
+async fn tenant_info(State(s): State<Arc<Shared>>) -> Response {
+    s.count("GET /_edge/tenant_info".to_owned());
+    json_response(StatusCode::OK, &json!({"cloudId": CLOUD_ID}))
 }
 
 fn user_json(base: &str, u: &User) -> Option<Value> {
@@ -172,9 +201,15 @@ async fn users_search(State(s): State<Arc<Shared>>, uri: Uri) -> Response {
         (Err(r), _) | (_, Err(r)) => return r,
     };
     let w = s.read_world();
+    let unlisted = s
+        .jira_unlisted
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let arr: Vec<Value> = w
         .users
         .values()
+        .filter(|u| !unlisted.contains(&u.account_id))
         .filter_map(|u| user_json(&s.jira_url, u))
         .skip(start)
         .take(max)

@@ -112,51 +112,130 @@ pub(crate) async fn account_by_email(
     row.as_ref().map(account_from_row).transpose()
 }
 
+const IDENTITY_COLS: &str =
+    "account_id, email, source, matched_at, active, account_type, conflicts";
+
+fn conflicts_text(identity: &Identity) -> Result<String, StoreError> {
+    serde_json::to_string(&identity.conflicts)
+        .map_err(|e| corrupt("identity conflicts")(e.to_string()))
+}
+
+/// Writes identities (insert or replace by account) and the audit entries of their changes in
+/// one transaction, so a change is never recorded without its identity or lost without its
+/// entry.
+pub(crate) async fn replace_identities(
+    pool: &Pool<Db>,
+    identities: &[Identity],
+    changes: &[NewAuditEntry],
+) -> Result<(), StoreError> {
+    let mut tx = pool
+        .begin_with(BEGIN_WRITE)
+        .await
+        .map_err(db_err("begin a transaction"))?;
+    for chunk in identities.chunks(CHUNK / 2) {
+        let mut rows = Vec::with_capacity(chunk.len());
+        for identity in chunk {
+            rows.push((identity, conflicts_text(identity)?));
+        }
+        let mut qb = QueryBuilder::<Db>::new(format!("INSERT INTO identities ({IDENTITY_COLS}) "));
+        qb.push_values(rows, |mut b, (identity, conflicts)| {
+            b.push_bind(identity.account_id.to_string())
+                .push_bind(identity.email.clone())
+                .push_bind(identity.source.as_str())
+                .push_bind(micros(identity.matched_at))
+                .push_bind(identity.active)
+                .push_bind(identity.account_type.as_str())
+                .push_bind(conflicts);
+        });
+        qb.push(
+            " ON CONFLICT (account_id) DO UPDATE SET email = excluded.email, \
+             source = excluded.source, matched_at = excluded.matched_at, \
+             active = excluded.active, account_type = excluded.account_type, \
+             conflicts = excluded.conflicts",
+        );
+        qb.build()
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("write identities"))?;
+    }
+    if !changes.is_empty() {
+        insert_audit(&mut tx, changes).await?;
+    }
+    tx.commit().await.map_err(db_err("commit identities"))?;
+    Ok(())
+}
+
 pub(crate) async fn upsert_identity(
     pool: &Pool<Db>,
     identity: &Identity,
 ) -> Result<(), StoreError> {
-    let conflicts = serde_json::to_string(&identity.conflicts)
-        .map_err(|e| corrupt("identity conflicts")(e.to_string()))?;
-    sqlx::query(
-        "INSERT INTO identities (account_id, email, source, matched_at, conflicts) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id) DO UPDATE SET \
-         email = excluded.email, source = excluded.source, matched_at = excluded.matched_at, \
-         conflicts = excluded.conflicts",
-    )
-    .bind(identity.account_id.to_string())
-    .bind(identity.email.clone())
-    .bind(identity.source.as_str())
-    .bind(micros(identity.matched_at))
-    .bind(conflicts)
-    .execute(pool)
-    .await
-    .map_err(db_err("write an identity"))?;
-    Ok(())
+    replace_identities(pool, std::slice::from_ref(identity), &[]).await
 }
 
 pub(crate) async fn identities(pool: &Pool<Db>) -> Result<Vec<Identity>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT account_id, email, source, matched_at, conflicts FROM identities \
-         ORDER BY account_id",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {IDENTITY_COLS} FROM identities ORDER BY account_id"
+    ))
     .fetch_all(pool)
     .await
     .map_err(db_err("read identities"))?;
     rows.iter()
         .map(|row| {
             let decode = db_err("decode an identity");
-            let conflicts: String = row.try_get(4).map_err(&decode)?;
             let source: String = row.try_get(2).map_err(&decode)?;
+            let account_type: String = row.try_get(5).map_err(&decode)?;
+            let conflicts: String = row.try_get(6).map_err(&decode)?;
             Ok(Identity {
                 account_id: account_id(row.try_get(0).map_err(&decode)?)?,
                 email: row.try_get(1).map_err(&decode)?,
                 source: IdentitySource::parse(&source)
                     .ok_or_else(|| corrupt("identity source")(format!("{source:?}")))?,
                 matched_at: row.try_get(3).map_err(&decode)?,
+                active: row.try_get(4).map_err(&decode)?,
+                account_type: AccountType::parse(&account_type),
                 conflicts: serde_json::from_str(&conflicts)
                     .map_err(|e| corrupt("identity conflicts")(e.to_string()))?,
             })
         })
         .collect()
+}
+
+pub(crate) async fn record_identity_refresh(
+    pool: &Pool<Db>,
+    refresh: &IdentityRefresh,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO identity_refreshes (at, jira_read, message, requests) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(micros(refresh.at))
+    .bind(refresh.jira_read)
+    .bind(refresh.message.clone())
+    .bind(to_i64("identity refresh requests", refresh.requests)?)
+    .execute(pool)
+    .await
+    .map_err(db_err("record an identity refresh"))?;
+    Ok(())
+}
+
+pub(crate) async fn last_identity_refresh(
+    pool: &Pool<Db>,
+) -> Result<Option<IdentityRefresh>, StoreError> {
+    let row = sqlx::query(
+        "SELECT at, jira_read, message, requests FROM identity_refreshes \
+         ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await
+    .map_err(db_err("read the last identity refresh"))?;
+    row.map(|row| {
+        let decode = db_err("decode an identity refresh");
+        Ok(IdentityRefresh {
+            at: row.try_get(0).map_err(&decode)?,
+            jira_read: row.try_get(1).map_err(&decode)?,
+            message: row.try_get(2).map_err(&decode)?,
+            requests: to_u64(row.try_get(3).map_err(&decode)?),
+        })
+    })
+    .transpose()
 }
