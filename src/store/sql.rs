@@ -1,11 +1,11 @@
 // The SQL shared by both backends. This file is not a module of its own: `sqlite.rs` and
 // `postgres.rs` each `include!` it with `Db` (the sqlx database type), `BEGIN_WRITE` (the
-// statement that opens a write transaction) and `LOCK_LISTING` (a statement serialising the
+// statement that opens a write transaction), `LOCK_LISTING` (a statement serialising the
 // replaces of one listing, where the write transaction does not already) and `lock_listings`
-// (the same for many listings in one statement) in scope, so the same
-// statements are compiled once per backend without trait gymnastics over sqlx's generic
-// executors. Every statement must be valid on both SQLite and PostgreSQL: `$N` placeholders,
-// `ON CONFLICT ... DO UPDATE`, `RETURNING`, no backend-specific functions.
+// (the same for many listings at once) in scope, so the same statements are compiled once per
+// backend without trait gymnastics over sqlx's generic executors. Every statement must be valid
+// on both SQLite and PostgreSQL: `$N` placeholders, `ON CONFLICT ... DO UPDATE`, `RETURNING`,
+// row values (`(a, b) IN ((..), (..))`), no backend-specific functions.
 //
 // This file holds the imports and small conversions every part uses; each concern has its own
 // file under `sql/`, included below into the same backend module (so they share these imports

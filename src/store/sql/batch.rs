@@ -168,6 +168,29 @@ async fn upsert_rows_batch(tx: &mut Tx, rows: &[RowWrite]) -> Result<(), StoreEr
     Ok(())
 }
 
+/// Deletes the rows of `table` whose `cols` hold one of `tuples`, one statement per chunk.
+/// Returns the rows removed.
+async fn delete_tuples(
+    tx: &mut Tx,
+    table: &str,
+    cols: &[&str],
+    tuples: &[Vec<String>],
+) -> Result<u64, StoreError> {
+    let mut affected = 0;
+    for chunk in tuples.chunks((CHUNK / cols.len().max(1)).max(1)) {
+        let mut qb = QueryBuilder::<Db>::new("DELETE FROM ");
+        qb.push(table).push(" WHERE");
+        push_tuple_in(&mut qb, cols, chunk);
+        affected += qb
+            .build()
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err("delete facts of a listing"))?
+            .rows_affected();
+    }
+    Ok(affected)
+}
+
 /// Deletes fact rows of any tables by scope and key, one statement per table and chunk.
 /// Returns the rows removed.
 async fn delete_rows_batch(tx: &mut Tx, rows: &[RowWrite]) -> Result<u64, StoreError> {
@@ -176,25 +199,15 @@ async fn delete_rows_batch(tx: &mut Tx, rows: &[RowWrite]) -> Result<u64, StoreE
         let spec = rows[0].spec;
         let mut cols: Vec<&str> = spec.scope_cols.to_vec();
         cols.push(spec.key_col);
-        for chunk in rows.chunks(CHUNK / cols.len()) {
-            let tuples: Vec<Vec<String>> = chunk
-                .iter()
-                .map(|row| {
-                    let mut tuple = row.scope.clone();
-                    tuple.push(row.key.clone());
-                    tuple
-                })
-                .collect();
-            let mut qb = QueryBuilder::<Db>::new("DELETE FROM ");
-            qb.push(table).push(" WHERE");
-            push_tuple_in(&mut qb, &cols, &tuples);
-            affected += qb
-                .build()
-                .execute(&mut **tx)
-                .await
-                .map_err(db_err("delete facts of a listing"))?
-                .rows_affected();
-        }
+        let tuples: Vec<Vec<String>> = rows
+            .iter()
+            .map(|row| {
+                let mut tuple = row.scope.clone();
+                tuple.push(row.key.clone());
+                tuple
+            })
+            .collect();
+        affected += delete_tuples(tx, table, &cols, &tuples).await?;
     }
     Ok(affected)
 }

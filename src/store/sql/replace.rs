@@ -14,30 +14,17 @@ async fn delete_keys(
     key_col: &'static str,
     keys: &[String],
 ) -> Result<u64, StoreError> {
-    let mut affected = 0;
-    for chunk in keys.chunks(CHUNK) {
-        let mut qb = QueryBuilder::<Db>::new("DELETE FROM ");
-        qb.push(table).push(" WHERE 1 = 1");
-        for (col, value) in scope_cols.iter().zip(scope_values) {
-            qb.push(" AND ")
-                .push(*col)
-                .push(" = ")
-                .push_bind(value.clone());
-        }
-        qb.push(" AND ").push(key_col).push(" IN (");
-        let mut list = qb.separated(", ");
-        for key in chunk {
-            list.push_bind(key.clone());
-        }
-        qb.push(")");
-        affected += qb
-            .build()
-            .execute(&mut **tx)
-            .await
-            .map_err(db_err("delete facts of a listing"))?
-            .rows_affected();
-    }
-    Ok(affected)
+    let mut cols = scope_cols.to_vec();
+    cols.push(key_col);
+    let tuples: Vec<Vec<String>> = keys
+        .iter()
+        .map(|key| {
+            let mut tuple = scope_values.to_vec();
+            tuple.push(key.clone());
+            tuple
+        })
+        .collect();
+    delete_tuples(tx, table, &cols, &tuples).await
 }
 
 /// Removes what Bitbucket removes together with a repository, project or group: its explicit
