@@ -27,13 +27,22 @@ fn push_tuple_in(qb: &mut QueryBuilder<'static, Db>, cols: &[&str], tuples: &[Ve
     qb.push(")");
 }
 
-/// Which of `listings` have a freshness row (were read completely before), in one query per
-/// chunk.
-async fn seen_listings(tx: &mut Tx, listings: &[String]) -> Result<BTreeSet<String>, StoreError> {
-    let mut seen = BTreeSet::new();
-    for chunk in listings.chunks(CHUNK) {
-        let mut qb =
-            QueryBuilder::<Db>::new("SELECT listing FROM listing_freshness WHERE listing IN (");
+/// Which of `listings` have a freshness row (were read completely before) and which have a
+/// failed read on record, in one query per chunk.
+async fn seen_listings(
+    tx: &mut Tx,
+    listings: &[String],
+) -> Result<(BTreeSet<String>, BTreeSet<String>), StoreError> {
+    let (mut seen, mut failed) = (BTreeSet::new(), BTreeSet::new());
+    for chunk in listings.chunks(CHUNK / 2) {
+        let mut qb = QueryBuilder::<Db>::new(
+            "SELECT listing, 0 AS failed FROM listing_freshness WHERE listing IN (",
+        );
+        let mut list = qb.separated(", ");
+        for listing in chunk {
+            list.push_bind(listing.clone());
+        }
+        qb.push(") UNION ALL SELECT listing, 1 AS failed FROM listing_failures WHERE listing IN (");
         let mut list = qb.separated(", ");
         for listing in chunk {
             list.push_bind(listing.clone());
@@ -45,10 +54,17 @@ async fn seen_listings(tx: &mut Tx, listings: &[String]) -> Result<BTreeSet<Stri
             .await
             .map_err(db_err("read listing freshness"))?;
         for row in rows {
-            seen.insert(row.try_get(0).map_err(db_err("decode listing freshness"))?);
+            let decode = db_err("decode listing freshness");
+            let listing: String = row.try_get(0).map_err(&decode)?;
+            let is_failure: i32 = row.try_get(1).map_err(&decode)?;
+            if is_failure == 0 {
+                seen.insert(listing);
+            } else {
+                failed.insert(listing);
+            }
         }
     }
-    Ok(seen)
+    Ok((seen, failed))
 }
 
 /// Stored rows keyed by table and by the ident values of each listing (see [`ident_of`]).

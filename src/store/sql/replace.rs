@@ -172,7 +172,7 @@ async fn replace_group(
         });
     }
     let listings: Vec<String> = prepared.iter().map(|p| p.listing.clone()).collect();
-    let seen = seen_listings(tx, &listings).await?;
+    let (seen, failed) = seen_listings(tx, &listings).await?;
     let scopes: Vec<&Scope> = prepared.iter().map(|p| &p.scope).collect();
     let mut stored_rows = load_rows_batch(tx, &scopes).await?;
     let account_ids: BTreeSet<String> = prepared
@@ -274,7 +274,11 @@ async fn replace_group(
     insert_audit(tx, &audit).await?;
     mark_fresh_batch(tx, &fresh).await?;
     // A complete read settles any earlier failure of the listing.
-    let settled: Vec<String> = fresh.into_iter().map(|f| f.listing).collect();
+    let settled: Vec<String> = fresh
+        .into_iter()
+        .map(|f| f.listing)
+        .filter(|listing| failed.contains(listing))
+        .collect();
     delete_keys(tx, "listing_failures", &[], &[], "listing", &settled).await?;
     Ok(outcomes)
 }
