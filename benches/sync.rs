@@ -8,8 +8,10 @@
 //! Run: `cargo bench --bench sync` (builds `bitbucket-sim` in release mode first; about a
 //! minute). Set `BITBUCKET_SIM_BIN` to use an already built simulator. Prints, per backend, the
 //! requests used against the minimum, wall and CPU time, peak memory and rows written, each next
-//! to its target with PASS or FAIL, and exits non-zero when a target is missed. Name parts to
-//! run only those: `cargo bench --bench sync -- sqlite postgres latency budget`.
+//! to its target with PASS or FAIL, PostgreSQL's first sync against SQLite's, and the
+//! staleness of the world under the default budget (simulated, see `sync/staleness.rs`); exits
+//! non-zero when a target is missed. Name parts to run only those:
+//! `cargo bench --bench sync -- sqlite postgres latency budget`.
 //!
 //! The simulator runs as a separate process so that the peak memory measured here (`VmHWM` of
 //! this process, reset before each sync through `/proc/self/clear_refs` where the kernel allows
@@ -30,11 +32,15 @@ use sqlx::Connection;
 
 #[path = "sync/budget.rs"]
 mod budget;
+#[path = "sync/staleness.rs"]
+mod staleness;
 
 /// Targets of issue 5, on this machine.
 const MAX_REQUEST_OVERHEAD: f64 = 0.02;
 const MAX_SQLITE_FULL_SYNC: Duration = Duration::from_secs(20);
 const MAX_PEAK_MIB: f64 = 200.0;
+/// Target of issue 10: PostgreSQL's first sync takes at most this many times SQLite's.
+const MAX_POSTGRES_RATIO: f64 = 1.5;
 
 /// The shape of a simulated world, as `bitbucket-sim` flags.
 struct Shape {
@@ -367,13 +373,14 @@ fn print_run(label: &str, f: &Figures, v: &mut Verdicts, full_target: Option<Dur
     );
 }
 
-/// Syncs the full world twice into one store and prints both runs.
+/// Syncs the full world twice into one store and prints both runs. Returns the first sync's
+/// wall time.
 async fn bench_backend(
     name: &str,
     url: &str,
     sim: &SimProcess,
     v: &mut Verdicts,
-) -> Result<(), String> {
+) -> Result<Duration, String> {
     let store = store::open(url)
         .await
         .map_err(|e| format!("cannot open the {name} store: {e}"))?;
@@ -394,7 +401,22 @@ async fn bench_backend(
             second.report.rows_written == 0 && second.report.drift == 0
         )
     );
-    Ok(())
+    Ok(first.wall)
+}
+
+/// PostgreSQL's first sync against SQLite's, same world and client.
+fn print_postgres_ratio(sqlite: Duration, postgres: Duration, v: &mut Verdicts) {
+    let ratio = postgres.as_secs_f64() / sqlite.as_secs_f64().max(1e-9);
+    println!("\nPostgreSQL / SQLite");
+    println!(
+        "    first sync        {:.2} s / {:.2} s = {ratio:.2}   target <= {MAX_POSTGRES_RATIO}   {}",
+        postgres.as_secs_f64(),
+        sqlite.as_secs_f64(),
+        v.check(
+            "PostgreSQL first sync / SQLite first sync",
+            ratio <= MAX_POSTGRES_RATIO
+        )
+    );
 }
 
 /// A fresh PostgreSQL database on the server named by the environment, if any.
@@ -528,9 +550,13 @@ async fn bench() -> Result<Verdicts, String> {
 
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
-    if wanted("sqlite") {
-        bench_backend("SQLite", &sqlite, &sim, &mut v).await?;
-    }
+    let sqlite_wall = if wanted("sqlite") {
+        let wall = bench_backend("SQLite", &sqlite, &sim, &mut v).await?;
+        staleness::print(&sqlite).await?;
+        Some(wall)
+    } else {
+        None
+    };
 
     let postgres = if wanted("postgres") {
         postgres_database().await
@@ -541,7 +567,11 @@ async fn bench() -> Result<Verdicts, String> {
         Some((url, admin, name)) => {
             let result = bench_backend("PostgreSQL", &url, &sim, &mut v).await;
             drop_postgres_database(&admin, &name).await;
-            result?;
+            if let Some(sqlite) = sqlite_wall {
+                print_postgres_ratio(sqlite, result?, &mut v);
+            } else {
+                result?;
+            }
         }
         None => {
             if wanted("postgres")

@@ -19,6 +19,23 @@ const LOCK_LISTING: Option<&str> = Some("SELECT pg_advisory_xact_lock(hashtext($
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 include!("sql.rs");
+
+/// Takes the advisory lock of each listing (as `LOCK_LISTING` does for one) in one statement,
+/// in the order given, so that concurrent batches, which all lock in key order, cannot deadlock.
+async fn lock_listings(tx: &mut Tx, listings: &[String]) -> Result<(), StoreError> {
+    if listings.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtext(t.listing)) \
+         FROM unnest($1::text[]) WITH ORDINALITY AS t(listing, n) ORDER BY t.n",
+    )
+    .bind(listings)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err("lock listings"))?;
+    Ok(())
+}
 include!("runs.rs");
 
 /// Connects to the PostgreSQL database the URL names. The mode changes nothing here: a

@@ -1,10 +1,11 @@
 // The SQL shared by both backends. This file is not a module of its own: `sqlite.rs` and
 // `postgres.rs` each `include!` it with `Db` (the sqlx database type), `BEGIN_WRITE` (the
-// statement that opens a write transaction) and `LOCK_LISTING` (a statement serialising the
-// replaces of one listing, where the write transaction does not already) in scope, so the same
-// statements are compiled once per backend without trait gymnastics over sqlx's generic
-// executors. Every statement must be valid on both SQLite and PostgreSQL: `$N` placeholders,
-// `ON CONFLICT ... DO UPDATE`, `RETURNING`, no backend-specific functions.
+// statement that opens a write transaction), `LOCK_LISTING` (a statement serialising the
+// replaces of one listing, where the write transaction does not already) and `lock_listings`
+// (the same for many listings at once) in scope, so the same statements are compiled once per
+// backend without trait gymnastics over sqlx's generic executors. Every statement must be valid
+// on both SQLite and PostgreSQL: `$N` placeholders, `ON CONFLICT ... DO UPDATE`, `RETURNING`,
+// row values (`(a, b) IN ((..), (..))`), no backend-specific functions.
 //
 // This file holds the imports and small conversions every part uses; each concern has its own
 // file under `sql/`, included below into the same backend module (so they share these imports
@@ -16,13 +17,14 @@ use chrono::{DateTime, Utc};
 use sqlx::{Pool, QueryBuilder, Row, Transaction};
 
 use crate::domain::{
-    Account, AccountId, Grant, GrantId, GrantState, GrantTarget, Group, GroupMembers, GroupSlug,
-    AccountType, Identity, IdentityRefresh, IdentitySource, NewGrant, Principal, Project, ProjectKey, ProjectLevel,
+    Account, AccountId, AccountType, DriftEvent, Grant, GrantId, GrantState, GrantTarget, Group,
+    GroupMembers, GroupSlug, Identity, IdentityRefresh, IdentitySource, NewGrant, Principal,
+    Project, ProjectKey, ProjectLevel,
     ProjectPermission, ProjectRef, RepoLevel, RepoRef, RepoSlug, Repository, RepositoryPermission,
     Workspace, WorkspaceFacts, WorkspaceMember, WorkspaceRole, WorkspaceSlug,
 };
 use crate::store::error::StoreError;
-use crate::store::listing::{self, ColKind, ColVal, Rows, Scope};
+use crate::store::listing::{self, ColKind, ColVal, Rows, Scope, TableSpec};
 use crate::store::types::{
     AuditEntry, AuditFilter, AuditId, AuditKind, HeldChange, ListingFailure, ListingFreshness,
     ListingKey, ListingStatus, NewAuditEntry, ReplaceListing, ReplaceOutcome,
@@ -105,6 +107,7 @@ fn parse_json(what: &'static str, text: &str) -> Result<serde_json::Value, Store
     serde_json::from_str(text).map_err(|e| corrupt(what)(e.to_string()))
 }
 
+include!("sql/batch.rs");
 include!("sql/replace.rs");
 include!("sql/freshness.rs");
 include!("sql/facts.rs");

@@ -31,6 +31,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 const MIGRATE_ATTEMPTS: u32 = 8;
 
 include!("sql.rs");
+
+/// Nothing to do: `BEGIN IMMEDIATE` already serialises every write transaction.
+async fn lock_listings(_tx: &mut Tx, _listings: &[String]) -> Result<(), StoreError> {
+    Ok(())
+}
 include!("runs.rs");
 
 /// Opens the SQLite file the URL names: in [`OpenMode::ReadWrite`] creating it (and its

@@ -1,19 +1,20 @@
 // Accounts (upserted from the profiles facts carry) and identity matches.
 // Included by `sql.rs`; see there for the names in scope.
 
-/// Inserts new accounts and updates changed profiles; returns the rows written.
-async fn upsert_accounts(tx: &mut Tx, accounts: &[Account]) -> Result<u64, StoreError> {
-    if accounts.is_empty() {
-        return Ok(0);
-    }
+/// The stored values of the given accounts (those that exist), in one query per chunk.
+async fn load_accounts(
+    tx: &mut Tx,
+    ids: &BTreeSet<String>,
+) -> Result<BTreeMap<String, Vec<ColVal>>, StoreError> {
+    let ids: Vec<&String> = ids.iter().collect();
     let mut stored: BTreeMap<String, Vec<ColVal>> = BTreeMap::new();
-    for chunk in accounts.chunks(CHUNK) {
+    for chunk in ids.chunks(CHUNK) {
         let mut qb = QueryBuilder::<Db>::new(
             "SELECT account_id, uuid, display_name, nickname FROM accounts WHERE account_id IN (",
         );
         let mut list = qb.separated(", ");
-        for account in chunk {
-            list.push_bind(account.account_id.to_string());
+        for id in chunk {
+            list.push_bind((*id).clone());
         }
         qb.push(")");
         let rows = qb
@@ -35,11 +36,14 @@ async fn upsert_accounts(tx: &mut Tx, accounts: &[Account]) -> Result<u64, Store
             );
         }
     }
-    let changed: Vec<&Account> = accounts
-        .iter()
-        .filter(|a| stored.get(a.account_id.as_str()) != Some(&listing::account_values(a)))
-        .collect();
-    for chunk in changed.chunks(CHUNK) {
+    debug_assert!(listing::ACCOUNT_COLS.len() == 3);
+    Ok(stored)
+}
+
+/// Inserts or updates accounts, one multi-row statement per chunk. The accounts must be
+/// distinct: one statement cannot update a row twice.
+async fn write_accounts(tx: &mut Tx, accounts: &[&Account]) -> Result<(), StoreError> {
+    for chunk in accounts.chunks(CHUNK) {
         let mut qb = QueryBuilder::<Db>::new(
             "INSERT INTO accounts (account_id, uuid, display_name, nickname) ",
         );
@@ -58,8 +62,7 @@ async fn upsert_accounts(tx: &mut Tx, accounts: &[Account]) -> Result<u64, Store
             .await
             .map_err(db_err("write accounts"))?;
     }
-    debug_assert!(listing::ACCOUNT_COLS.len() == 3);
-    Ok(changed.len() as u64)
+    Ok(())
 }
 
 fn account_from_row(row: &<Db as sqlx::Database>::Row) -> Result<Account, StoreError> {

@@ -1,102 +1,9 @@
-// Replacing one complete listing: diff against the stored rows, write the difference, record
-// drift, cascade deletions and mark the listing fresh, all inside the caller's transaction.
+// Replacing complete listings: diff against the stored rows, write the difference, record
+// drift, cascade deletions and mark the listings fresh, all inside one transaction. Listings
+// are handled in groups whose stored rows, freshness and accounts are read with one query each
+// and whose writes are multi-row statements (see `batch.rs`); the outcome of each listing is
+// the one a replace of it alone, in key order, would give.
 // Included by `sql.rs`; see there for the names in scope.
-
-fn push_scope(qb: &mut QueryBuilder<'static, Db>, scope: &Scope) {
-    qb.push(" WHERE 1 = 1");
-    for (col, value) in scope.spec.scope_cols.iter().zip(&scope.values) {
-        qb.push(" AND ")
-            .push(*col)
-            .push(" = ")
-            .push_bind(value.clone());
-    }
-    if let Some(key) = &scope.only_key {
-        qb.push(" AND ")
-            .push(scope.spec.key_col)
-            .push(" = ")
-            .push_bind(key.clone());
-    }
-}
-
-async fn load_rows(tx: &mut Tx, scope: &Scope) -> Result<Rows, StoreError> {
-    let spec = scope.spec;
-    let mut qb = QueryBuilder::<Db>::new("SELECT ");
-    qb.push(spec.key_col);
-    for (col, _) in spec.value_cols {
-        qb.push(", ").push(*col);
-    }
-    qb.push(" FROM ").push(spec.table);
-    push_scope(&mut qb, scope);
-    let rows = qb
-        .build()
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(db_err("read the stored facts of a listing"))?;
-    let mut out = Rows::new();
-    for row in rows {
-        let decode = db_err("decode a stored fact");
-        let key: String = row.try_get(0).map_err(&decode)?;
-        let mut values = Vec::with_capacity(spec.value_cols.len());
-        for (i, (_, kind)) in spec.value_cols.iter().enumerate() {
-            values.push(match kind {
-                ColKind::Text => ColVal::Text(row.try_get(i + 1).map_err(&decode)?),
-                ColKind::Bool => ColVal::Bool(row.try_get(i + 1).map_err(&decode)?),
-            });
-        }
-        out.insert(key, values);
-    }
-    Ok(out)
-}
-
-async fn upsert_rows(
-    tx: &mut Tx,
-    scope: &Scope,
-    rows: &[(String, Vec<ColVal>)],
-) -> Result<(), StoreError> {
-    let spec = scope.spec;
-    let mut conflict_cols: Vec<&str> = spec.scope_cols.to_vec();
-    conflict_cols.push(spec.key_col);
-    for chunk in rows.chunks(CHUNK) {
-        let mut qb = QueryBuilder::<Db>::new("INSERT INTO ");
-        qb.push(spec.table)
-            .push(" (")
-            .push(conflict_cols.join(", "));
-        for (col, _) in spec.value_cols {
-            qb.push(", ").push(*col);
-        }
-        qb.push(") ");
-        qb.push_values(chunk, |mut b, (key, values)| {
-            for value in &scope.values {
-                b.push_bind(value.clone());
-            }
-            b.push_bind(key.clone());
-            for value in values {
-                match value {
-                    ColVal::Text(text) => b.push_bind(text.clone()),
-                    ColVal::Bool(flag) => b.push_bind(*flag),
-                };
-            }
-        });
-        qb.push(" ON CONFLICT (")
-            .push(conflict_cols.join(", "))
-            .push(")");
-        if spec.value_cols.is_empty() {
-            qb.push(" DO NOTHING");
-        } else {
-            let sets: Vec<String> = spec
-                .value_cols
-                .iter()
-                .map(|(col, _)| format!("{col} = excluded.{col}"))
-                .collect();
-            qb.push(" DO UPDATE SET ").push(sets.join(", "));
-        }
-        qb.build()
-            .execute(&mut **tx)
-            .await
-            .map_err(db_err("write the facts of a listing"))?;
-    }
-    Ok(())
-}
 
 /// Deletes rows of `table` whose `scope_cols` equal `scope_values` and whose `key_col` is in `keys`.
 async fn delete_keys(
@@ -107,30 +14,17 @@ async fn delete_keys(
     key_col: &'static str,
     keys: &[String],
 ) -> Result<u64, StoreError> {
-    let mut affected = 0;
-    for chunk in keys.chunks(CHUNK) {
-        let mut qb = QueryBuilder::<Db>::new("DELETE FROM ");
-        qb.push(table).push(" WHERE 1 = 1");
-        for (col, value) in scope_cols.iter().zip(scope_values) {
-            qb.push(" AND ")
-                .push(*col)
-                .push(" = ")
-                .push_bind(value.clone());
-        }
-        qb.push(" AND ").push(key_col).push(" IN (");
-        let mut list = qb.separated(", ");
-        for key in chunk {
-            list.push_bind(key.clone());
-        }
-        qb.push(")");
-        affected += qb
-            .build()
-            .execute(&mut **tx)
-            .await
-            .map_err(db_err("delete facts of a listing"))?
-            .rows_affected();
-    }
-    Ok(affected)
+    let mut cols = scope_cols.to_vec();
+    cols.push(key_col);
+    let tuples: Vec<Vec<String>> = keys
+        .iter()
+        .map(|key| {
+            let mut tuple = scope_values.to_vec();
+            tuple.push(key.clone());
+            tuple
+        })
+        .collect();
+    delete_tuples(tx, table, &cols, &tuples).await
 }
 
 /// Removes what Bitbucket removes together with a repository, project or group: its explicit
@@ -190,22 +84,48 @@ async fn cascade(tx: &mut Tx, key: &ListingKey, deleted: &[String]) -> Result<u6
     Ok(removed)
 }
 
+/// Whether replacing this listing can delete facts of other listings (see [`cascade`]).
+fn cascades(key: &ListingKey) -> bool {
+    matches!(
+        key,
+        ListingKey::Repositories(_) | ListingKey::Projects(_) | ListingKey::Groups(_)
+    )
+}
+
 pub(crate) async fn replace_listings(
     pool: &Pool<Db>,
     requests: Vec<ReplaceListing>,
 ) -> Result<Vec<ReplaceOutcome>, StoreError> {
     // Process in key order so that concurrent batches take their listing locks in one order
-    // and cannot deadlock on them; answer in the caller's order.
+    // and cannot deadlock on them; answer in the caller's order. The sort is stable, so two
+    // requests for one listing keep their order.
     let mut order: Vec<(usize, ReplaceListing)> = requests.into_iter().enumerate().collect();
     order.sort_by(|a, b| a.1.key.cmp(&b.1.key));
     let mut tx = pool
         .begin_with(BEGIN_WRITE)
         .await
         .map_err(db_err("begin a transaction"))?;
+    // Two replaces of the same listing must not both diff against the same old state, or each
+    // would record the same drift.
+    let mut listings: Vec<String> = order.iter().map(|(_, r)| r.key.to_string()).collect();
+    listings.dedup();
+    lock_listings(&mut tx, &listings).await?;
+
+    // A group holds distinct listings that cannot affect each other's rows, so reading all of
+    // their state first gives each the state it would see alone. A listing that cascades into
+    // others, and a second request for a listing, start a new group.
     let mut outcomes: Vec<(usize, ReplaceOutcome)> = Vec::with_capacity(order.len());
+    let mut group: Vec<(usize, ReplaceListing)> = Vec::new();
     for (index, request) in order {
-        outcomes.push((index, replace_in_tx(&mut tx, request).await?));
+        let split = group.last().is_some_and(|(_, last)| {
+            last.key == request.key || cascades(&last.key) || cascades(&request.key)
+        });
+        if split {
+            outcomes.extend(replace_group(&mut tx, std::mem::take(&mut group)).await?);
+        }
+        group.push((index, request));
     }
+    outcomes.extend(replace_group(&mut tx, group).await?);
     tx.commit().await.map_err(db_err("commit listings"))?;
     outcomes.sort_by_key(|(index, _)| *index);
     Ok(outcomes.into_iter().map(|(_, outcome)| outcome).collect())
@@ -222,142 +142,189 @@ pub(crate) async fn replace_listing(
     })
 }
 
-async fn replace_in_tx(
+/// One listing of a group, prepared for the diff.
+struct Prepared {
+    index: usize,
+    request: ReplaceListing,
+    observed: listing::Observed,
+    scope: Scope,
+    listing: String,
+}
+
+/// Replaces a group of distinct listings (see [`replace_listings`]), reading their state with
+/// one query per kind and writing with multi-row statements.
+async fn replace_group(
     tx: &mut Tx,
-    mut request: ReplaceListing,
-) -> Result<ReplaceOutcome, StoreError> {
-    request.observed_at = micros(request.observed_at);
-    let observed = listing::observe(&request)?;
-    let scope = listing::scope_of(&request.key);
-    let listing_text = request.key.to_string();
-    let cost = to_i64("listing cost", request.cost_requests)?;
-    let items = to_i64("listing size", observed.rows.len() as u64)?;
-
-    if let Some(lock) = LOCK_LISTING {
-        // Two replaces of the same listing must not both diff against the same old state, or
-        // each would record the same drift.
-        sqlx::query(lock)
-            .bind(&listing_text)
-            .execute(&mut **tx)
-            .await
-            .map_err(db_err("lock a listing"))?;
+    group: Vec<(usize, ReplaceListing)>,
+) -> Result<Vec<(usize, ReplaceOutcome)>, StoreError> {
+    if group.is_empty() {
+        return Ok(Vec::new());
     }
-    let seen_before = sqlx::query("SELECT listing FROM listing_freshness WHERE listing = $1")
-        .bind(&listing_text)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db_err("read listing freshness"))?
-        .is_some();
-    let stored = load_rows(tx, &scope).await?;
-    let baseline = !seen_before && !request.baseline_is_drift;
-    let diff = listing::diff(&request, &stored, &observed.rows, baseline)?;
+    let mut prepared = Vec::with_capacity(group.len());
+    for (index, mut request) in group {
+        request.observed_at = micros(request.observed_at);
+        prepared.push(Prepared {
+            index,
+            observed: listing::observe(&request)?,
+            scope: listing::scope_of(&request.key),
+            listing: request.key.to_string(),
+            request,
+        });
+    }
+    let listings: Vec<String> = prepared.iter().map(|p| p.listing.clone()).collect();
+    let (seen, failed) = seen_listings(tx, &listings).await?;
+    let scopes: Vec<&Scope> = prepared.iter().map(|p| &p.scope).collect();
+    let mut stored_rows = load_rows_batch(tx, &scopes).await?;
+    let account_ids: BTreeSet<String> = prepared
+        .iter()
+        .flat_map(|p| p.observed.accounts.iter())
+        .map(|a| a.account_id.to_string())
+        .collect();
+    let mut accounts = load_accounts(tx, &account_ids).await?;
 
-    if let Some(guard) = request.guard {
-        let held = HeldChange {
-            would_remove: diff.deletes.len() as u64,
-            stored: stored.len() as u64,
+    let mut account_writes: BTreeMap<String, &Account> = BTreeMap::new();
+    let mut upserts = Vec::new();
+    let mut deletes = Vec::new();
+    let mut audit = Vec::new();
+    let mut fresh = Vec::new();
+    let mut outcomes = Vec::with_capacity(prepared.len());
+    for p in &prepared {
+        let request = &p.request;
+        let stored = stored_rows
+            .remove(&(p.scope.spec.table, ident_of(&p.scope).1))
+            .unwrap_or_default();
+        let baseline = !seen.contains(&p.listing) && !request.baseline_is_drift;
+        let diff = listing::diff(request, &stored, &p.observed.rows, baseline)?;
+
+        if let Some(held) = held_change(request, &diff, &stored) {
+            audit.push(held_entry(p, held));
+            outcomes.push((
+                p.index,
+                ReplaceOutcome {
+                    rows_written: 1,
+                    held: Some(held),
+                    ..ReplaceOutcome::default()
+                },
+            ));
+            continue;
+        }
+
+        // Accounts are compared with what the listings before this one left, so each listing
+        // counts the profiles it changed, as it would alone.
+        let mut accounts_written = 0;
+        for account in &p.observed.accounts {
+            let id = account.account_id.to_string();
+            let values = listing::account_values(account);
+            if accounts.get(&id) != Some(&values) {
+                accounts_written += 1;
+                accounts.insert(id.clone(), values);
+                account_writes.insert(id, account);
+            }
+        }
+        let row = |key: &String, values: Vec<ColVal>| RowWrite {
+            spec: p.scope.spec,
+            scope: p.scope.values.clone(),
+            key: key.clone(),
+            values,
         };
-        if guard.holds(held.would_remove, held.stored) {
-            let entry = NewAuditEntry {
-                at: request.observed_at,
-                actor: "sync".to_owned(),
-                kind: AuditKind::HeldChange,
-                subject: format!("listing {listing_text}"),
-                before: None,
-                after: None,
-                details: serde_json::json!({
-                    "listing": listing_text,
-                    "would_remove": held.would_remove,
-                    "stored": held.stored,
-                    "observed": observed.rows.len(),
-                    "max_percent": guard.max_percent,
-                    "min_count": guard.min_count,
-                }),
-            };
-            insert_audit(tx, std::slice::from_ref(&entry)).await?;
-            return Ok(ReplaceOutcome {
-                rows_written: 1,
-                held: Some(held),
-                ..ReplaceOutcome::default()
-            });
+        upserts.extend(diff.upserts.iter().map(|(k, v)| row(k, v.clone())));
+        deletes.extend(diff.deletes.iter().map(|k| row(k, Vec::new())));
+        audit.extend(diff.drift.iter().map(|event| drift_entry(&p.listing, event)));
+        fresh.push(FreshRow {
+            listing: p.listing.clone(),
+            workspace: request.key.workspace().to_string(),
+            read_at: request.observed_at,
+            cost: to_i64("listing cost", request.cost_requests)?,
+            items: to_i64("listing size", p.observed.rows.len() as u64)?,
+            run: request.run.map(|r| r.0),
+        });
+        let deleted = diff.deletes.len() as u64;
+        let drift = diff.drift.len() as u64;
+        outcomes.push((
+            p.index,
+            ReplaceOutcome {
+                inserted: diff.inserted,
+                updated: diff.updated,
+                deleted,
+                cascaded: 0,
+                accounts_written,
+                baseline,
+                drift: diff.drift,
+                rows_written: diff.inserted + diff.updated + deleted + accounts_written + drift,
+                held: None,
+            },
+        ));
+    }
+
+    let accounts: Vec<&Account> = account_writes.into_values().collect();
+    write_accounts(tx, &accounts).await?;
+    upsert_rows_batch(tx, &upserts).await?;
+    delete_rows_batch(tx, &deletes).await?;
+    // Only a listing that cascades deletes anything of another, and it is alone in its group.
+    for (index, outcome) in &mut outcomes {
+        let Some(p) = prepared.iter().find(|p| p.index == *index) else {
+            continue;
+        };
+        if outcome.held.is_none() && cascades(&p.request.key) {
+            let deleted: Vec<String> = deletes.iter().map(|d| d.key.clone()).collect();
+            outcome.cascaded = cascade(tx, &p.request.key, &deleted).await?;
+            outcome.rows_written += outcome.cascaded;
         }
     }
-
-    let accounts_written = upsert_accounts(tx, &observed.accounts).await?;
-    upsert_rows(tx, &scope, &diff.upserts).await?;
-    let deleted = delete_keys(
-        tx,
-        scope.spec.table,
-        scope.spec.scope_cols,
-        &scope.values,
-        scope.spec.key_col,
-        &diff.deletes,
-    )
-    .await?;
-    let cascaded = cascade(tx, &request.key, &diff.deletes).await?;
-
-    let audit: Vec<NewAuditEntry> = diff
-        .drift
-        .iter()
-        .map(|event| NewAuditEntry {
-            at: event.observed_at,
-            actor: "bitbucket".to_owned(),
-            kind: AuditKind::Drift,
-            subject: format!("{} {}", event.kind, event.key),
-            before: event.before.clone(),
-            after: event.after.clone(),
-            details: serde_json::json!({
-                "listing": listing_text,
-                "entity": event.kind.as_str(),
-                "key": event.key,
-            }),
-        })
-        .collect();
     insert_audit(tx, &audit).await?;
-
-    sqlx::query(
-        "INSERT INTO listing_freshness \
-         (listing, workspace, read_at, cost_requests, item_count, resume_cursor, last_run_id) \
-         VALUES ($1, $2, $3, $4, $5, NULL, $6) \
-         ON CONFLICT (listing) DO UPDATE SET read_at = excluded.read_at, \
-         cost_requests = excluded.cost_requests, item_count = excluded.item_count, \
-         resume_cursor = NULL, last_run_id = excluded.last_run_id",
-    )
-    .bind(&listing_text)
-    .bind(request.key.workspace().to_string())
-    .bind(request.observed_at)
-    .bind(cost)
-    .bind(items)
-    .bind(request.run.map(|r| r.0))
-    .execute(&mut **tx)
-    .await
-    .map_err(db_err("mark a listing fresh"))?;
+    mark_fresh_batch(tx, &fresh).await?;
     // A complete read settles any earlier failure of the listing.
-    delete_keys(
-        tx,
-        "listing_failures",
-        &[],
-        &[],
-        "listing",
-        std::slice::from_ref(&listing_text),
-    )
-    .await?;
+    let settled: Vec<String> = fresh
+        .into_iter()
+        .map(|f| f.listing)
+        .filter(|listing| failed.contains(listing))
+        .collect();
+    delete_keys(tx, "listing_failures", &[], &[], "listing", &settled).await?;
+    Ok(outcomes)
+}
 
-    let rows_written = diff.inserted
-        + diff.updated
-        + deleted
-        + cascaded
-        + accounts_written
-        + diff.drift.len() as u64;
-    Ok(ReplaceOutcome {
-        inserted: diff.inserted,
-        updated: diff.updated,
-        deleted,
-        cascaded,
-        accounts_written,
-        baseline,
-        drift: diff.drift,
-        rows_written,
-        held: None,
-    })
+/// The change the request's guard holds back, if any.
+fn held_change(request: &ReplaceListing, diff: &listing::Diff, stored: &Rows) -> Option<HeldChange> {
+    let guard = request.guard?;
+    let held = HeldChange {
+        would_remove: diff.deletes.len() as u64,
+        stored: stored.len() as u64,
+    };
+    guard.holds(held.would_remove, held.stored).then_some(held)
+}
+
+fn held_entry(p: &Prepared, held: HeldChange) -> NewAuditEntry {
+    let guard = p.request.guard.unwrap_or_default();
+    NewAuditEntry {
+        at: p.request.observed_at,
+        actor: "sync".to_owned(),
+        kind: AuditKind::HeldChange,
+        subject: format!("listing {}", p.listing),
+        before: None,
+        after: None,
+        details: serde_json::json!({
+            "listing": p.listing,
+            "would_remove": held.would_remove,
+            "stored": held.stored,
+            "observed": p.observed.rows.len(),
+            "max_percent": guard.max_percent,
+            "min_count": guard.min_count,
+        }),
+    }
+}
+
+fn drift_entry(listing: &str, event: &DriftEvent) -> NewAuditEntry {
+    NewAuditEntry {
+        at: event.observed_at,
+        actor: "bitbucket".to_owned(),
+        kind: AuditKind::Drift,
+        subject: format!("{} {}", event.kind, event.key),
+        before: event.before.clone(),
+        after: event.after.clone(),
+        details: serde_json::json!({
+            "listing": listing,
+            "entity": event.kind.as_str(),
+            "key": event.key,
+        }),
+    }
 }
