@@ -5,17 +5,10 @@
 
 mod sync_support;
 
-use assert_cmd::Command;
 use bitbucket_sim::SimHandle;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use sync_support::*;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
 
 fn write_config(sim: &SimHandle, dir: &Path, override_id: &str) -> PathBuf {
     std::fs::write(
@@ -37,26 +30,6 @@ fn write_config(sim: &SimHandle, dir: &Path, override_id: &str) -> PathBuf {
     });
     std::fs::write(&path, config.to_string()).expect("write config");
     path
-}
-
-async fn run(sim: &SimHandle, dir: &Path, config: &Path, args: &[&str]) -> Run {
-    let mut cmd = Command::cargo_bin("bitbucket-access").expect("binary built");
-    cmd.current_dir(dir)
-        .env_remove("BITBUCKET_ACCESS_CONFIG")
-        .env_remove("RUST_LOG")
-        .env("BB_TOKEN", sim.admin_token())
-        .env("JIRA_KEY", sim.jira_credentials().1)
-        .arg("--config")
-        .arg(config)
-        .args(args);
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("binary runs"))
-        .await
-        .expect("join");
-    Run {
-        code: out.status.code().expect("exit code"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,7 +62,7 @@ async fn a_sync_matches_identities_and_the_commands_show_them() {
     });
     let config = write_config(&sim, dir.path(), &hidden.account_id);
 
-    let sync = run(&sim, dir.path(), &config, &["sync"]).await;
+    let sync = run_cli(&sim, dir.path(), &config, &["sync"]).await;
     assert!(sync.code <= 1, "{}\n{}", sync.stdout, sync.stderr);
     assert!(
         sync.stderr.contains("identity matching:"),
@@ -97,7 +70,7 @@ async fn a_sync_matches_identities_and_the_commands_show_them() {
         sync.stderr
     );
 
-    let listed = run(
+    let listed = run_cli(
         &sim,
         dir.path(),
         &config,
@@ -137,7 +110,7 @@ async fn a_sync_matches_identities_and_the_commands_show_them() {
     );
     assert_eq!(row(&hidden.account_id)["source"], "manual");
 
-    let csv = run(
+    let csv = run_cli(
         &sim,
         dir.path(),
         &config,
@@ -151,7 +124,7 @@ async fn a_sync_matches_identities_and_the_commands_show_them() {
         "{}",
         csv.stdout
     );
-    let unmatched = run(
+    let unmatched = run_cli(
         &sim,
         dir.path(),
         &config,
@@ -163,14 +136,14 @@ async fn a_sync_matches_identities_and_the_commands_show_them() {
     assert!(unmatched.len() < rows.len());
 
     // A second sync within the interval does not match again.
-    let again = run(&sim, dir.path(), &config, &["sync"]).await;
+    let again = run_cli(&sim, dir.path(), &config, &["sync"]).await;
     assert!(
         !again.stderr.contains("identity matching:"),
         "{}",
         again.stderr
     );
 
-    let access = run(
+    let access = run_cli(
         &sim,
         dir.path(),
         &config,

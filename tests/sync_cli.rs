@@ -13,12 +13,6 @@ use std::path::{Path, PathBuf};
 use sync_support::*;
 use tempfile::TempDir;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 /// A config for the simulator's service account and an SQLite file, both in `dir`.
 fn write_config(sim: &SimHandle, dir: &Path) -> PathBuf {
     let path = dir.join("bitbucket-access.json");
@@ -35,28 +29,6 @@ fn write_config(sim: &SimHandle, dir: &Path) -> PathBuf {
     });
     std::fs::write(&path, config.to_string()).expect("write config");
     path
-}
-
-/// Runs the binary with `--config CONFIG args...` in `dir`.
-async fn run(sim: &SimHandle, dir: &Path, config: &Path, args: &[&str]) -> Run {
-    let mut cmd = Command::cargo_bin("bitbucket-access").expect("binary built");
-    cmd.current_dir(dir)
-        .env_remove("BITBUCKET_ACCESS_CONFIG")
-        .env_remove("RUST_LOG")
-        .env("BB_TOKEN", sim.admin_token())
-        .arg("--config")
-        .arg(config)
-        .args(args);
-    // The simulator runs on this test's runtime, so the blocking child process waits on
-    // another thread.
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("binary runs"))
-        .await
-        .expect("join");
-    Run {
-        code: out.status.code().expect("exit code"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 /// `repo account level` lines and `repo account source level` lines of a JSON answer.
@@ -87,7 +59,7 @@ async fn access_explains_a_repository_and_an_account_in_three_formats() {
     let config = write_config(&sim, dir.path());
     let ws = owned_workspaces(&sim).remove(0);
 
-    let sync = run(&sim, dir.path(), &config, &["sync"]).await;
+    let sync = run_cli(&sim, dir.path(), &config, &["sync"]).await;
     assert_eq!(sync.code, 0, "{}\n{}", sync.stdout, sync.stderr);
     assert!(sync.stdout.contains("Complete"), "{}", sync.stdout);
     assert!(sync.stdout.contains("0 disagreements"), "{}", sync.stdout);
@@ -111,7 +83,7 @@ async fn access_explains_a_repository_and_an_account_in_three_formats() {
     let full = format!("{ws}/{repo}");
 
     // JSON: exactly the simulator's effective access, with every source.
-    let json = run(
+    let json = run_cli(
         &sim,
         dir.path(),
         &config,
@@ -148,7 +120,7 @@ async fn access_explains_a_repository_and_an_account_in_three_formats() {
     assert_eq!(holder_row["workspace"], ws.as_str());
 
     // CSV: a header, then one row per account, the same accounts as JSON.
-    let csv = run(
+    let csv = run_cli(
         &sim,
         dir.path(),
         &config,
@@ -175,7 +147,7 @@ async fn access_explains_a_repository_and_an_account_in_three_formats() {
     assert_eq!(csv_accounts, json_accounts);
 
     // Table: a header and the holder's line with its direct source.
-    let table = run(&sim, dir.path(), &config, &["access", "repo", &full]).await;
+    let table = run_cli(&sim, dir.path(), &config, &["access", "repo", &full]).await;
     assert_eq!(table.code, 0, "{}", table.stderr);
     let header = table.stdout.lines().next().expect("a header");
     for column in ["repository", "account", "name", "level", "why"] {
@@ -191,7 +163,7 @@ async fn access_explains_a_repository_and_an_account_in_three_formats() {
 
     // What the holder can reach, everywhere: the same as the world gives, public repositories
     // of the workspaces it belongs to included.
-    let user = run(
+    let user = run_cli(
         &sim,
         dir.path(),
         &config,
@@ -206,7 +178,7 @@ async fn access_explains_a_repository_and_an_account_in_three_formats() {
         .cloned()
         .collect();
     assert_eq!(sources, want, "what {holder} can reach");
-    let user_csv = run(
+    let user_csv = run_cli(
         &sim,
         dir.path(),
         &config,
@@ -222,12 +194,12 @@ async fn access_explains_a_repository_and_an_account_in_three_formats() {
             .len()
             + 1
     );
-    let user_table = run(&sim, dir.path(), &config, &["access", "user", &holder]).await;
+    let user_table = run_cli(&sim, dir.path(), &config, &["access", "user", &holder]).await;
     assert_eq!(user_table.code, 0);
     assert!(user_table.stdout.contains(&full), "{}", user_table.stdout);
 
     // Mistakes are explained, with exit 1.
-    let unknown = run(
+    let unknown = run_cli(
         &sim,
         dir.path(),
         &config,
@@ -240,10 +212,10 @@ async fn access_explains_a_repository_and_an_account_in_three_formats() {
         "{}",
         unknown.stderr
     );
-    let bad = run(&sim, dir.path(), &config, &["access", "repo", "no-slash"]).await;
+    let bad = run_cli(&sim, dir.path(), &config, &["access", "repo", "no-slash"]).await;
     assert_eq!(bad.code, 1);
     assert!(bad.stderr.contains("WS/REPO"), "{}", bad.stderr);
-    let nobody = run(
+    let nobody = run_cli(
         &sim,
         dir.path(),
         &config,
@@ -274,7 +246,7 @@ async fn access_of_a_plain_member_lists_public_repositories() {
         let repo = wsv.repositories.values_mut().next().expect("a repository");
         repo.is_private = false;
     });
-    let sync = run(&sim, dir.path(), &config, &["sync", "--workspace", &ws]).await;
+    let sync = run_cli(&sim, dir.path(), &config, &["sync", "--workspace", &ws]).await;
     assert_eq!(sync.code, 0, "{}\n{}", sync.stdout, sync.stderr);
 
     let (member, public) = sim.with_world(|w| {
@@ -293,7 +265,7 @@ async fn access_of_a_plain_member_lists_public_repositories() {
             .collect();
         (member, public)
     });
-    let out = run(
+    let out = run_cli(
         &sim,
         dir.path(),
         &config,
@@ -377,7 +349,7 @@ async fn sync_skips_a_workspace_another_live_run_holds_and_exits_0() {
         .expect("claim");
     sim.reset_counters();
 
-    let out = run(&sim, dir.path(), &config, &["sync"]).await;
+    let out = run_cli(&sim, dir.path(), &config, &["sync"]).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let ws = owned_workspaces(&sim).remove(0);
     let line = format!(
@@ -408,7 +380,7 @@ async fn sync_beyond_the_free_allowance_defers_the_rest_and_exits_1_at_once() {
     sim.reset_counters();
 
     let started = std::time::Instant::now();
-    let out = run(&sim, dir.path(), &config, &["sync", "--cross-check", "0"]).await;
+    let out = run_cli(&sim, dir.path(), &config, &["sync", "--cross-check", "0"]).await;
 
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     let ws = owned_workspaces(&sim).remove(0);

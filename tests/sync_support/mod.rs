@@ -20,6 +20,7 @@ use bitbucket_access::store::{ListingKey, Store, SyncRunId};
 use bitbucket_sim::{Sim, SimHandle, SimOptions, World, WorldSpec};
 use secrecy::SecretString;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::Duration;
 use url::Url;
 
@@ -464,5 +465,38 @@ pub async fn completed_at_least(store: &dyn Store, count: usize) -> SyncRunId {
             }
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+// ----- The binary -----
+
+/// What a run of the binary printed, and its exit code.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the binary with `--config CONFIG args...` in `dir`, the simulator's token in
+/// `$BB_TOKEN` and its Jira key in `$JIRA_KEY` (for configs that name them).
+pub async fn run_cli(sim: &SimHandle, dir: &Path, config: &Path, args: &[&str]) -> Run {
+    let mut cmd = assert_cmd::Command::cargo_bin("bitbucket-access").expect("binary built");
+    cmd.current_dir(dir)
+        .env_remove("BITBUCKET_ACCESS_CONFIG")
+        .env_remove("RUST_LOG")
+        .env("BB_TOKEN", sim.admin_token())
+        .env("JIRA_KEY", sim.jira_credentials().1)
+        .arg("--config")
+        .arg(config)
+        .args(args);
+    // The simulator runs on the test's runtime, so the blocking child process waits on
+    // another thread.
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("binary runs"))
+        .await
+        .expect("join");
+    Run {
+        code: out.status.code().expect("exit code"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
