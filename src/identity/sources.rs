@@ -177,7 +177,7 @@ pub fn parse_people(name: &str, text: &str) -> Result<Vec<String>, IdentityError
 }
 
 /// The records of a CSV text, each with the line of the file it starts on.
-fn csv_rows(name: &str, text: &str) -> Result<Vec<(u64, Vec<String>)>, IdentityError> {
+fn csv_rows(name: &str, text: &str) -> Result<Vec<(usize, Vec<String>)>, IdentityError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -195,7 +195,17 @@ fn csv_rows(name: &str, text: &str) -> Result<Vec<(u64, Vec<String>)>, IdentityE
                 problem: format!("has more than {MAX_ROWS} rows"),
             });
         }
-        let line = record.position().map_or(0, csv::Position::line);
+        // From the byte offset, past the blank lines the reader skipped before the record
+        // (its own line count does not count them).
+        let bytes = text.as_bytes();
+        let mut start = record
+            .position()
+            .map_or(0, |p| usize::try_from(p.byte()).unwrap_or(usize::MAX))
+            .min(bytes.len());
+        while matches!(bytes.get(start), Some(b'\n' | b'\r')) {
+            start += 1;
+        }
+        let line = bytes[..start].iter().filter(|b| **b == b'\n').count() + 1;
         rows.push((line, record.iter().map(str::to_owned).collect()));
     }
     Ok(rows)
