@@ -218,6 +218,28 @@ async fn an_import_of_200_people_resolves_in_batches_and_a_bad_file_stores_nothi
         identities_json(&sim, dir.path(), &config, &[]).await,
         before
     );
+    // A file that is not UTF-8 (an old spreadsheet export) names its line too.
+    std::fs::write(
+        dir.path().join("latin1.csv"),
+        b"email\nada@x.example\nren\xe9@x.example\n",
+    )
+    .expect("write");
+    let latin1 = run_cli(
+        &sim,
+        dir.path(),
+        &config,
+        &["identities", "import", "latin1.csv"],
+    )
+    .await;
+    assert_eq!(latin1.code, 2, "{}", latin1.stderr);
+    assert!(
+        latin1
+            .stderr
+            .contains("latin1.csv is not UTF-8 text (line 3)"),
+        "{}",
+        latin1.stderr
+    );
+    assert_eq!(sim.total_requests(), 0, "nothing asked of Bitbucket");
 
     // People who are members, without an email Jira shows, and strangers: 200 addresses.
     let people: Vec<bitbucket_sim::User> = member_users(&sim)
