@@ -151,7 +151,13 @@ async fn jira_matches_record_their_source_and_hidden_emails_stay_unmatched(url: 
                 hidden += 1;
                 // Never guessed from the display name or nickname.
                 assert_eq!(got.email, None, "{} must stay unmatched", u.account_id);
-                assert_eq!(got.source, IdentitySource::Unmatched);
+                // An app has no person to match: labelled as such, not left unmatched.
+                let want = if u.app_user {
+                    IdentitySource::App
+                } else {
+                    IdentitySource::Unmatched
+                };
+                assert_eq!(got.source, want, "{}", u.account_id);
             }
         }
         if u.jira_account_type == Some(bitbucket_sim::JiraAccountType::App) {

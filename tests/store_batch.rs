@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use bitbucket_access::domain::{
-    Account, AccountId, GroupSlug, Principal, RepoLevel, RepoRef, RepoSlug, WorkspaceSlug,
+    Account, AccountId, AccountKind, GroupSlug, Principal, RepoLevel, RepoRef, RepoSlug,
+    WorkspaceSlug,
 };
 use bitbucket_access::store::{
     open, AuditFilter, ExpectedChange, Fact, ListingKey, MassChangeGuard, ReplaceListing,
@@ -49,6 +50,7 @@ fn account(ws: &str, id: &str, name: &str) -> Account {
         uuid: None,
         display_name: name.to_owned(),
         nickname: None,
+        kind: AccountKind::User,
     }
 }
 

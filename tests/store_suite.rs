@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use bitbucket_access::domain::{
-    effective_access, Account, AccountId, AccountType, EntityKind, FactKey, GrantState,
-    GrantTarget, GroupSlug, Identity, IdentitySource, NewGrant, Principal, ProjectKey,
+    effective_access, Account, AccountId, AccountKind, AccountType, EntityKind, FactKey,
+    GrantState, GrantTarget, GroupSlug, Identity, IdentitySource, NewGrant, Principal, ProjectKey,
     ProjectLevel, ProjectRef, RepoLevel, RepoRef, RepoSlug, Source, WorkspaceRole, WorkspaceSlug,
 };
 use bitbucket_access::store::{
@@ -68,6 +68,7 @@ fn account(id: &str) -> Account {
         uuid: Some(format!("{{{id}-uuid}}")),
         display_name: format!("{id} display"),
         nickname: Some(id.to_owned()),
+        kind: AccountKind::User,
     }
 }
 

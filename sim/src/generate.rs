@@ -360,6 +360,7 @@ impl World {
                 email: "svc-access@acme.example".into(),
                 email_visible_in_jira: true,
                 jira_account_type: Some(JiraAccountType::Atlassian),
+                app_user: false,
                 active: true,
                 created_on: now - Duration::days(400),
             },
@@ -420,6 +421,8 @@ impl World {
                     email,
                     email_visible_in_jira: !hidden && jira != Some(JiraAccountType::App),
                     jira_account_type: jira,
+                    // Apps' accounts are app users on Bitbucket's side too.
+                    app_user: jira == Some(JiraAccountType::App),
                     active: rng.gen_bool(0.97),
                     created_on: time_before(&mut rng, now, 2000),
                 },

@@ -156,6 +156,10 @@ pub struct User {
     pub email_visible_in_jira: bool,
     /// The Jira account type, or `None` when the account has no Jira user at all.
     pub jira_account_type: Option<JiraAccountType>,
+    /// Whether Bitbucket shows the account as an `app_user` (an app's own account) rather than
+    /// a `user`.
+    #[serde(default)]
+    pub app_user: bool,
     /// Whether the account is active.
     pub active: bool,
     /// When the account was created.

@@ -9,6 +9,8 @@
 //!   unknown value is logged with the value, so a new role shows up in the logs);
 //! - an account is keyed by its Atlassian account id, else by its UUID (rare app users have no
 //!   account id; Bitbucket accepts the UUID in paths too); an account with neither is dropped;
+//! - an account's kind is its `type` (`user`, `app_user`, `team`); a missing or unknown type is
+//!   `unknown`, which never overwrites a kind the store already knows;
 //! - a permission level the listing cannot hold (`none`, an unknown value) is no permission.
 
 use super::models::{
@@ -17,8 +19,8 @@ use super::models::{
     WorkspaceRole as WireRole,
 };
 use crate::domain::{
-    Account, AccountId, Group, GroupSlug, Project, ProjectKey, ProjectLevel, RepoLevel, RepoSlug,
-    Repository, Workspace, WorkspaceRole, WorkspaceSlug,
+    Account, AccountId, AccountKind, Group, GroupSlug, Project, ProjectKey, ProjectLevel,
+    RepoLevel, RepoSlug, Repository, Workspace, WorkspaceRole, WorkspaceSlug,
 };
 use tracing::warn;
 
@@ -33,6 +35,7 @@ fn account_from_parts(
     uuid: Option<&String>,
     display_name: Option<&String>,
     nickname: Option<&String>,
+    kind: AccountKind,
 ) -> Option<Account> {
     let id = account_id.or(uuid)?;
     Some(Account {
@@ -40,6 +43,7 @@ fn account_from_parts(
         uuid: uuid.cloned(),
         display_name: display_name.cloned().unwrap_or_default(),
         nickname: nickname.cloned(),
+        kind,
     })
 }
 
@@ -51,6 +55,7 @@ impl WireAccount {
             self.uuid.as_ref(),
             self.display_name.as_ref(),
             self.nickname.as_ref(),
+            AccountKind::parse(self.kind.as_deref()),
         )
     }
 }
@@ -63,6 +68,8 @@ impl MemberV1 {
             self.uuid.as_ref(),
             self.display_name.as_ref(),
             self.nickname.as_ref(),
+            // 1.0 group members carry no type.
+            AccountKind::Unknown,
         )
     }
 }
@@ -265,6 +272,36 @@ mod tests {
             "557058:abc"
         );
         assert!(WireAccount::default().to_domain().is_none());
+    }
+
+    #[test]
+    fn an_account_keeps_the_type_bitbucket_gives_it() {
+        let kind = |json: &str| {
+            serde_json::from_str::<WireAccount>(json)
+                .expect("decodes")
+                .to_domain()
+                .expect("an account")
+                .kind
+        };
+        assert_eq!(
+            kind(r#"{"type": "app_user", "account_id": "557058:bot"}"#),
+            AccountKind::AppUser
+        );
+        assert_eq!(
+            kind(r#"{"type": "user", "account_id": "557058:ada"}"#),
+            AccountKind::User
+        );
+        // Trimmed away or a type this client does not know: not a guess.
+        assert_eq!(kind(r#"{"account_id": "557058:x"}"#), AccountKind::Unknown);
+        assert_eq!(
+            kind(r#"{"type": "robot", "account_id": "557058:x"}"#),
+            AccountKind::Unknown
+        );
+        let member: MemberV1 = serde_json::from_str(r#"{"uuid": "{0f1e}"}"#).expect("decodes");
+        assert_eq!(
+            member.to_domain().expect("an account").kind,
+            AccountKind::Unknown
+        );
     }
 
     #[test]

@@ -114,8 +114,14 @@ async fn resolve(config: &Config, store: &dyn Store, email: &str) -> Result<Stri
         }
         Ok(None) => {
             eprintln!(
-                "error: no account is matched to {email}: not in the store's identity matches,                  not found by Bitbucket's member email filter{}; run `bitbucket-access                  identities import` with the address or add it to identity.overrides_file",
-                if jira.is_some() { " nor by Jira's user search" } else { "" }
+                "error: no account is matched to {email}: not in the store's identity matches, \
+                 not found by Bitbucket's member email filter{}; run `bitbucket-access \
+                 identities import` with the address or add it to identity.overrides_file",
+                if jira.is_some() {
+                    " nor by Jira's user search"
+                } else {
+                    ""
+                }
             );
             Err(EXIT_FAILURE)
         }

@@ -11,8 +11,9 @@ use serde::Serialize;
 
 use super::output::{render, Format, Rows};
 use super::{load_config, Cli, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::domain::{AccountId, AccountType, Conflict, IdentitySource, WorkspaceSlug};
+use crate::domain::{AccountId, AccountKind, AccountType, Conflict, IdentitySource, WorkspaceSlug};
 use crate::http::RetryPolicy;
 use crate::identity::{self, sources, Sources};
 use crate::jira::{JiraClient, JiraRoute};
@@ -24,7 +25,8 @@ pub struct Args {
     /// Refresh or import instead of listing.
     #[command(subcommand)]
     pub action: Option<Action>,
-    /// List only accounts without an email.
+    /// List only accounts no source matched to a person (app accounts without an email are
+    /// not listed: no person stands behind them).
     #[arg(long)]
     pub unmatched: bool,
     /// Output format.
@@ -104,7 +106,7 @@ async fn list(config: &Config, args: &Args) -> u8 {
     };
     let rows: Vec<IdentityRow> = rows
         .into_iter()
-        .filter(|r| !args.unmatched || r.email.is_none())
+        .filter(|r| !args.unmatched || r.source == IdentitySource::Unmatched)
         .collect();
     print!("{}", render_rows(args.format, &rows));
     EXIT_OK
@@ -121,15 +123,16 @@ async fn open_store(config: &Config, mode: OpenMode) -> Option<std::sync::Arc<dy
     }
 }
 
-/// Every stored account with its identity, accounts never matched shown as `unmatched`.
+/// Every stored account with its identity, accounts never matched shown as `unmatched` (or
+/// `app` when Bitbucket says it is an app user).
 pub async fn identity_rows(
     store: &dyn Store,
 ) -> Result<Vec<IdentityRow>, crate::store::StoreError> {
-    let names: BTreeMap<AccountId, String> = store
+    let names: BTreeMap<AccountId, (String, AccountKind)> = store
         .accounts()
         .await?
         .into_iter()
-        .map(|a| (a.account_id, a.display_name))
+        .map(|a| (a.account_id, (a.display_name, a.kind)))
         .collect();
     let mut identities: BTreeMap<AccountId, crate::domain::Identity> = store
         .identities()
@@ -148,7 +151,8 @@ pub async fn identity_rows(
     Ok(ids
         .into_iter()
         .map(|id| {
-            let display_name = names.get(&id).cloned().unwrap_or_default();
+            let (display_name, kind) = names.get(&id).cloned().unwrap_or_default();
+            let app = kind == AccountKind::AppUser;
             match identities.remove(&id) {
                 Some(i) => IdentityRow {
                     account_id: id.to_string(),
@@ -164,10 +168,18 @@ pub async fn identity_rows(
                     account_id: id.to_string(),
                     display_name,
                     email: None,
-                    source: IdentitySource::Unmatched,
+                    source: if app {
+                        IdentitySource::App
+                    } else {
+                        IdentitySource::Unmatched
+                    },
                     matched_at: None,
                     active: None,
-                    account_type: AccountType::Unknown,
+                    account_type: if app {
+                        AccountType::App
+                    } else {
+                        AccountType::Unknown
+                    },
                     conflicts: Vec::new(),
                 },
             }
@@ -263,8 +275,16 @@ fn read_text(path: &Path, what: &str) -> Result<String, String> {
             sources::MAX_FILE_BYTES / (1024 * 1024)
         ));
     }
-    std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+        format!(
+            "the {what} {} is not UTF-8 text (line {line}); save it as UTF-8 and try again",
+            path.display()
+        )
+    })
 }
 
 fn read_overrides(path: &Path) -> Result<BTreeMap<AccountId, String>, String> {
@@ -272,10 +292,15 @@ fn read_overrides(path: &Path) -> Result<BTreeMap<AccountId, String>, String> {
     sources::parse_overrides(&path.display().to_string(), &text).map_err(|e| e.to_string())
 }
 
-/// Runs a matching pass if one is due, after a sync; says what it did on standard error.
-/// Never fails the sync: a problem is reported and the matches stay as they were.
-pub async fn refresh_if_due(config: &Config, store: &dyn Store) {
-    let now = Utc::now();
+/// Runs a matching pass if one is due, after a sync, at the time of the sync's `clock`; says
+/// what it did on standard error and returns its report (`None` when not due or it could not
+/// run). Never fails the sync: a problem is reported and the matches stay as they were.
+pub async fn refresh_if_due(
+    config: &Config,
+    store: &dyn Store,
+    clock: &dyn Clock,
+) -> Option<identity::RefreshReport> {
+    let now = clock.now();
     match identity::is_due(
         store,
         config.identity.refresh_interval,
@@ -285,22 +310,31 @@ pub async fn refresh_if_due(config: &Config, store: &dyn Store) {
     .await
     {
         Ok(true) => {}
-        Ok(false) => return,
+        Ok(false) => return None,
         Err(e) => {
             eprintln!("warning: identity matching skipped: {e}");
-            return;
+            return None;
         }
     }
     let setup = match setup(config, true).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("warning: identity matching skipped: {e}");
-            return;
+            return None;
         }
     };
     match identity::refresh(store, setup.sources(), now).await {
-        Ok(report) => eprintln!("{}", report.summary()),
-        Err(e) => eprintln!("warning: identity matching failed, matches unchanged: {e}"),
+        Ok(report) => {
+            eprintln!("{}", report.summary());
+            if let Some(warning) = report.override_warning() {
+                eprintln!("{warning}");
+            }
+            Some(report)
+        }
+        Err(e) => {
+            eprintln!("warning: identity matching failed, matches unchanged: {e}");
+            None
+        }
     }
 }
 
@@ -321,6 +355,9 @@ async fn refresh(config: &Config) -> u8 {
     match identity::refresh(store.as_ref(), setup.sources(), Utc::now()).await {
         Ok(report) => {
             println!("{}", report.summary());
+            if let Some(warning) = report.override_warning() {
+                eprintln!("{warning}");
+            }
             if report.jira_read || config.jira.is_none() {
                 EXIT_OK
             } else {
@@ -385,7 +422,13 @@ async fn import(config: &Config, people: &Path) -> u8 {
                 report.resolved,
                 report.not_found.len()
             );
+            for (email, account) in &report.matches {
+                println!("  {email} -> {account}");
+            }
             println!("{}", report.pass.summary());
+            if let Some(warning) = report.pass.override_warning() {
+                eprintln!("{warning}");
+            }
             EXIT_OK
         }
         Err(e) => {

@@ -76,7 +76,8 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
     match crate::sync::run(store.as_ref(), &client, &options).await {
         Ok(report) => {
             // Identity matching follows a sync when due; it never changes the sync's outcome.
-            super::identities::refresh_if_due(&config, store.as_ref()).await;
+            super::identities::refresh_if_due(&config, store.as_ref(), options.clock.as_ref())
+                .await;
             if args.json {
                 println!(
                     "{}",

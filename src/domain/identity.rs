@@ -5,7 +5,9 @@
 //! matches, the changes worth an audit entry and the conflicts come out. The rules, in order of
 //! trust: the override file, then Jira (`users/search`, then `user/bulk`), then Bitbucket's
 //! member email filter. An account no source names stays unmatched: nothing here ever guesses
-//! from a display name or nickname.
+//! from a display name or nickname. An app account (Bitbucket's `app_user`, or Jira's `app`)
+//! without an email is labelled `app`, not left among the unmatched people: no person stands
+//! behind it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -27,6 +29,8 @@ pub enum IdentitySource {
     JiraUserBulk,
     /// Bitbucket's workspace member filter by email (`identities import`, `access user EMAIL`).
     BitbucketMemberEmail,
+    /// An app's account without an email: no person to match, so nothing is missing.
+    App,
     /// No source named an email.
     Unmatched,
 }
@@ -38,6 +42,7 @@ impl IdentitySource {
         IdentitySource::JiraUsersSearch,
         IdentitySource::JiraUserBulk,
         IdentitySource::BitbucketMemberEmail,
+        IdentitySource::App,
         IdentitySource::Unmatched,
     ];
 
@@ -48,6 +53,7 @@ impl IdentitySource {
             IdentitySource::JiraUsersSearch => "jira_users_search",
             IdentitySource::JiraUserBulk => "jira_user_bulk",
             IdentitySource::BitbucketMemberEmail => "bitbucket_member_email",
+            IdentitySource::App => "app",
             IdentitySource::Unmatched => "unmatched",
         }
     }
@@ -72,7 +78,8 @@ impl fmt::Display for IdentitySource {
     }
 }
 
-/// What kind of account this is, as Jira labels it; `unknown` when no source said.
+/// What kind of account this is, as Jira labels it (or Bitbucket, for its app users); `unknown`
+/// when no source said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AccountType {
@@ -205,6 +212,8 @@ pub struct MatchInput<'a> {
     pub member_emails: Option<&'a BTreeMap<AccountId, String>>,
     /// The override file.
     pub overrides: Option<&'a BTreeMap<AccountId, String>>,
+    /// The accounts Bitbucket shows as `app_user` (apps, whatever Jira says or does not say).
+    pub app_users: Option<&'a BTreeSet<AccountId>>,
     /// The matches stored before this pass.
     pub previous: Option<&'a BTreeMap<AccountId, Identity>>,
 }
@@ -284,11 +293,16 @@ fn match_one(input: &MatchInput<'_>, id: &AccountId, now: DateTime<Utc>) -> Iden
             return kept;
         }
     }
-    let (active, account_type) = match (jira, previous) {
+    let (active, mut account_type) = match (jira, previous) {
         (Some(j), _) => (Some(j.active), j.account_type),
         (None, Some(p)) if input.jira.is_none() => (p.active, p.account_type),
         _ => (None, AccountType::Unknown),
     };
+    // Bitbucket's `app_user` type is structural: such an account is an app even when Jira does
+    // not know it (apps often have no Jira user) or says nothing about its type.
+    if input.app_users.is_some_and(|a| a.contains(id)) {
+        account_type = AccountType::App;
+    }
     let jira_email = jira.and_then(|j| j.email.clone().map(|e| (j.source, e)));
     let member_email = input
         .member_emails
@@ -307,6 +321,8 @@ fn match_one(input: &MatchInput<'_>, id: &AccountId, now: DateTime<Utc>) -> Iden
         (IdentitySource::Manual, Some(manual.clone()))
     } else if let Some((source, email)) = jira_email.or(member_email) {
         (source, Some(email))
+    } else if account_type == AccountType::App {
+        (IdentitySource::App, None)
     } else {
         (IdentitySource::Unmatched, None)
     };
@@ -456,6 +472,50 @@ mod tests {
         );
         assert_eq!(out.identities, vec![old]);
         assert!(out.changes.is_empty());
+    }
+
+    #[test]
+    fn an_app_user_is_an_app_not_an_unmatched_person() {
+        let accounts = [id("bot"), id("person"), id("jira-app")];
+        let app_users = BTreeSet::from([id("bot")]);
+        // Jira knows neither the Bitbucket app user nor the person; it labels its own app.
+        let mut app = fact(None, true);
+        app.account_type = AccountType::App;
+        let jira = BTreeMap::from([(id("jira-app"), app)]);
+        let out = match_identities(
+            &MatchInput {
+                accounts: &accounts,
+                jira: Some(&jira),
+                app_users: Some(&app_users),
+                ..MatchInput::default()
+            },
+            now(),
+        );
+        let [bot, person, jira_app] = &out.identities[..] else {
+            panic!("three identities")
+        };
+        assert_eq!(
+            (bot.source, bot.account_type),
+            (IdentitySource::App, AccountType::App)
+        );
+        assert_eq!(
+            (jira_app.source, jira_app.account_type),
+            (IdentitySource::App, AccountType::App)
+        );
+        assert_eq!(person.source, IdentitySource::Unmatched);
+        // An override still names an app's mailbox when someone wants one recorded.
+        let overrides = BTreeMap::from([(id("bot"), "ci@x.example".to_owned())]);
+        let out = match_identities(
+            &MatchInput {
+                accounts: &accounts[..1],
+                overrides: Some(&overrides),
+                app_users: Some(&app_users),
+                ..MatchInput::default()
+            },
+            now(),
+        );
+        assert_eq!(out.identities[0].source, IdentitySource::Manual);
+        assert_eq!(out.identities[0].account_type, AccountType::App);
     }
 
     #[test]

@@ -27,6 +27,6 @@ pub use ids::{
 };
 pub use levels::{LevelError, ProjectLevel, RepoLevel, WorkspaceRole};
 pub use model::{
-    Account, Group, Project, ProjectPermission, Repository, RepositoryPermission, Workspace,
-    WorkspaceMember,
+    Account, AccountKind, Group, Project, ProjectPermission, Repository, RepositoryPermission,
+    Workspace, WorkspaceMember,
 };

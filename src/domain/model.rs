@@ -62,6 +62,48 @@ pub struct Account {
     pub display_name: String,
     /// The nickname (not unique).
     pub nickname: Option<String>,
+    /// What Bitbucket says the account is (the `type` of its user object).
+    #[serde(default)]
+    pub kind: AccountKind,
+}
+
+/// The kind of account Bitbucket shows (its `type` discriminator): a person's `user`, an
+/// `app_user` (an app's own account, no person behind it) or a legacy `team`. `unknown` when
+/// the listing did not say (Bitbucket 1.0 group members carry no type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountKind {
+    /// A user account.
+    User,
+    /// An app user: an app's account, never a person.
+    AppUser,
+    /// A team account (the pre-workspace model).
+    Team,
+    /// Not said.
+    #[default]
+    Unknown,
+}
+
+impl AccountKind {
+    /// The wire and stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::User => "user",
+            AccountKind::AppUser => "app_user",
+            AccountKind::Team => "team",
+            AccountKind::Unknown => "unknown",
+        }
+    }
+
+    /// Parses the wire or stored spelling; anything else (or nothing) is `Unknown`.
+    pub fn parse(value: Option<&str>) -> Self {
+        match value {
+            Some("user") => AccountKind::User,
+            Some("app_user") => AccountKind::AppUser,
+            Some("team") => AccountKind::Team,
+            _ => AccountKind::Unknown,
+        }
+    }
 }
 
 /// A workspace group with its members.

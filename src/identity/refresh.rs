@@ -17,8 +17,8 @@ use super::IdentityError;
 use crate::bitbucket::members::EmailMatch;
 use crate::bitbucket::BitbucketClient;
 use crate::domain::{
-    match_identities, same_email, AccountId, Identity, IdentityChange, IdentityRefresh,
-    IdentitySource, MatchInput, WorkspaceSlug,
+    match_identities, same_email, AccountId, AccountKind, Identity, IdentityChange,
+    IdentityRefresh, IdentitySource, MatchInput, WorkspaceSlug,
 };
 use crate::jira::JiraClient;
 use crate::store::{AuditKind, NewAuditEntry, Store};
@@ -51,9 +51,31 @@ pub struct RefreshReport {
     pub jira: String,
     /// Requests sent to Jira.
     pub jira_requests: u64,
+    /// Override entries naming an account the store does not know (a mistyped id, or an
+    /// account no sync has read yet): they matched nothing.
+    pub unknown_overrides: Vec<AccountId>,
 }
 
 impl RefreshReport {
+    /// The warning about override entries that matched nothing, if any.
+    pub fn override_warning(&self) -> Option<String> {
+        if self.unknown_overrides.is_empty() {
+            return None;
+        }
+        let ids: Vec<&str> = self
+            .unknown_overrides
+            .iter()
+            .map(AccountId::as_str)
+            .collect();
+        Some(format!(
+            "warning: the override file names {} account(s) the store does not know, so they \
+             match nothing: {}; check the account ids (Bitbucket's account_id, not a nickname) \
+             or run a sync that reads those accounts",
+            ids.len(),
+            ids.join(", ")
+        ))
+    }
+
     /// One paragraph for people.
     pub fn summary(&self) -> String {
         let sources: Vec<String> = self
@@ -103,12 +125,14 @@ async fn run_pass(
     ask_jira: bool,
     now: DateTime<Utc>,
 ) -> Result<RefreshReport, IdentityError> {
-    let mut accounts: BTreeSet<AccountId> = store
-        .accounts()
-        .await?
-        .into_iter()
-        .map(|a| a.account_id)
+    let stored_accounts = store.accounts().await?;
+    let app_users: BTreeSet<AccountId> = stored_accounts
+        .iter()
+        .filter(|a| a.kind == AccountKind::AppUser)
+        .map(|a| a.account_id.clone())
         .collect();
+    let mut accounts: BTreeSet<AccountId> =
+        stored_accounts.into_iter().map(|a| a.account_id).collect();
     let previous: BTreeMap<AccountId, Identity> = store
         .identities()
         .await?
@@ -118,6 +142,15 @@ async fn run_pass(
     // Accounts known only by an earlier email look-up stay in the picture.
     accounts.extend(previous.keys().cloned());
     accounts.extend(new_member_emails.keys().cloned());
+    let unknown_overrides: Vec<AccountId> = sources
+        .overrides
+        .map(|o| {
+            o.keys()
+                .filter(|id| !accounts.contains(*id))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
     let accounts: Vec<AccountId> = accounts.into_iter().collect();
     let mut with_access = BTreeSet::new();
     for ws in store.workspaces().await? {
@@ -167,6 +200,7 @@ async fn run_pass(
             jira: jira.as_ref(),
             member_emails: Some(&member_emails),
             overrides: sources.overrides,
+            app_users: Some(&app_users),
             previous: Some(&previous),
         },
         now,
@@ -213,6 +247,7 @@ async fn run_pass(
         jira_read,
         jira: jira_words,
         jira_requests,
+        unknown_overrides,
     })
 }
 
@@ -227,6 +262,8 @@ pub struct ImportReport {
     pub emails: usize,
     /// Addresses Bitbucket resolved to a member.
     pub resolved: usize,
+    /// Each resolved address (as the file gave it) with its account, in address order.
+    pub matches: Vec<(String, AccountId)>,
     /// Addresses no member of the managed workspaces holds.
     pub not_found: Vec<String>,
     /// The matching pass that recorded them.
@@ -264,6 +301,10 @@ pub async fn import_people(
     Ok(ImportReport {
         emails: emails.len(),
         resolved: found.len(),
+        matches: found
+            .values()
+            .map(|m| (m.email.clone(), m.account.account_id.clone()))
+            .collect(),
         not_found: pending,
         pass,
     })

@@ -105,6 +105,7 @@ pub fn parse_overrides(
     } else {
         csv_rows(name, text)?
             .into_iter()
+            .map(|(_, row)| row)
             .filter(|row| !row.iter().all(|c| c.trim().is_empty()))
             .filter(|row| !row[0].trim().eq_ignore_ascii_case("account_id"))
             .map(|row| {
@@ -139,29 +140,33 @@ pub fn parse_overrides(
 
 /// An IdP export of people: CSV with an `email` column (and optionally name, department,
 /// manager, which matching does not use), or without a header the email first. Returns the
-/// distinct addresses in file order.
+/// distinct addresses in file order; a row without an address names its line of the file.
 pub fn parse_people(name: &str, text: &str) -> Result<Vec<String>, IdentityError> {
     check_size(name, text)?;
     let rows = csv_rows(name, text)?;
     let mut rows = rows
         .into_iter()
-        .filter(|r| !r.iter().all(|c| c.trim().is_empty()));
+        .filter(|(_, r)| !r.iter().all(|c| c.trim().is_empty()));
     let Some(first) = rows.next() else {
         return Ok(Vec::new());
     };
     let header = first
+        .1
         .iter()
         .position(|c| c.trim().eq_ignore_ascii_case("email"));
     let column = header.unwrap_or(0);
     let data = header.is_none().then_some(first).into_iter().chain(rows);
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
-    for (i, row) in data.enumerate() {
+    for (line, row) in data {
         let email = row.get(column).map(|c| c.trim()).unwrap_or_default();
         if !valid_email(email) {
             return Err(IdentityError::File {
-                what: format!("{name} (row {})", i + 1 + usize::from(header.is_some())),
-                problem: format!("has `{email}` where an email address belongs"),
+                what: format!("{name} (line {line})"),
+                problem: format!(
+                    "has `{email}` where an email address belongs; fix the line and import \
+                     again (nothing was imported)"
+                ),
             });
         }
         if seen.insert(email.to_ascii_lowercase()) {
@@ -171,7 +176,8 @@ pub fn parse_people(name: &str, text: &str) -> Result<Vec<String>, IdentityError
     Ok(out)
 }
 
-fn csv_rows(name: &str, text: &str) -> Result<Vec<Vec<String>>, IdentityError> {
+/// The records of a CSV text, each with the line of the file it starts on.
+fn csv_rows(name: &str, text: &str) -> Result<Vec<(usize, Vec<String>)>, IdentityError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -189,7 +195,18 @@ fn csv_rows(name: &str, text: &str) -> Result<Vec<Vec<String>>, IdentityError> {
                 problem: format!("has more than {MAX_ROWS} rows"),
             });
         }
-        rows.push(record.iter().map(str::to_owned).collect());
+        // From the byte offset, past the blank lines the reader skipped before the record
+        // (its own line count does not count them).
+        let bytes = text.as_bytes();
+        let mut start = record
+            .position()
+            .map_or(0, |p| usize::try_from(p.byte()).unwrap_or(usize::MAX))
+            .min(bytes.len());
+        while matches!(bytes.get(start), Some(b'\n' | b'\r')) {
+            start += 1;
+        }
+        let line = bytes[..start].iter().filter(|b| **b == b'\n').count() + 1;
+        rows.push((line, record.iter().map(str::to_owned).collect()));
     }
     Ok(rows)
 }
@@ -227,7 +244,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(people, vec!["ada@x.example", "bo@x.example"]);
-        let err = parse_people("p.csv", "email\nnot-an-email\n").unwrap_err();
-        assert!(err.to_string().contains("row 2"), "{err}");
+        // The line of the file, blank lines counted.
+        let err = parse_people("p.csv", "email\na@x.example\n\nnot-an-email\n").unwrap_err();
+        assert!(err.to_string().contains("p.csv (line 4)"), "{err}");
     }
 }

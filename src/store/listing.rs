@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::domain::{Account, DriftEvent};
+use crate::domain::{Account, AccountKind, DriftEvent};
 
 use super::error::StoreError;
 use super::types::{ExpectedChange, Fact, ListingKey, ReplaceListing};
@@ -390,12 +390,19 @@ pub(crate) fn diff(
     Ok(out)
 }
 
-/// The values of an account row, in `accounts` column order after `account_id`.
-pub(crate) fn account_values(account: &Account) -> Vec<ColVal> {
+/// The values of an account row, in `accounts` column order after `account_id`, as writing it
+/// over `stored` leaves them: a listing that does not say the kind keeps the stored one (so an
+/// account read from a 1.0 group listing is not rewritten after its 2.0 listing named it).
+pub(crate) fn account_values(account: &Account, stored: Option<&Vec<ColVal>>) -> Vec<ColVal> {
+    let kind = match (account.kind, stored.and_then(|s| s.get(3))) {
+        (AccountKind::Unknown, Some(stored)) => stored.clone(),
+        (kind, _) => ColVal::Text(Some(kind.as_str().to_owned())),
+    };
     vec![
         ColVal::Text(account.uuid.clone()),
         ColVal::Text(Some(account.display_name.clone())),
         ColVal::Text(account.nickname.clone()),
+        kind,
     ]
 }
 
@@ -404,4 +411,5 @@ pub(crate) const ACCOUNT_COLS: &[(&str, ColKind)] = &[
     ("uuid", ColKind::Text),
     ("display_name", ColKind::Text),
     ("nickname", ColKind::Text),
+    ("kind", ColKind::Text),
 ];

@@ -25,9 +25,11 @@ fn avatar(name: &str) -> String {
     )
 }
 
-/// Condensed user as embedded in memberships and permissions.
+/// Condensed user as embedded in memberships and permissions. An app's account is an
+/// `app_user` (the OpenAPI `app_user` schema); it keeps its nickname, as the 1.0 member
+/// object does, so the two listings agree on the account.
 pub fn user(base: &str, u: &User) -> Value {
-    json!({
+    let mut v = json!({
         "type": "user",
         "display_name": u.display_name,
         "uuid": u.uuid,
@@ -38,7 +40,13 @@ pub fn user(base: &str, u: &User) -> Value {
             "avatar": {"href": avatar(&u.display_name)},
             "html": {"href": format!("https://bitbucket.org/{}/", enc(&u.uuid))}
         }
-    })
+    });
+    if u.app_user {
+        if let Some(o) = v.as_object_mut() {
+            o.insert("type".into(), json!("app_user"));
+        }
+    }
+    v
 }
 
 /// Full user (`/user`, `/users/{id}`).

@@ -10,7 +10,8 @@ async fn load_accounts(
     let mut stored: BTreeMap<String, Vec<ColVal>> = BTreeMap::new();
     for chunk in ids.chunks(CHUNK) {
         let mut qb = QueryBuilder::<Db>::new(
-            "SELECT account_id, uuid, display_name, nickname FROM accounts WHERE account_id IN (",
+            "SELECT account_id, uuid, display_name, nickname, kind FROM accounts \
+             WHERE account_id IN (",
         );
         let mut list = qb.separated(", ");
         for id in chunk {
@@ -32,30 +33,34 @@ async fn load_accounts(
                     ColVal::Text(row.try_get(1).map_err(&decode)?),
                     ColVal::Text(Some(display_name)),
                     ColVal::Text(row.try_get(3).map_err(&decode)?),
+                    ColVal::Text(row.try_get(4).map_err(&decode)?),
                 ],
             );
         }
     }
-    debug_assert!(listing::ACCOUNT_COLS.len() == 3);
+    debug_assert!(listing::ACCOUNT_COLS.len() == 4);
     Ok(stored)
 }
 
 /// Inserts or updates accounts, one multi-row statement per chunk. The accounts must be
-/// distinct: one statement cannot update a row twice.
+/// distinct: one statement cannot update a row twice. An `unknown` kind (a listing that does
+/// not carry the type) keeps the kind already stored.
 async fn write_accounts(tx: &mut Tx, accounts: &[&Account]) -> Result<(), StoreError> {
     for chunk in accounts.chunks(CHUNK) {
         let mut qb = QueryBuilder::<Db>::new(
-            "INSERT INTO accounts (account_id, uuid, display_name, nickname) ",
+            "INSERT INTO accounts (account_id, uuid, display_name, nickname, kind) ",
         );
         qb.push_values(chunk, |mut b, account| {
             b.push_bind(account.account_id.to_string())
                 .push_bind(account.uuid.clone())
                 .push_bind(account.display_name.clone())
-                .push_bind(account.nickname.clone());
+                .push_bind(account.nickname.clone())
+                .push_bind(account.kind.as_str());
         });
         qb.push(
             " ON CONFLICT (account_id) DO UPDATE SET uuid = excluded.uuid, \
-             display_name = excluded.display_name, nickname = excluded.nickname",
+             display_name = excluded.display_name, nickname = excluded.nickname, \
+             kind = CASE WHEN excluded.kind = 'unknown' THEN accounts.kind ELSE excluded.kind END",
         );
         qb.build()
             .execute(&mut **tx)
@@ -72,12 +77,17 @@ fn account_from_row(row: &<Db as sqlx::Database>::Row) -> Result<Account, StoreE
         uuid: row.try_get(1).map_err(&decode)?,
         display_name: row.try_get(2).map_err(&decode)?,
         nickname: row.try_get(3).map_err(&decode)?,
+        kind: crate::domain::AccountKind::parse(
+            row.try_get::<Option<String>, _>(4)
+                .map_err(&decode)?
+                .as_deref(),
+        ),
     })
 }
 
 pub(crate) async fn accounts(pool: &Pool<Db>) -> Result<Vec<Account>, StoreError> {
     let rows = sqlx::query(
-        "SELECT account_id, uuid, display_name, nickname FROM accounts ORDER BY account_id",
+        "SELECT account_id, uuid, display_name, nickname, kind FROM accounts ORDER BY account_id",
     )
     .fetch_all(pool)
     .await
@@ -90,7 +100,7 @@ pub(crate) async fn account(
     id: &AccountId,
 ) -> Result<Option<Account>, StoreError> {
     let row = sqlx::query(
-        "SELECT account_id, uuid, display_name, nickname FROM accounts WHERE account_id = $1",
+        "SELECT account_id, uuid, display_name, nickname, kind FROM accounts WHERE account_id = $1",
     )
     .bind(id.to_string())
     .fetch_optional(pool)
@@ -104,7 +114,7 @@ pub(crate) async fn account_by_email(
     email: &str,
 ) -> Result<Option<Account>, StoreError> {
     let row = sqlx::query(
-        "SELECT a.account_id, a.uuid, a.display_name, a.nickname FROM accounts a \
+        "SELECT a.account_id, a.uuid, a.display_name, a.nickname, a.kind FROM accounts a \
          JOIN identities i ON i.account_id = a.account_id \
          WHERE lower(i.email) = lower($1) ORDER BY a.account_id LIMIT 1",
     )

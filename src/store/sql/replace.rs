@@ -214,7 +214,7 @@ async fn replace_group(
         let mut accounts_written = 0;
         for account in &p.observed.accounts {
             let id = account.account_id.to_string();
-            let values = listing::account_values(account);
+            let values = listing::account_values(account, accounts.get(&id));
             if accounts.get(&id) != Some(&values) {
                 accounts_written += 1;
                 accounts.insert(id.clone(), values);
