@@ -10,16 +10,22 @@ mod support_db;
 mod sync_support;
 
 use bitbucket_access::bitbucket::BitbucketClient;
+use bitbucket_access::clock::{Clock, ManualClock};
 use bitbucket_access::store::{open, Store, SyncOutcome};
-use bitbucket_access::sync::{self, GroupPermissionsSource, SyncOptions, SyncReport};
+use bitbucket_access::sync::{
+    self, GroupPermissionsSource, SyncOptions, SyncReport, SWEEP_REFUSAL_KEPT,
+};
 use bitbucket_sim::{Level, SimHandle, World, WorldSpec};
 use std::sync::Arc;
+use std::time::Duration;
 use sync_support::*;
 
 on_both_backends!(
     the_sweep_stores_what_the_per_repository_listings_store,
     a_refused_sweep_falls_back_and_the_run_completes,
     a_failed_sweep_deletes_nothing,
+    a_refused_sweep_is_asked_again_only_once_its_refusal_is_old,
+    a_resumed_run_counts_the_sweep_once_in_its_minimum,
     an_empty_sweep_is_confirmed_per_repository,
     without_the_1_0_groups_api_the_run_says_what_to_do,
 );
@@ -33,6 +39,20 @@ fn options(ws: &str, sweep: bool) -> SyncOptions {
         group_privileges_sweep: sweep,
         ..SyncOptions::default()
     }
+}
+
+/// The sweep's options on a clock the test moves, past a remembered refusal when it must be
+/// asked again.
+fn options_at(ws: &str, clock: &ManualClock) -> SyncOptions {
+    SyncOptions {
+        clock: Arc::new(clock.clone()),
+        ..options(ws, true)
+    }
+}
+
+/// Moves the clock past the time a refusal of the sweep is remembered.
+fn forget_refusals(clock: &ManualClock) {
+    clock.advance(SWEEP_REFUSAL_KEPT + chrono::Duration::minutes(1));
 }
 
 async fn sync_ok(store: &dyn Store, client: &BitbucketClient, options: &SyncOptions) -> SyncReport {
@@ -175,6 +195,7 @@ async fn a_refused_sweep_falls_back_and_the_run_completes(url: String) {
     let client = client(&sim, 4);
     let ws = owned_workspaces(&sim).remove(0);
     let repos = sim.with_world(|w| w.workspaces[&ws].repositories.len()) as u64;
+    let clock = ManualClock::starting_now();
 
     for (status, words) in [
         (410u16, "retired"),
@@ -184,7 +205,9 @@ async fn a_refused_sweep_falls_back_and_the_run_completes(url: String) {
     ] {
         sim.faults().refuse_group_privileges(status);
         sim.reset_counters();
-        let report = sync_ok(store.as_ref(), &client, &options(&ws, true)).await;
+        // Each refusal is asked anew: the one before is old.
+        forget_refusals(&clock);
+        let report = sync_ok(store.as_ref(), &client, &options_at(&ws, &clock)).await;
         assert_eq!(
             report.outcome,
             SyncOutcome::Complete,
@@ -223,9 +246,10 @@ async fn a_refused_sweep_falls_back_and_the_run_completes(url: String) {
         assert_store_matches_world(store.as_ref(), &sim, &ws).await;
     }
 
-    // Once Bitbucket answers again, the sweep is back.
+    // Once Bitbucket answers again, the sweep is back (when the refusal is old enough to ask).
     sim.faults().clear();
-    let report = sync_ok(store.as_ref(), &client, &options(&ws, true)).await;
+    forget_refusals(&clock);
+    let report = sync_ok(store.as_ref(), &client, &options_at(&ws, &clock)).await;
     assert_eq!(
         report.workspaces[0].group_permissions_source,
         GroupPermissionsSource::Sweep
@@ -239,7 +263,8 @@ async fn a_failed_sweep_deletes_nothing(url: String) {
     let store = store_at(&url).await;
     let client = client(&sim, 1);
     let ws = owned_workspaces(&sim).remove(0);
-    let first = sync_ok(store.as_ref(), &client, &options(&ws, true)).await;
+    let clock = ManualClock::starting_now();
+    let first = sync_ok(store.as_ref(), &client, &options_at(&ws, &clock)).await;
     assert_eq!(first.outcome, SyncOutcome::Complete);
 
     // Every repository but one loses its group permissions in the world.
@@ -271,7 +296,7 @@ async fn a_failed_sweep_deletes_nothing(url: String) {
     // The five workspace listings and one request more: the sweep, or nothing after it.
     let capped = SyncOptions {
         max_requests: Some(6),
-        ..options(&ws, true)
+        ..options_at(&ws, &clock)
     };
     for status in [500u16, 200] {
         sim.faults().refuse_group_privileges(status);
@@ -296,10 +321,14 @@ async fn a_failed_sweep_deletes_nothing(url: String) {
                 assert_eq!(at, &read_before[key], "{status}: {key} keeps its age");
             }
         }
+        // A server error passes; an answer of an unexpected shape is kept as a refusal.
+        let refusal = store.sweep_refusal(&slug(&ws)).await.expect("refusal");
+        assert_eq!(refusal.is_some(), status == 200, "{status}: {refusal:?}");
     }
 
     // The same budget with a working sweep replaces every repository's group permissions.
     sim.faults().clear();
+    forget_refusals(&clock);
     let report = sync_ok(store.as_ref(), &client, &capped).await;
     assert_eq!(
         report.workspaces[0].group_permissions_source,
@@ -308,6 +337,146 @@ async fn a_failed_sweep_deletes_nothing(url: String) {
     let after = groups_of_repos(&store_listings(store.as_ref(), &ws).await);
     assert_eq!(after, groups_of_repos(&world_listings(&sim, &ws)));
     assert_eq!(after.len(), 1, "{after:?}");
+}
+
+// ----- 3b. A refusal is remembered -----
+
+async fn a_refused_sweep_is_asked_again_only_once_its_refusal_is_old(url: String) {
+    let sim = start_sim(7206).await;
+    let store = store_at(&url).await;
+    let client = client(&sim, 4);
+    let ws = owned_workspaces(&sim).remove(0);
+    let repos = sim.with_world(|w| w.workspaces[&ws].repositories.len()) as u64;
+    let clock = ManualClock::starting_now();
+    sim.faults().refuse_group_privileges(410);
+
+    let first = sync_ok(store.as_ref(), &client, &options_at(&ws, &clock)).await;
+    assert_eq!(first.outcome, SyncOutcome::Complete, "{first:#?}");
+    let refusal = store
+        .sweep_refusal(&slug(&ws))
+        .await
+        .expect("refusal")
+        .expect("the refusal is kept");
+    assert_eq!(
+        refusal.refused_at.timestamp_micros(),
+        clock.now().timestamp_micros(),
+        "kept with the time of the refusal"
+    );
+
+    // An hour later Bitbucket is not asked: the run reads per repository and says why.
+    clock.advance(chrono::Duration::hours(1));
+    sim.reset_counters();
+    let second = sync_ok(store.as_ref(), &client, &options_at(&ws, &clock)).await;
+    assert_eq!(second.outcome, SyncOutcome::Complete, "{second:#?}");
+    assert_eq!(
+        sim.request_count("GET", SWEEP),
+        0,
+        "the refusal was asked again"
+    );
+    assert_eq!(sim.request_count("GET", REPO_GROUPS), repos);
+    let summary = &second.workspaces[0];
+    assert_eq!(
+        summary.group_permissions_source,
+        GroupPermissionsSource::PerRepository
+    );
+    let note = summary
+        .group_permissions_note
+        .as_deref()
+        .unwrap_or_default();
+    for words in ["not asked", "60m ago", "24h", "per repository"] {
+        assert!(note.contains(words), "{words}: {note}");
+    }
+    // No request went to a known refusal: the run spent exactly its minimum.
+    assert_eq!(second.requests_used, second.minimum_requests);
+    assert_store_matches_world(store.as_ref(), &sim, &ws).await;
+
+    // A day after the refusal the sweep is asked again; still refused, the refusal is renewed.
+    forget_refusals(&clock);
+    sim.reset_counters();
+    let third = sync_ok(store.as_ref(), &client, &options_at(&ws, &clock)).await;
+    assert_eq!(sim.request_count("GET", SWEEP), 1);
+    assert_eq!(third.outcome, SyncOutcome::Complete, "{third:#?}");
+    let renewed = store
+        .sweep_refusal(&slug(&ws))
+        .await
+        .expect("refusal")
+        .expect("still refused");
+    assert!(renewed.refused_at > refusal.refused_at, "{renewed:?}");
+
+    // Once it answers (and the refusal is old), the sweep is used and the refusal forgotten.
+    sim.faults().clear();
+    forget_refusals(&clock);
+    sim.reset_counters();
+    let fourth = sync_ok(store.as_ref(), &client, &options_at(&ws, &clock)).await;
+    assert_eq!(
+        fourth.workspaces[0].group_permissions_source,
+        GroupPermissionsSource::Sweep
+    );
+    assert_eq!(sim.request_count("GET", REPO_GROUPS), 0);
+    assert!(store
+        .sweep_refusal(&slug(&ws))
+        .await
+        .expect("refusal")
+        .is_none());
+}
+
+// ----- 3c. A resumed run after the sweep -----
+
+async fn a_resumed_run_counts_the_sweep_once_in_its_minimum(url: String) {
+    let sim = start_sim(7207).await;
+    let store = store_at(&url).await;
+    let client = client(&sim, 1);
+    let ws = owned_workspaces(&sim).remove(0);
+    let clock = ManualClock::starting_now();
+    let opts = options_at(&ws, &clock);
+    let (groups, repos, projects) = sim.with_world(|w| {
+        let w = &w.workspaces[&ws];
+        (w.groups.len(), w.repositories.len(), w.projects.len())
+    });
+    // A complete read: the five workspace listings, the sweep, a user listing per repository
+    // and two listings per project (every listing of this world fits in one page).
+    let minimum = (5 + 1 + repos + 2 * projects) as u64;
+
+    // The run is stopped once the sweep has stored every repository's group permissions and
+    // three more permission listings are stored.
+    sim.faults().set_latency(Duration::from_millis(20));
+    let interrupted = tokio::select! {
+        report = sync::run(store.as_ref(), &client, &opts) => {
+            panic!("the run ended before it was interrupted: {report:?}")
+        }
+        run = completed_at_least(store.as_ref(), 5 + groups + repos + 3) => run,
+    };
+    sim.faults().clear();
+    let done = store.completed_listings(interrupted).await.expect("done");
+    let swept = done
+        .iter()
+        .filter(|k| k.to_string().ends_with(":groups") && k.to_string().starts_with("repo:"))
+        .count();
+    assert_eq!(swept, repos, "the sweep stored every repository's groups");
+    let done_users = done
+        .iter()
+        .filter(|k| k.to_string().ends_with(":users"))
+        .count();
+    assert!(done_users < repos + projects, "{done:?}");
+
+    clock.advance(chrono::Duration::from_std(opts.lease.lease).expect("a lease") * 2);
+    sim.reset_counters();
+    let resumed = sync_ok(store.as_ref(), &client, &opts).await;
+    assert!(resumed.resumed, "{resumed:#?}");
+    assert_eq!(resumed.outcome, SyncOutcome::Complete, "{resumed:#?}");
+    // Nothing swept is asked again, neither by the sweep nor per repository ...
+    assert_eq!(sim.request_count("GET", SWEEP), 0);
+    assert_eq!(sim.request_count("GET", REPO_GROUPS), 0);
+    assert_eq!(
+        resumed.workspaces[0].group_permissions_source,
+        GroupPermissionsSource::Sweep
+    );
+    // ... and the minimum counts the sweep's one request for all of them, as a fresh run does.
+    assert_eq!(resumed.minimum_requests, minimum, "{resumed:#?}");
+    let next = sync_ok(store.as_ref(), &client, &opts).await;
+    assert!(!next.resumed);
+    assert_eq!(next.minimum_requests, minimum, "{next:#?}");
+    assert_store_matches_world(store.as_ref(), &sim, &ws).await;
 }
 
 // ----- 4. An empty sweep against stored group permissions -----

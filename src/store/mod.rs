@@ -63,7 +63,7 @@ pub use run_types::{ClaimOutcome, ClaimRequest, Heartbeat, HeldWorkspace, RunOwn
 pub use types::{
     AuditEntry, AuditFilter, AuditId, AuditKind, ExpectedChange, Fact, HeldChange, ListingFailure,
     ListingFreshness, ListingKey, ListingStatus, MassChangeGuard, NewAuditEntry, ReplaceListing,
-    ReplaceOutcome, SyncOutcome, SyncRun, SyncRunFinish, SyncRunId,
+    ReplaceOutcome, SweepRefusal, SyncOutcome, SyncRun, SyncRunFinish, SyncRunId,
 };
 
 /// The future every store method returns.
@@ -135,6 +135,20 @@ pub trait Store: Send + Sync + fmt::Debug {
         &'a self,
         workspace: &'a WorkspaceSlug,
     ) -> StoreFuture<'a, Vec<ListingFailure>>;
+
+    /// The last refusal of the workspace's group-privileges sweep, if one is on record.
+    fn sweep_refusal<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+    ) -> StoreFuture<'a, Option<SweepRefusal>>;
+
+    /// Records (`Some`) or clears (`None`) the refusal of the workspace's group-privileges
+    /// sweep. The reason must hold no secret.
+    fn set_sweep_refusal<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+        refusal: Option<&'a SweepRefusal>,
+    ) -> StoreFuture<'a, ()>;
 
     /// Every stored workspace.
     fn workspaces(&self) -> StoreFuture<'_, Vec<Workspace>>;
@@ -388,6 +402,21 @@ impl Store for SqlStore {
         workspace: &'a WorkspaceSlug,
     ) -> StoreFuture<'a, Vec<ListingFailure>> {
         dispatch!(self, listing_failures(workspace))
+    }
+
+    fn sweep_refusal<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+    ) -> StoreFuture<'a, Option<SweepRefusal>> {
+        dispatch!(self, sweep_refusal(workspace))
+    }
+
+    fn set_sweep_refusal<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+        refusal: Option<&'a SweepRefusal>,
+    ) -> StoreFuture<'a, ()> {
+        dispatch!(self, set_sweep_refusal(workspace, refusal))
     }
 
     fn workspaces(&self) -> StoreFuture<'_, Vec<Workspace>> {

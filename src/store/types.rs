@@ -252,6 +252,17 @@ pub struct ListingFailure {
     pub message: String,
 }
 
+/// Bitbucket's last refusal of a workspace's group-privileges sweep (403, 404, 410 or an answer
+/// of an unexpected shape): the sync reads group permissions per repository until it is old
+/// enough to ask again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepRefusal {
+    /// When Bitbucket refused it.
+    pub refused_at: DateTime<Utc>,
+    /// Why, as the run's summary said it (free of secrets).
+    pub reason: String,
+}
+
 /// A listing the sync should read, with its age: `read_at` is `None` when it was never read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListingStatus {

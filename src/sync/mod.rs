@@ -44,7 +44,7 @@ mod workspace;
 pub use age::format_age;
 pub use lease::LeaseSettings;
 pub use report::{Failure, Finding, Held, HeldListing, SyncReport, WorkspaceSummary};
-pub use sweep::GroupPermissionsSource;
+pub use sweep::{GroupPermissionsSource, SWEEP_REFUSAL_KEPT};
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
@@ -259,6 +259,8 @@ async fn read_claimed(
             fresh: done.clone(),
             new_scopes: HashSet::new(),
             guard: options.mass_change,
+            swept: false,
+            pending: Vec::new(),
         };
         if !options.wait && ctx.limit.left() < STRUCTURAL_LISTINGS {
             // Reading the structure now would sit in the budget waiting for the window.

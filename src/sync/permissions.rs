@@ -1,23 +1,25 @@
 //! The permission listings: explicit user and group permissions of every project and
 //! repository (`permissions-config`), two listings each, chosen by [`super::plan`] when the
 //! budget cannot pay for all of them, read several at a time and stored in batches. The group
-//! listings of repositories the group-privileges sweep ([`super::sweep`]) already stored in this
-//! run are not candidates.
+//! listings of repositories the group-privileges sweep ([`super::sweep`]) read are not
+//! candidates: the sweep's listings are written by the same writer, beside these reads.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 
 use tokio::task::JoinSet;
 use tracing::warn;
 
 use super::plan::{pages_for, Candidate, Priority};
-use super::workspace::WorkspaceRun;
+use super::workspace::{WorkspaceRun, Written};
 use super::{SyncError, PAGE_SIZE};
 use crate::bitbucket::{ApiError, BitbucketClient, ErrorKind, PermissionLevel, PermissionTarget};
 use crate::domain::{Account, FactKey, GrantTarget, GroupSlug, ProjectRef, RepoRef};
 use crate::store::{Fact, ListingKey, ReplaceListing, Store, StoreError};
 
-/// Most completed permission listings written in one transaction.
-pub(super) const WRITE_BATCH: usize = 64;
+/// Most listings read now, and most of the sweep's listings, written in one transaction.
+const WRITE_BATCH: usize = 64;
 
 /// The two permission listings of a repository.
 pub(super) fn repo_listings(r: RepoRef) -> [ListingKey; 2] {
@@ -89,12 +91,16 @@ impl WorkspaceRun<'_> {
                 continue;
             }
             let cost = status.cost_requests.unwrap_or(1).max(1);
+            // Read by the group-privileges sweep (in this run, or stored by the interrupted run
+            // this one resumes): its one request counts for all of them.
+            if self.swept && matches!(status.key, ListingKey::RepositoryGroupPermissions(_)) {
+                continue;
+            }
             if self.done.contains(&status.key) {
                 already += cost;
                 continue;
             }
-            // Stored by this run already (the group-privileges sweep, whose one request counts
-            // for all of them).
+            // Stored by this run already.
             if self.fresh.contains(&status.key) {
                 continue;
             }
@@ -118,77 +124,118 @@ impl WorkspaceRun<'_> {
     /// Reads the planned permission listings, `max_in_flight` at a time. Returns how many were
     /// stored.
     ///
-    /// Reads run as tasks, so they go on while the store writes. Listings read completely are
-    /// written in batches of whatever is ready (up to [`WRITE_BATCH`]) in one transaction each:
-    /// a commit per listing dominated large syncs (the sync benchmark measured 3.5 ms against
-    /// 0.75 ms per listing on PostgreSQL, 0.8 ms against 0.12 ms on SQLite). A listing is never
-    /// held back waiting for more: when no other read has finished, the batch is written at
-    /// once, so a slow, paced run still stores each listing as soon as it is read, and an
-    /// interrupted run loses at most the batch being written.
+    /// Reads run as tasks in the planner's order, never more than `max_in_flight` at once, and
+    /// they go on while the store writes: a completed listing joins the next batch while the
+    /// previous one is being committed, so reads never wait for a commit (on PostgreSQL a commit
+    /// took as long as several reads). A batch is written as soon as the previous write is done,
+    /// whatever its size (up to [`WRITE_BATCH`]), so a slow, paced run still stores each listing
+    /// as soon as it is read, and an interrupted run loses at most the batches not yet committed.
+    /// When a full batch waits for the write before it, no further read starts: what the run
+    /// holds in memory stays bounded by two batches and the reads in flight (and the sweep's
+    /// listings, [`WorkspaceRun::pending`], which each batch also takes from).
     pub(super) async fn read_permissions(
         &mut self,
         planned: Vec<Candidate<ListingKey>>,
     ) -> Result<u64, SyncError> {
         self.bar.set_length(planned.len() as u64);
-        let mut keys = planned.into_iter().map(|c| c.key);
+        let mut keys = planned.into_iter().map(|c| c.key).peekable();
         // Dropping the set (when the run is cancelled) aborts the reads still running.
         let mut running: JoinSet<PermissionRead> = JoinSet::new();
+        let client = self.client.clone();
         let spawn = |running: &mut JoinSet<_>, key: ListingKey| {
-            let client = self.client.clone();
+            let client = client.clone();
             running.spawn(async move {
                 let result = fetch_permissions(&client, &key).await;
                 (key, result)
             });
         };
-        for key in keys.by_ref().take(self.max_in_flight) {
-            spawn(&mut running, key);
-        }
+        let store = self.store;
+        // The batch being committed; dropping it (a cancelled run) rolls it back.
+        let mut writing: Option<BatchWrite<'_>> = None;
+        // Listings read before (the sweep's), written beside the reads, a batch at a time.
+        let mut ready = std::mem::take(&mut self.pending);
         let mut batch = Vec::new();
         let mut stored = 0;
         loop {
-            let joined = match running.try_join_next() {
-                Some(joined) => joined,
-                None => {
-                    stored += self.write_batch(&mut batch).await?;
-                    match running.join_next().await {
-                        Some(joined) => joined,
-                        None => break,
-                    }
+            // Start reads up to the limit, unless a full batch is already waiting for the store.
+            while running.len() < self.max_in_flight && batch.len() < WRITE_BATCH {
+                match keys.next() {
+                    Some(key) => spawn(&mut running, key),
+                    None => break,
                 }
-            };
-            if let Some(key) = keys.next() {
-                spawn(&mut running, key);
             }
-            self.bar.inc(1);
-            let (key, result) = match joined {
-                Ok(done) => done,
-                // A read that panicked is a bug: surface it as the panic it was.
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(_) => continue,
+            if writing.is_none() && !(batch.is_empty() && ready.is_empty()) {
+                let mut next = std::mem::take(&mut batch);
+                next.extend(ready.drain(ready.len().saturating_sub(WRITE_BATCH)..));
+                writing = Some(write_batch(store, next));
+            }
+            let Some(write) = writing.as_mut() else {
+                // Nothing to write: wait for a read, or finish.
+                match running.join_next().await {
+                    Some(joined) => self.take_read(joined, &mut batch),
+                    None if keys.peek().is_none() => break,
+                    None => {}
+                }
+                continue;
             };
-            match result {
-                Ok((facts, pages)) => {
-                    batch.push(self.request(key, facts, pages));
-                    if batch.len() >= WRITE_BATCH {
-                        stored += self.write_batch(&mut batch).await?;
-                    }
+            let event = tokio::select! {
+                // Reads first: a write waits a moment longer, a read frees a place in flight.
+                biased;
+                Some(joined) = running.join_next(), if !running.is_empty() => Event::Read(joined),
+                done = write => Event::Wrote(done),
+            };
+            match event {
+                Event::Read(joined) => self.take_read(joined, &mut batch),
+                Event::Wrote(done) => {
+                    writing = None;
+                    stored += self.written(done?);
                 }
-                // The repository or project went away after the structural listing; the next
-                // repositories listing removes it with its permissions.
-                Err(e) if e.kind == ErrorKind::NotFound => {
-                    warn!(listing = %key, "gone since the structural listing; skipped")
-                }
-                Err(e) => self.fail(&key, &e),
             }
         }
-        stored += self.write_batch(&mut batch).await?;
         Ok(stored)
     }
 
-    /// Writes completed listings in one transaction; returns how many.
-    async fn write_batch(&mut self, batch: &mut Vec<ReplaceListing>) -> Result<u64, StoreError> {
-        self.replace_all(std::mem::take(batch)).await
+    /// Takes one finished read: a complete listing joins the batch, a failure is recorded.
+    fn take_read(
+        &mut self,
+        joined: Result<PermissionRead, tokio::task::JoinError>,
+        batch: &mut Vec<ReplaceListing>,
+    ) {
+        self.bar.inc(1);
+        let (key, result) = match joined {
+            Ok(done) => done,
+            // A read that panicked is a bug: surface it as the panic it was.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => return,
+        };
+        match result {
+            Ok((facts, pages)) => batch.push(self.request(key, facts, pages)),
+            // The repository or project went away after the structural listing; the next
+            // repositories listing removes it with its permissions.
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                warn!(listing = %key, "gone since the structural listing; skipped")
+            }
+            Err(e) => self.fail(&key, &e),
+        }
     }
+}
+
+/// What the read loop waited for: a read that finished, or the write of a batch.
+enum Event {
+    Read(Result<PermissionRead, tokio::task::JoinError>),
+    Wrote(Result<Written, StoreError>),
+}
+
+/// A batch of listings being written in one transaction: their keys and outcomes when done.
+type BatchWrite<'a> = Pin<Box<dyn Future<Output = Result<Written, StoreError>> + Send + 'a>>;
+
+/// Writes `batch` in one transaction, as a future the read loop polls beside the reads.
+fn write_batch(store: &dyn Store, batch: Vec<ReplaceListing>) -> BatchWrite<'_> {
+    Box::pin(async move {
+        let keys: Vec<ListingKey> = batch.iter().map(|r| r.key.clone()).collect();
+        let outcomes = store.replace_listings(batch).await?;
+        Ok(Written { keys, outcomes })
+    })
 }
 
 /// A permission listing and the outcome of its read: its facts and pages, or the error.

@@ -4,24 +4,40 @@
 //! The sweep follows the complete-listing rule. Only an answer read completely and understood
 //! entry by entry replaces anything: then it replaces the group permissions of every repository
 //! the store knows (one complete listing per repository, marked fresh; a repository absent from
-//! the sweep has no group permissions). A failed request, a body of an unexpected shape or an
+//! the sweep has no group permissions). Those listings are written by the permission listings'
+//! writer ([`super::permissions`]) while the other listings are read. A failed request, a body of an unexpected shape or an
 //! entry the connector does not understand replaces nothing, and the run falls back to the
 //! per-repository listings, saying why in its summary. So does an empty answer while group
 //! permissions are stored: removing them all is confirmed repository by repository.
 
 use std::collections::{BTreeMap, HashMap};
 
+use chrono::Duration;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use super::permissions::WRITE_BATCH;
+use super::age::format_age;
 use super::plan::pages_for;
 use super::report::WorkspaceSummary;
 use super::workspace::WorkspaceRun;
 use super::{SyncError, PAGE_SIZE};
 use crate::bitbucket::{ApiError, ErrorKind, GroupPrivilegeV1};
 use crate::domain::{GroupSlug, Principal, RepoLevel, RepoSlug};
-use crate::store::{Fact, ListingKey};
+use crate::store::{Fact, ListingKey, SweepRefusal};
+
+/// How long a workspace whose group-privileges sweep Bitbucket refused (403, 404, 410 or an
+/// answer of an unexpected shape) reads its group permissions per repository before the sweep
+/// is asked again. A refusal is a decision of Bitbucket's or of the workspace's settings, not a
+/// passing fault: asking on every run would spend a request on a known answer.
+pub const SWEEP_REFUSAL_KEPT: Duration = Duration::hours(24);
+
+/// Whether an error of the sweep request is a refusal worth remembering (not a passing fault).
+fn is_refusal(e: &ApiError) -> bool {
+    matches!(
+        e.kind,
+        ErrorKind::Forbidden | ErrorKind::NotFound | ErrorKind::Gone | ErrorKind::Decode
+    )
+}
 
 /// Where a run read the group permissions of a workspace's repositories.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -32,6 +48,16 @@ pub enum GroupPermissionsSource {
     /// One `permissions-config/groups` listing per repository.
     #[default]
     PerRepository,
+}
+
+/// What the summary says when a refusal on record kept the run from asking.
+fn skipped_note(refusal: &SweepRefusal, age_seconds: i64) -> String {
+    format!(
+        "the group-privileges listing was not asked: Bitbucket refused it {} ago ({}); it is asked again {} after the refusal; group permissions were read per repository",
+        format_age(age_seconds),
+        refusal.reason,
+        format_age(SWEEP_REFUSAL_KEPT.num_seconds()),
+    )
 }
 
 /// Why a sweep was not used: the words the summary shows.
@@ -86,11 +112,27 @@ impl WorkspaceRun<'_> {
                 matches!(k, ListingKey::RepositoryGroupPermissions(_)) && !self.done.contains(k)
             })
             .collect();
+        // A refusal on record and recent enough: Bitbucket gave its answer; do not ask again.
+        let now = self.clock.now();
+        let refusal = self.store.sweep_refusal(self.ws).await?;
+        if let Some(refusal) = &refusal {
+            let age = now - refusal.refused_at;
+            if age < SWEEP_REFUSAL_KEPT {
+                info!(workspace = %self.ws, reason = %refusal.reason, "group-privileges listing refused recently; not asked");
+                summary.group_permissions_note = Some(skipped_note(refusal, age.num_seconds()));
+                return Ok(0);
+            }
+        }
         if keys.is_empty() {
             // Nothing to read: no repository, or the interrupted run this one resumes read
-            // them all.
+            // them all. Its one request still stands for them in the run's minimum.
             summary.group_permissions_source = GroupPermissionsSource::Sweep;
-            return Ok(0);
+            self.swept = true;
+            let swept = self
+                .done
+                .iter()
+                .any(|k| matches!(k, ListingKey::RepositoryGroupPermissions(r) if r.workspace == *self.ws));
+            return Ok(u64::from(swept));
         }
         if self.limit.left() == 0 {
             summary.group_permissions_note =
@@ -102,6 +144,9 @@ impl WorkspaceRun<'_> {
             Err(e) => {
                 let reason = fallback_reason(&e);
                 warn!(workspace = %self.ws, error = %e, "group-privileges listing not used; reading group permissions per repository");
+                if is_refusal(&e) {
+                    self.remember_refusal(e.to_string()).await?;
+                }
                 summary.group_permissions_note = Some(reason);
                 return Ok(0);
             }
@@ -129,6 +174,8 @@ impl WorkspaceRun<'_> {
             Ok(grants) => grants,
             Err(problem) => {
                 warn!(workspace = %self.ws, problem = %problem, "group-privileges listing not understood; reading group permissions per repository");
+                self.remember_refusal(format!("an unexpected answer: {problem}"))
+                    .await?;
                 summary.group_permissions_note = Some(format!(
                     "the group-privileges listing was not used (its answer has an unexpected shape: {problem}); group permissions were read per repository"
                 ));
@@ -159,16 +206,29 @@ impl WorkspaceRun<'_> {
             // reads their group permissions then.
             info!(workspace = %self.ws, repositories = grants.len(), "group privileges of repositories not yet listed; left for the next run");
         }
-        let mut stored = 0;
-        while !requests.is_empty() {
-            let rest = requests.split_off(requests.len().min(WRITE_BATCH));
-            stored += self
-                .replace_all(std::mem::replace(&mut requests, rest))
-                .await?;
+        if refusal.is_some() {
+            // Bitbucket answers again: the old refusal no longer stands.
+            self.store.set_sweep_refusal(self.ws, None).await?;
         }
-        summary.listings_read += stored;
+        // Written by the permission reads' writer, beside the reads of the other listings:
+        // storing a listing per repository is the slow part, the request was quick.
+        self.swept = true;
+        self.pending = requests;
         summary.group_permissions_source = GroupPermissionsSource::Sweep;
         Ok(1)
+    }
+
+    /// Keeps Bitbucket's refusal of the sweep, so that the next runs read per repository
+    /// without asking until [`SWEEP_REFUSAL_KEPT`] has passed.
+    async fn remember_refusal(&self, reason: String) -> Result<(), SyncError> {
+        let refusal = SweepRefusal {
+            refused_at: self.clock.now(),
+            reason,
+        };
+        self.store
+            .set_sweep_refusal(self.ws, Some(&refusal))
+            .await?;
+        Ok(())
     }
 }
 

@@ -59,6 +59,12 @@ impl Limit {
     }
 }
 
+/// Listings written in one transaction, with their outcomes in the same order.
+pub(super) struct Written {
+    pub keys: Vec<ListingKey>,
+    pub outcomes: Vec<ReplaceOutcome>,
+}
+
 /// What [`WorkspaceRun::read_within_budget`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct BudgetedRead {
@@ -89,6 +95,13 @@ pub(super) struct WorkspaceRun<'a> {
     pub new_scopes: HashSet<ListingKey>,
     /// The mass-change guard every replace of this run carries.
     pub guard: MassChangeGuard,
+    /// Whether the group permissions of this workspace's repositories come from the
+    /// group-privileges sweep in this run: its one request then stands for every repository's
+    /// group listing in the run's minimum, those a resumed run found stored included.
+    pub swept: bool,
+    /// Complete listings read but not yet written (the sweep's): the next permission read
+    /// writes them while it reads.
+    pub pending: Vec<ReplaceListing>,
 }
 
 impl WorkspaceRun<'_> {
@@ -125,15 +138,21 @@ impl WorkspaceRun<'_> {
             return Ok(0);
         }
         let keys: Vec<ListingKey> = requests.iter().map(|r| r.key.clone()).collect();
-        let n = keys.len() as u64;
         let outcomes = self.store.replace_listings(requests).await?;
-        for (key, outcome) in keys.into_iter().zip(outcomes) {
+        Ok(self.written(Written { keys, outcomes }))
+    }
+
+    /// Counts a written batch in the run's totals and notes its listings fresh (a held listing
+    /// keeps its old facts: they are not this run's reading). Returns how many were written.
+    pub fn written(&mut self, batch: Written) -> u64 {
+        let n = batch.keys.len() as u64;
+        for (key, outcome) in batch.keys.into_iter().zip(batch.outcomes) {
             self.totals.add(&key, &outcome);
             if outcome.held.is_none() {
                 self.fresh.insert(key);
             }
         }
-        Ok(n)
+        n
     }
 
     /// Notes the repositories or projects a structural listing found new (drift with nothing

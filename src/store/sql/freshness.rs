@@ -158,3 +158,46 @@ pub(crate) async fn listing_failures(
         })
         .collect()
 }
+
+pub(crate) async fn sweep_refusal(
+    pool: &Pool<Db>,
+    workspace: &WorkspaceSlug,
+) -> Result<Option<crate::store::types::SweepRefusal>, StoreError> {
+    let row = sqlx::query("SELECT refused_at, reason FROM sweep_refusals WHERE workspace = $1")
+        .bind(workspace.to_string())
+        .fetch_optional(pool)
+        .await
+        .map_err(db_err("read the refusal of the group-privileges listing"))?;
+    row.map(|row| {
+        let decode = db_err("decode the refusal of the group-privileges listing");
+        Ok(crate::store::types::SweepRefusal {
+            refused_at: row.try_get(0).map_err(&decode)?,
+            reason: row.try_get(1).map_err(&decode)?,
+        })
+    })
+    .transpose()
+}
+
+pub(crate) async fn set_sweep_refusal(
+    pool: &Pool<Db>,
+    workspace: &WorkspaceSlug,
+    refusal: Option<&crate::store::types::SweepRefusal>,
+) -> Result<(), StoreError> {
+    let query = match refusal {
+        Some(refusal) => sqlx::query(
+            "INSERT INTO sweep_refusals (workspace, refused_at, reason) VALUES ($1, $2, $3) \
+             ON CONFLICT (workspace) DO UPDATE SET \
+             refused_at = excluded.refused_at, reason = excluded.reason",
+        )
+        .bind(workspace.to_string())
+        .bind(micros(refusal.refused_at))
+        .bind(refusal.reason.clone()),
+        None => sqlx::query("DELETE FROM sweep_refusals WHERE workspace = $1")
+            .bind(workspace.to_string()),
+    };
+    query
+        .execute(pool)
+        .await
+        .map_err(db_err("record the refusal of the group-privileges listing"))?;
+    Ok(())
+}
