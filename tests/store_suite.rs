@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use bitbucket_access::domain::{
-    effective_access, Account, AccountId, AccountType, EntityKind, FactKey, GrantState,
+    effective_access, Account, AccountId, AccountType, EntityKind, FactKey, GrantLevel, GrantState,
     GrantTarget, GroupSlug, Identity, IdentitySource, NewGrant, Principal, ProjectKey,
     ProjectLevel, ProjectRef, RepoLevel, RepoRef, RepoSlug, Source, WorkspaceRole, WorkspaceSlug,
 };
@@ -465,9 +465,10 @@ async fn grants_roundtrip_and_expire_once(url: String) {
         },
         target: GrantTarget::Repository {
             repository: repo("payments-api"),
-            level: RepoLevel::Write,
-            baseline: Some(RepoLevel::Read),
         },
+        level: GrantLevel::Write,
+        baseline: Some(GrantLevel::Read),
+        planned: Some(GrantLevel::Write),
         requested_by: "alice@acme.com".to_owned(),
         reason: Some("incident".to_owned()),
         ticket: Some("SEC-123".to_owned()),
@@ -499,16 +500,16 @@ async fn grants_roundtrip_and_expire_once(url: String) {
 
     // Two instances race to expire it: exactly one wins.
     let first = s
-        .transition_grant(grant.id, GrantState::Active, GrantState::Expired, t(481))
+        .transition_grant(grant.id, GrantState::Active, GrantState::Ended, t(481))
         .await
         .expect("expire");
     let second = s
-        .transition_grant(grant.id, GrantState::Active, GrantState::Expired, t(481))
+        .transition_grant(grant.id, GrantState::Active, GrantState::Ended, t(481))
         .await
         .expect("expire again");
     assert!(first && !second);
     let stored = s.grant(grant.id).await.expect("get").expect("exists");
-    assert_eq!(stored.state, GrantState::Expired);
+    assert_eq!(stored.state, GrantState::Ended);
     assert_eq!(stored.updated_at, t(481));
 
     let project_grant = s
@@ -521,9 +522,10 @@ async fn grants_roundtrip_and_expire_once(url: String) {
                     workspace: ws(),
                     key: ProjectKey::parse("PAY").expect("key"),
                 },
-                level: ProjectLevel::CreateRepo,
-                baseline: None,
             },
+            level: GrantLevel::CreateRepo,
+            baseline: None,
+            planned: Some(GrantLevel::CreateRepo),
             expires_at: None,
             ..new
         })
