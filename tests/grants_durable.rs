@@ -243,18 +243,14 @@ async fn two_workers_end_200_grants_exactly_once(url: String) {
     // Two processes: each its own store connection pool, client and worker name.
     let (store_a, store_b) = (store_at(&url).await, store_at(&url).await);
     let (client_a, client_b) = (client(&sim, 4), client(&sim, 4));
-    let a = engine(
-        &*store_a,
-        &client_a,
-        &clock,
-        settings("a", OnConflict::Keep),
-    );
-    let b = engine(
-        &*store_b,
-        &client_b,
-        &clock,
-        settings("b", OnConflict::Keep),
-    );
+    // Small claims, so the two workers interleave rather than one claiming everything.
+    let small = |name: &str| {
+        let mut s = settings(name, OnConflict::Keep);
+        s.batch = 20;
+        s
+    };
+    let a = engine(&*store_a, &client_a, &clock, small("a"));
+    let b = engine(&*store_b, &client_b, &clock, small("b"));
     let (ra, rb) = tokio::join!(a.expire_pass(), b.expire_pass());
     let (ra, rb) = (ra.expect("pass a"), rb.expect("pass b"));
     assert_eq!(ra.ended + rb.ended, 200, "{ra:?} {rb:?}");

@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::engine::{audit, level_json, Engine, Step};
-use super::remote::{read_level, set_level};
+use super::remote::{describe_calls, read_level, set_level, PlannedCall};
 use super::request::GrantPlan;
 use super::GrantError;
 use crate::bitbucket::ErrorKind;
@@ -19,6 +19,25 @@ impl Engine<'_> {
     pub async fn grant(&self, plan: &GrantPlan) -> Result<Grant, GrantError> {
         let slot = plan.slot();
         self.with_slot(&slot, self.grant_locked(&slot, plan)).await
+    }
+
+    /// The Bitbucket calls [`Engine::grant`] would make for this plan (it reads the slot's level
+    /// to know whether a PUT is needed); writes nothing.
+    pub async fn dry_run(&self, plan: &GrantPlan) -> Result<Vec<PlannedCall>, GrantError> {
+        let slot = plan.slot();
+        let grants = self.store.slot_grants(&slot).await?;
+        let in_force: Vec<GrantLevel> = grants
+            .iter()
+            .filter(|g| g.state.is_in_force())
+            .map(|g| g.level)
+            .collect();
+        let current = read_level(&self.client, &slot).await?;
+        let baseline = match self.store.grant_slot(&slot).await? {
+            Some(s) if !in_force.is_empty() => s.baseline,
+            _ => current,
+        };
+        let wanted = standing_level(baseline, in_force).max(Some(plan.level));
+        Ok(describe_calls(&slot, (wanted != current).then_some(wanted)))
     }
 
     async fn grant_locked(&self, slot: &SlotKey, plan: &GrantPlan) -> Result<Grant, GrantError> {

@@ -16,6 +16,8 @@ use bitbucket_access::store::{AuditEntry, AuditFilter, Store};
 use bitbucket_sim::{Level, Role, SimHandle, World, WorldSpec};
 use chrono::{DateTime, Duration, Utc};
 
+// Not every test binary uses both.
+#[allow(unused_imports)]
 pub use crate::sync_support::{client, start_sim_with};
 
 /// A world with one owned workspace holding `repositories` repositories and many members.
