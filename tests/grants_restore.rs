@@ -262,7 +262,8 @@ async fn a_sync_after_a_grant_records_no_drift_for_it(url: String) {
     let clock = ManualClock::new(chrono::Utc::now());
     let e = engine(&*store, &client, &clock, settings("w", OnConflict::Keep));
     let ends = clock_now_plus(&clock, 60);
-    e.grant(&slot.plan(GrantLevel::Write, Some(ends)))
+    let grant = e
+        .grant(&slot.plan(GrantLevel::Write, Some(ends)))
         .await
         .expect("granted");
     sync::run(&*store, &client, &options)
@@ -273,6 +274,22 @@ async fn a_sync_after_a_grant_records_no_drift_for_it(url: String) {
         before,
         "the grant is no drift"
     );
+    // `access repo` names the grant as the source of the write.
+    let repo = format!("{}/{}", slot.ws, slot.repo);
+    let answer = bitbucket_access::access::for_repository(&*store, &repo)
+        .await
+        .expect("access");
+    let row = answer
+        .rows
+        .iter()
+        .find(|r| r.account_id == slot.account)
+        .expect("the grantee has access");
+    let why = row.why().join("; ");
+    let expected = format!(
+        "direct: write [grant {} by lead@acme.com (SEC-1), ends",
+        grant.id
+    );
+    assert!(why.contains(&expected), "{why}");
     // An out-of-band change still is.
     set_in_sim(&sim, &slot, Some(Level::Admin));
     sync::run(&*store, &client, &options)

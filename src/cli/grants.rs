@@ -322,9 +322,11 @@ pub async fn run_grant(cli: &Cli, args: &GrantArgs) -> u8 {
         },
         (_, Some(u), _) => match DateTime::parse_from_rfc3339(u) {
             Ok(at) => GrantDuration::Until(at.with_timezone(&Utc)),
-            Err(e) => return usage(&format!(
+            Err(e) => {
+                return usage(&format!(
                 "--until {u:?} is not an RFC 3339 time ({e}); write it like 2026-12-24T18:00:00Z"
-            )),
+            ))
+            }
         },
         (_, _, true) => GrantDuration::Permanent,
         _ => GrantDuration::PolicyDefault,
