@@ -109,13 +109,25 @@ pub(super) async fn set_level(
             unreachable!("only memberships have no permission target")
         };
         let groups = client.groups_v1(workspace.as_str());
-        return match level {
+        let result = match level {
             Some(_) => groups.add_member(group.as_str(), id).await.map(|_| ()),
             None => match groups.remove_member(group.as_str(), id).await {
                 Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
                 other => other,
             },
         };
+        return result.map_err(|mut e| {
+            // 403, 405 and 410 are how Bitbucket says group writes are off for the workspace
+            // (administered in admin.atlassian.com, or the 1.0 API retired).
+            if matches!(e.kind, ErrorKind::Forbidden | ErrorKind::Gone) || e.status == Some(405) {
+                e.hint = format!(
+                    "Bitbucket refuses group membership changes in the workspace {workspace} \
+                     (groups administered in admin.atlassian.com, or the 1.0 groups API \
+                     disabled); change the membership in admin.atlassian.com instead"
+                );
+            }
+            e
+        });
     };
     let permissions = client.permissions();
     let result = match (&slot.principal, level) {
