@@ -154,7 +154,7 @@ impl From<&Grant> for GrantView {
     }
 }
 
-fn render_grants(format: Format, grants: &[Grant]) -> String {
+pub(super) fn render_grants(format: Format, grants: &[Grant]) -> String {
     let views: Vec<GrantView> = grants.iter().map(GrantView::from).collect();
     let rows = views
         .iter()
