@@ -38,12 +38,9 @@ fn crashing(step: Step) -> bitbucket_access::grants::EngineSettings {
 }
 
 async fn a_crash_after_the_intent_is_reconciled(url: String) {
-    let sim = start_sim_with(world(1301, 4)).await;
-    let store = store_at(&url).await;
-    let client = client(&sim, 4);
-    let clock = ManualClock::new(at(0));
-    let slot = slots(&sim, 1).remove(0);
-    let crashed = engine(&*store, &client, &clock, crashing(Step::Intent));
+    let f = Fixture::new(1301, &url).await;
+    let (sim, store, clock, slot) = (&f.sim, &*f.store, &f.clock, &f.slot);
+    let crashed = f.engine_with(crashing(Step::Intent));
     let err = crashed
         .grant(&slot.plan(GrantLevel::Write, Some(at(60))))
         .await
@@ -63,12 +60,7 @@ async fn a_crash_after_the_intent_is_reconciled(url: String) {
     );
 
     // Before the crashed worker's claim lapses, nobody takes the grant over.
-    let fresh = engine(
-        &*store,
-        &client,
-        &clock,
-        settings("fresh", OnConflict::Keep),
-    );
+    let fresh = f.engine_with(settings("fresh", OnConflict::Keep));
     assert_eq!(fresh.expire_pass().await.expect("pass").total(), 0);
     clock.set(at(2));
     let report = fresh.expire_pass().await.expect("pass");
@@ -84,12 +76,9 @@ async fn a_crash_after_the_intent_is_reconciled(url: String) {
 }
 
 async fn a_crash_after_the_put_is_reconciled_without_a_second_put(url: String) {
-    let sim = start_sim_with(world(1302, 4)).await;
-    let store = store_at(&url).await;
-    let client = client(&sim, 4);
-    let clock = ManualClock::new(at(0));
-    let slot = slots(&sim, 1).remove(0);
-    let crashed = engine(&*store, &client, &clock, crashing(Step::Applied));
+    let f = Fixture::new(1302, &url).await;
+    let (sim, store, clock, slot) = (&f.sim, &*f.store, &f.clock, &f.slot);
+    let crashed = f.engine_with(crashing(Step::Applied));
     crashed
         .grant(&slot.plan(GrantLevel::Write, Some(at(60))))
         .await
@@ -107,12 +96,7 @@ async fn a_crash_after_the_put_is_reconciled_without_a_second_put(url: String) {
 
     // The next grant on the slot reconciles first (the crashed lease lapsed).
     clock.set(at(2));
-    let fresh = engine(
-        &*store,
-        &client,
-        &clock,
-        settings("fresh", OnConflict::Keep),
-    );
+    let fresh = f.engine_with(settings("fresh", OnConflict::Keep));
     let second = fresh
         .grant(&slot.plan(GrantLevel::Read, Some(at(30))))
         .await
@@ -133,18 +117,15 @@ async fn a_crash_after_the_put_is_reconciled_without_a_second_put(url: String) {
 }
 
 async fn a_crash_after_the_restore_is_reconciled_without_a_second_delete(url: String) {
-    let sim = start_sim_with(world(1303, 4)).await;
-    let store = store_at(&url).await;
-    let client = client(&sim, 4);
-    let clock = ManualClock::new(at(0));
-    let slot = slots(&sim, 1).remove(0);
-    let normal = engine(&*store, &client, &clock, settings("w", OnConflict::Keep));
+    let f = Fixture::new(1303, &url).await;
+    let (sim, store, clock, slot) = (&f.sim, &*f.store, &f.clock, &f.slot);
+    let normal = f.engine_with(settings("w", OnConflict::Keep));
     let grant = normal
         .grant(&slot.plan(GrantLevel::Write, Some(at(10))))
         .await
         .expect("granted");
     clock.set(at(10));
-    let crashed = engine(&*store, &client, &clock, crashing(Step::Restored));
+    let crashed = f.engine_with(crashing(Step::Restored));
     let report = crashed.expire_pass().await.expect("pass");
     assert_eq!(report.errors, 1);
     assert_eq!(level_in_sim(&sim, &slot), None, "restored in Bitbucket");
@@ -152,12 +133,7 @@ async fn a_crash_after_the_restore_is_reconciled_without_a_second_delete(url: St
     assert_eq!(g.state, GrantState::Ending);
 
     clock.set(at(12));
-    let fresh = engine(
-        &*store,
-        &client,
-        &clock,
-        settings("fresh", OnConflict::Keep),
-    );
+    let fresh = f.engine_with(settings("fresh", OnConflict::Keep));
     assert_eq!(fresh.expire_pass().await.expect("pass").ended, 1);
     let g = store.grant(grant.id).await.expect("read").expect("exists");
     assert_eq!(g.state, GrantState::Ended);
@@ -165,12 +141,9 @@ async fn a_crash_after_the_restore_is_reconciled_without_a_second_delete(url: St
 }
 
 async fn a_server_error_during_a_restore_keeps_the_grant_due_until_it_succeeds(url: String) {
-    let sim = start_sim_with(world(1304, 4)).await;
-    let store = store_at(&url).await;
-    let client = client(&sim, 4);
-    let clock = ManualClock::new(at(0));
-    let slot = slots(&sim, 1).remove(0);
-    let e = engine(&*store, &client, &clock, settings("w", OnConflict::Keep));
+    let f = Fixture::new(1304, &url).await;
+    let (sim, store, clock, slot) = (&f.sim, &*f.store, &f.clock, &f.slot);
+    let e = f.engine(OnConflict::Keep);
     let grant = e
         .grant(&slot.plan(GrantLevel::Write, Some(at(10))))
         .await
@@ -282,22 +255,10 @@ async fn two_workers_end_200_grants_exactly_once(url: String) {
 }
 
 async fn a_second_watcher_on_sqlite_refuses_to_start(url: String) {
-    let sim = start_sim_with(world(1306, 4)).await;
-    let store = store_at(&url).await;
-    let client = client(&sim, 4);
-    let clock = ManualClock::new(at(0));
-    let first = engine(
-        &*store,
-        &client,
-        &clock,
-        settings("first", OnConflict::Keep),
-    );
-    let second = engine(
-        &*store,
-        &client,
-        &clock,
-        settings("second", OnConflict::Keep),
-    );
+    let f = Fixture::new(1306, &url).await;
+    let store = &*f.store;
+    let first = f.engine_with(settings("first", OnConflict::Keep));
+    let second = f.engine_with(settings("second", OnConflict::Keep));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let watching = first.watch(async {
         let _ = stop_rx.await;

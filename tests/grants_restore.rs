@@ -34,12 +34,9 @@ async fn store_at(url: &str) -> Arc<dyn Store> {
 }
 
 async fn a_grant_on_nothing_is_deleted_at_expiry(url: String) {
-    let sim = start_sim_with(world(1201, 4)).await;
-    let store = store_at(&url).await;
-    let client = client(&sim, 4);
-    let clock = ManualClock::new(at(0));
-    let slot = slots(&sim, 1).remove(0);
-    let e = engine(&*store, &client, &clock, settings("w", OnConflict::Keep));
+    let f = Fixture::new(1201, &url).await;
+    let (sim, store, clock, slot) = (&f.sim, &*f.store, &f.clock, &f.slot);
+    let e = f.engine(OnConflict::Keep);
 
     let grant = e
         .grant(&slot.plan(GrantLevel::Write, Some(at(60))))
@@ -82,13 +79,10 @@ async fn a_grant_on_nothing_is_deleted_at_expiry(url: String) {
 }
 
 async fn a_grant_over_a_standing_read_restores_read(url: String) {
-    let sim = start_sim_with(world(1202, 4)).await;
-    let store = store_at(&url).await;
-    let client = client(&sim, 4);
-    let clock = ManualClock::new(at(0));
-    let slot = slots(&sim, 1).remove(0);
+    let f = Fixture::new(1202, &url).await;
+    let (sim, _, clock, slot) = (&f.sim, &*f.store, &f.clock, &f.slot);
     set_in_sim(&sim, &slot, Some(Level::Read));
-    let e = engine(&*store, &client, &clock, settings("w", OnConflict::Keep));
+    let e = f.engine(OnConflict::Keep);
 
     let grant = e
         .grant(&slot.plan(GrantLevel::Write, Some(at(60))))
@@ -111,13 +105,10 @@ async fn a_grant_over_a_standing_read_restores_read(url: String) {
 }
 
 async fn overlapping_grants_give_the_highest_then_fall_back(url: String) {
-    let sim = start_sim_with(world(1203, 4)).await;
-    let store = store_at(&url).await;
-    let client = client(&sim, 4);
-    let clock = ManualClock::new(at(0));
-    let slot = slots(&sim, 1).remove(0);
+    let f = Fixture::new(1203, &url).await;
+    let (sim, store, clock, slot) = (&f.sim, &*f.store, &f.clock, &f.slot);
     set_in_sim(&sim, &slot, Some(Level::Read));
-    let e = engine(&*store, &client, &clock, settings("w", OnConflict::Keep));
+    let e = f.engine(OnConflict::Keep);
 
     let write = e
         .grant(&slot.plan(GrantLevel::Write, Some(at(60))))
@@ -155,13 +146,10 @@ async fn overlapping_grants_give_the_highest_then_fall_back(url: String) {
 }
 
 async fn a_satisfied_grant_changes_nothing_in_bitbucket(url: String) {
-    let sim = start_sim_with(world(1204, 4)).await;
-    let store = store_at(&url).await;
-    let client = client(&sim, 4);
-    let clock = ManualClock::new(at(0));
-    let slot = slots(&sim, 1).remove(0);
+    let f = Fixture::new(1204, &url).await;
+    let (sim, _, clock, slot) = (&f.sim, &*f.store, &f.clock, &f.slot);
     set_in_sim(&sim, &slot, Some(Level::Admin));
-    let e = engine(&*store, &client, &clock, settings("w", OnConflict::Keep));
+    let e = f.engine(OnConflict::Keep);
 
     let grant = e
         .grant(&slot.plan(GrantLevel::Write, Some(at(30))))
@@ -175,12 +163,9 @@ async fn a_satisfied_grant_changes_nothing_in_bitbucket(url: String) {
 }
 
 async fn a_level_changed_out_of_band_is_kept_as_a_conflict(url: String) {
-    let sim = start_sim_with(world(1205, 4)).await;
-    let store = store_at(&url).await;
-    let client = client(&sim, 4);
-    let clock = ManualClock::new(at(0));
-    let slot = slots(&sim, 1).remove(0);
-    let e = engine(&*store, &client, &clock, settings("w", OnConflict::Keep));
+    let f = Fixture::new(1205, &url).await;
+    let (sim, store, clock, slot) = (&f.sim, &*f.store, &f.clock, &f.slot);
+    let e = f.engine(OnConflict::Keep);
     let grant = e
         .grant(&slot.plan(GrantLevel::Write, Some(at(30))))
         .await
@@ -205,13 +190,10 @@ async fn a_level_changed_out_of_band_is_kept_as_a_conflict(url: String) {
 }
 
 async fn a_level_changed_out_of_band_is_put_back_under_enforce(url: String) {
-    let sim = start_sim_with(world(1206, 4)).await;
-    let store = store_at(&url).await;
-    let client = client(&sim, 4);
-    let clock = ManualClock::new(at(0));
-    let slot = slots(&sim, 1).remove(0);
+    let f = Fixture::new(1206, &url).await;
+    let (sim, store, clock, slot) = (&f.sim, &*f.store, &f.clock, &f.slot);
     set_in_sim(&sim, &slot, Some(Level::Read));
-    let e = engine(&*store, &client, &clock, settings("w", OnConflict::Enforce));
+    let e = f.engine(OnConflict::Enforce);
     let grant = e
         .grant(&slot.plan(GrantLevel::Write, Some(at(30))))
         .await
@@ -304,13 +286,10 @@ fn clock_now_plus(clock: &ManualClock, minutes: i64) -> chrono::DateTime<chrono:
 }
 
 async fn a_revoke_ends_a_grant_early_with_restore(url: String) {
-    let sim = start_sim_with(world(1208, 4)).await;
-    let store = store_at(&url).await;
-    let client = client(&sim, 4);
-    let clock = ManualClock::new(at(0));
-    let slot = slots(&sim, 1).remove(0);
+    let f = Fixture::new(1208, &url).await;
+    let (sim, _, clock, slot) = (&f.sim, &*f.store, &f.clock, &f.slot);
     set_in_sim(&sim, &slot, Some(Level::Read));
-    let e = engine(&*store, &client, &clock, settings("w", OnConflict::Keep));
+    let e = f.engine(OnConflict::Keep);
     let grant = e
         .grant(&slot.plan(GrantLevel::Admin, Some(at(60))))
         .await

@@ -178,3 +178,42 @@ pub async fn audit_of(store: &dyn Store, id: GrantId) -> Vec<AuditEntry> {
 pub fn at(minutes: i64) -> DateTime<Utc> {
     t0() + Duration::minutes(minutes)
 }
+
+/// What most grant tests start from: a simulator, a store, a client, a manual clock at `t0` and
+/// one cleared slot.
+pub struct Fixture {
+    pub sim: SimHandle,
+    pub store: std::sync::Arc<dyn Store>,
+    pub client: BitbucketClient,
+    pub clock: ManualClock,
+    pub slot: Slot,
+}
+
+impl Fixture {
+    /// A fixture on the store at `url`, the world from `seed`.
+    pub async fn new(seed: u64, url: &str) -> Self {
+        let sim = start_sim_with(world(seed, 4)).await;
+        let store = bitbucket_access::store::open(url)
+            .await
+            .expect("store opens");
+        let client = client(&sim, 4);
+        let slot = slots(&sim, 1).remove(0);
+        Fixture {
+            sim,
+            store,
+            client,
+            clock: ManualClock::new(at(0)),
+            slot,
+        }
+    }
+
+    /// An engine named `w` with the conflict rule.
+    pub fn engine(&self, on_conflict: OnConflict) -> Engine<'_> {
+        self.engine_with(settings("w", on_conflict))
+    }
+
+    /// An engine with these settings.
+    pub fn engine_with(&self, settings: EngineSettings) -> Engine<'_> {
+        Engine::new(&*self.store, &self.client, &self.clock, settings)
+    }
+}

@@ -529,6 +529,15 @@ pub(crate) async fn list_grants(
     pool: &Pool<Db>,
     filter: &GrantFilter,
 ) -> Result<Vec<Grant>, StoreError> {
+    list_grants_due(pool, filter, None).await
+}
+
+/// The grants matching the filter, and (with `due_at`) ending at or before that time.
+async fn list_grants_due(
+    pool: &Pool<Db>,
+    filter: &GrantFilter,
+    due_at: Option<DateTime<Utc>>,
+) -> Result<Vec<Grant>, StoreError> {
     let mut qb = QueryBuilder::<Db>::new(format!("SELECT {GRANT_COLS} FROM grants WHERE 1 = 1"));
     if !filter.states.is_empty() {
         qb.push(" AND state IN (");
@@ -551,6 +560,10 @@ pub(crate) async fn list_grants(
     if let Some(since) = filter.changed_since {
         qb.push(" AND updated_at >= ").push_bind(micros(since));
     }
+    if let Some(at) = due_at {
+        qb.push(" AND expires_at IS NOT NULL AND expires_at <= ")
+            .push_bind(micros(at));
+    }
     qb.push(" ORDER BY id");
     let rows = qb
         .build()
@@ -565,23 +578,11 @@ pub(crate) async fn grants_in_state(
     states: &[GrantState],
     due_at: Option<DateTime<Utc>>,
 ) -> Result<Vec<Grant>, StoreError> {
-    let mut qb = QueryBuilder::<Db>::new(format!("SELECT {GRANT_COLS} FROM grants WHERE state IN ("));
-    let mut list = qb.separated(", ");
-    for state in states {
-        list.push_bind(state.as_str());
-    }
-    qb.push(")");
-    if let Some(at) = due_at {
-        qb.push(" AND expires_at IS NOT NULL AND expires_at <= ")
-            .push_bind(micros(at));
-    }
-    qb.push(" ORDER BY id");
-    let rows = qb
-        .build()
-        .fetch_all(pool)
-        .await
-        .map_err(db_err("list grants"))?;
-    rows.iter().map(grant_from_row).collect()
+    let filter = GrantFilter {
+        states: states.to_vec(),
+        ..GrantFilter::default()
+    };
+    list_grants_due(pool, &filter, due_at).await
 }
 
 pub(crate) async fn acquire_grant_watcher(
