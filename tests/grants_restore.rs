@@ -27,6 +27,7 @@ on_both_backends!(
     a_level_changed_out_of_band_is_put_back_under_enforce,
     a_sync_after_a_grant_records_no_drift_for_it,
     a_revoke_ends_a_grant_early_with_restore,
+    a_sync_while_a_grant_is_unfinished_records_no_drift,
 );
 
 async fn store_at(url: &str) -> Arc<dyn Store> {
@@ -302,4 +303,48 @@ async fn a_revoke_ends_a_grant_early_with_restore(url: String) {
     assert!(again.is_err(), "a revoked grant cannot be revoked again");
     clock.set(at(61));
     assert_eq!(e.expire_pass().await.expect("pass").total(), 0);
+}
+
+async fn a_sync_while_a_grant_is_unfinished_records_no_drift(url: String) {
+    let f = Fixture::new(1209, &url).await;
+    let options = SyncOptions {
+        workspaces: vec![f.slot.ws.clone()],
+        max_requests: None,
+        cross_check_sample: 0,
+        ..SyncOptions::default()
+    };
+    sync::run(&*f.store, &f.client, &options)
+        .await
+        .expect("first sync");
+    let drift_filter = AuditFilter {
+        kinds: vec![AuditKind::Drift],
+        ..AuditFilter::default()
+    };
+    let before = f
+        .store
+        .list_audit(&drift_filter)
+        .await
+        .expect("audit")
+        .len();
+    // The process dies after the PUT, before recording it: the grant stays pending.
+    let mut crashing = settings("crashing", OnConflict::Keep);
+    crashing.stop_after = Some(bitbucket_access::grants::Step::Applied);
+    f.engine_with(crashing)
+        .grant(&f.slot.plan(GrantLevel::Write, Some(at(60))))
+        .await
+        .expect_err("stopped");
+    assert_eq!(level_in_sim(&f.sim, &f.slot), Some(Level::Write));
+    sync::run(&*f.store, &f.client, &options)
+        .await
+        .expect("second sync");
+    let after = f
+        .store
+        .list_audit(&drift_filter)
+        .await
+        .expect("audit")
+        .len();
+    assert_eq!(
+        after, before,
+        "the pending grant's PUT is expected, not drift"
+    );
 }

@@ -7,6 +7,7 @@
 //! - `engine.rs`: the engine, its settings and the slot lease; `apply.rs` gives a grant (and
 //!   finishes a pending one), `end.rs` ends one (restore or conflict) and revokes.
 //! - `expire.rs`: one expiry pass, and the watch loop.
+//! - `inflight.rs`: the changes of grants in flight, which a sync treats as expected, not drift.
 //!
 //! Durability: the intent (a pending grant and its audit entry) is committed before Bitbucket is
 //! called; every later state change is committed with its audit entry and the fact it leaves
@@ -18,12 +19,14 @@ mod apply;
 mod end;
 mod engine;
 mod expire;
+mod inflight;
 mod policy;
 mod remote;
 mod request;
 
 pub use engine::{Engine, EngineSettings, Step};
 pub use expire::{PassReport, WatchError};
+pub use inflight::expected_changes;
 pub use policy::{check_policy, PolicyRefusal};
 pub use remote::{describe_calls, PlannedCall};
 pub use request::{preflight, Duration as GrantDuration, GrantPlan, GrantRequest, Preflight};

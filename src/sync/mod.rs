@@ -233,6 +233,7 @@ async fn read_claimed(
     let mut limit = Limit::new(client);
     let bars = progress::bars(options.progress);
     let active = permissions::active_grant_targets(store).await?;
+    let expected = crate::grants::expected_changes(store).await?;
 
     let mut totals = Totals::default();
     let mut failures = Vec::new();
@@ -259,6 +260,7 @@ async fn read_claimed(
             fresh: done.clone(),
             new_scopes: HashSet::new(),
             guard: options.mass_change,
+            expected: &expected,
         };
         if !options.wait && ctx.limit.left() < STRUCTURAL_LISTINGS {
             // Reading the structure now would sit in the budget waiting for the window.

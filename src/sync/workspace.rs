@@ -7,7 +7,7 @@
 //! budget never has to hold a request back. Without `--wait` the rest is deferred to a later
 //! run; with it, the run sleeps until the window has freed enough requests and reads on.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use indicatif::ProgressBar;
@@ -21,7 +21,8 @@ use crate::bitbucket::{ApiError, BitbucketClient};
 use crate::clock::Clock;
 use crate::domain::{FactKey, WorkspaceSlug};
 use crate::store::{
-    Fact, ListingKey, MassChangeGuard, ReplaceListing, ReplaceOutcome, Store, StoreError, SyncRunId,
+    ExpectedChange, Fact, ListingKey, MassChangeGuard, ReplaceListing, ReplaceOutcome, Store,
+    StoreError, SyncRunId,
 };
 
 /// The requests this run may still send: the smaller of the client's budget (which leaves out
@@ -89,6 +90,8 @@ pub(super) struct WorkspaceRun<'a> {
     pub new_scopes: HashSet<ListingKey>,
     /// The mass-change guard every replace of this run carries.
     pub guard: MassChangeGuard,
+    /// Changes of grants in flight, by listing: the connector's own, not drift.
+    pub expected: &'a HashMap<ListingKey, Vec<ExpectedChange>>,
 }
 
 impl WorkspaceRun<'_> {
@@ -99,6 +102,7 @@ impl WorkspaceRun<'_> {
         request.run = Some(self.run);
         request.baseline_is_drift = self.new_scopes.contains(&request.key);
         request.guard = Some(self.guard);
+        request.expected = self.expected.get(&request.key).cloned().unwrap_or_default();
         request
     }
 
