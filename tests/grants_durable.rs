@@ -46,7 +46,7 @@ async fn a_crash_after_the_intent_is_reconciled(url: String) {
         .await
         .expect_err("stopped");
     assert!(matches!(err, GrantError::Stopped(Step::Intent)));
-    assert_eq!(level_in_sim(&sim, &slot), None, "Bitbucket not called yet");
+    assert_eq!(level_in_sim(sim, slot), None, "Bitbucket not called yet");
     let pending = store
         .list_grants(&Default::default())
         .await
@@ -54,7 +54,7 @@ async fn a_crash_after_the_intent_is_reconciled(url: String) {
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].state, GrantState::Pending);
     assert_eq!(
-        audit_of(&*store, pending[0].id).await.len(),
+        audit_of(store, pending[0].id).await.len(),
         1,
         "the intent's entry"
     );
@@ -65,14 +65,14 @@ async fn a_crash_after_the_intent_is_reconciled(url: String) {
     clock.set(at(2));
     let report = fresh.expire_pass().await.expect("pass");
     assert_eq!(report.applied, 1);
-    assert_eq!(level_in_sim(&sim, &slot), Some(Level::Write));
+    assert_eq!(level_in_sim(sim, slot), Some(Level::Write));
     let g = store
         .grant(pending[0].id)
         .await
         .expect("read")
         .expect("exists");
     assert_eq!(g.state, GrantState::Active);
-    assert_eq!(writes(&sim), (1, 0));
+    assert_eq!(writes(sim), (1, 0));
 }
 
 async fn a_crash_after_the_put_is_reconciled_without_a_second_put(url: String) {
@@ -83,7 +83,7 @@ async fn a_crash_after_the_put_is_reconciled_without_a_second_put(url: String) {
         .grant(&slot.plan(GrantLevel::Write, Some(at(60))))
         .await
         .expect_err("stopped");
-    assert_eq!(level_in_sim(&sim, &slot), Some(Level::Write));
+    assert_eq!(level_in_sim(sim, slot), Some(Level::Write));
     let id = store
         .list_grants(&Default::default())
         .await
@@ -105,12 +105,12 @@ async fn a_crash_after_the_put_is_reconciled_without_a_second_put(url: String) {
     let first = store.grant(id).await.expect("read").expect("exists");
     assert_eq!(first.state, GrantState::Active, "found in place");
     assert_eq!(first.baseline, None);
-    assert_eq!(writes(&sim), (1, 0), "no second PUT");
+    assert_eq!(writes(sim), (1, 0), "no second PUT");
 
     clock.set(at(60));
     fresh.expire_pass().await.expect("pass");
     assert_eq!(
-        level_in_sim(&sim, &slot),
+        level_in_sim(sim, slot),
         None,
         "the original baseline, not write"
     );
@@ -128,7 +128,7 @@ async fn a_crash_after_the_restore_is_reconciled_without_a_second_delete(url: St
     let crashed = f.engine_with(crashing(Step::Restored));
     let report = crashed.expire_pass().await.expect("pass");
     assert_eq!(report.errors, 1);
-    assert_eq!(level_in_sim(&sim, &slot), None, "restored in Bitbucket");
+    assert_eq!(level_in_sim(sim, slot), None, "restored in Bitbucket");
     let g = store.grant(grant.id).await.expect("read").expect("exists");
     assert_eq!(g.state, GrantState::Ending);
 
@@ -137,7 +137,7 @@ async fn a_crash_after_the_restore_is_reconciled_without_a_second_delete(url: St
     assert_eq!(fresh.expire_pass().await.expect("pass").ended, 1);
     let g = store.grant(grant.id).await.expect("read").expect("exists");
     assert_eq!(g.state, GrantState::Ended);
-    assert_eq!(writes(&sim), (1, 1), "one DELETE");
+    assert_eq!(writes(sim), (1, 1), "one DELETE");
 }
 
 async fn a_server_error_during_a_restore_keeps_the_grant_due_until_it_succeeds(url: String) {
@@ -153,7 +153,7 @@ async fn a_server_error_during_a_restore_keeps_the_grant_due_until_it_succeeds(u
     clock.set(at(10));
     sim.faults().fail_next(1, 503);
     assert_eq!(e.expire_pass().await.expect("pass").ended, 1);
-    assert_eq!(level_in_sim(&sim, &slot), None);
+    assert_eq!(level_in_sim(sim, slot), None);
 
     // Failures past every retry: the grant stays ending and due, the error is in the log.
     let second = e
@@ -165,11 +165,11 @@ async fn a_server_error_during_a_restore_keeps_the_grant_due_until_it_succeeds(u
     let report = e.expire_pass().await.expect("pass");
     sim.faults().fail_next(0, 503);
     assert_eq!(report.retry_later, 1);
-    assert_eq!(level_in_sim(&sim, &slot), Some(Level::Write));
+    assert_eq!(level_in_sim(sim, slot), Some(Level::Write));
     let g = store.grant(second.id).await.expect("read").expect("exists");
     assert_eq!(g.state, GrantState::Ending);
     assert_eq!(g.attempts, 1);
-    let failed: Vec<_> = audit_of(&*store, second.id)
+    let failed: Vec<_> = audit_of(store, second.id)
         .await
         .into_iter()
         .filter(|e| e.entry.details["outcome"] == "restore_failed")
@@ -187,7 +187,7 @@ async fn a_server_error_during_a_restore_keeps_the_grant_due_until_it_succeeds(u
     // ...then it succeeds.
     clock.set(at(21));
     assert_eq!(e.expire_pass().await.expect("pass").ended, 1);
-    assert_eq!(level_in_sim(&sim, &slot), None);
+    assert_eq!(level_in_sim(sim, slot), None);
     let _ = grant;
 }
 

@@ -45,25 +45,25 @@ async fn a_grant_on_nothing_is_deleted_at_expiry(url: String) {
         .expect("granted");
     assert_eq!(grant.state, GrantState::Active);
     assert_eq!(grant.baseline, None);
-    assert_eq!(level_in_sim(&sim, &slot), Some(Level::Write));
+    assert_eq!(level_in_sim(sim, slot), Some(Level::Write));
 
     clock.set(at(59));
     assert_eq!(e.expire_pass().await.expect("pass").total(), 0);
-    assert_eq!(level_in_sim(&sim, &slot), Some(Level::Write));
+    assert_eq!(level_in_sim(sim, slot), Some(Level::Write));
 
     clock.set(at(60));
     let report = e.expire_pass().await.expect("pass");
     assert_eq!(report.ended, 1);
     assert_eq!(
-        level_in_sim(&sim, &slot),
+        level_in_sim(sim, slot),
         None,
         "nothing stood before: deleted"
     );
-    let (puts, deletes) = writes(&sim);
+    let (puts, deletes) = writes(sim);
     assert_eq!((puts, deletes), (1, 1));
     let ended = store.grant(grant.id).await.expect("read").expect("exists");
     assert_eq!(ended.state, GrantState::Ended);
-    let kinds: Vec<AuditKind> = audit_of(&*store, grant.id)
+    let kinds: Vec<AuditKind> = audit_of(store, grant.id)
         .await
         .iter()
         .map(|e| e.entry.kind)
@@ -82,7 +82,7 @@ async fn a_grant_on_nothing_is_deleted_at_expiry(url: String) {
 async fn a_grant_over_a_standing_read_restores_read(url: String) {
     let f = Fixture::new(1202, &url).await;
     let (sim, _, clock, slot) = (&f.sim, &*f.store, &f.clock, &f.slot);
-    set_in_sim(&sim, &slot, Some(Level::Read));
+    set_in_sim(sim, slot, Some(Level::Read));
     let e = f.engine(OnConflict::Keep);
 
     let grant = e
@@ -90,16 +90,12 @@ async fn a_grant_over_a_standing_read_restores_read(url: String) {
         .await
         .expect("granted");
     assert_eq!(grant.baseline, Some(GrantLevel::Read));
-    assert_eq!(level_in_sim(&sim, &slot), Some(Level::Write));
+    assert_eq!(level_in_sim(sim, slot), Some(Level::Write));
     clock.set(at(61));
     assert_eq!(e.expire_pass().await.expect("pass").ended, 1);
+    assert_eq!(level_in_sim(sim, slot), Some(Level::Read), "read restored");
     assert_eq!(
-        level_in_sim(&sim, &slot),
-        Some(Level::Read),
-        "read restored"
-    );
-    assert_eq!(
-        writes(&sim),
+        writes(sim),
         (2, 0),
         "a PUT to write, a PUT back to read, no DELETE"
     );
@@ -108,7 +104,7 @@ async fn a_grant_over_a_standing_read_restores_read(url: String) {
 async fn overlapping_grants_give_the_highest_then_fall_back(url: String) {
     let f = Fixture::new(1203, &url).await;
     let (sim, store, clock, slot) = (&f.sim, &*f.store, &f.clock, &f.slot);
-    set_in_sim(&sim, &slot, Some(Level::Read));
+    set_in_sim(sim, slot, Some(Level::Read));
     let e = f.engine(OnConflict::Keep);
 
     let write = e
@@ -125,18 +121,18 @@ async fn overlapping_grants_give_the_highest_then_fall_back(url: String) {
         Some(GrantLevel::Read),
         "the stored baseline, not the granted write Bitbucket shows now"
     );
-    assert_eq!(level_in_sim(&sim, &slot), Some(Level::Admin));
+    assert_eq!(level_in_sim(sim, slot), Some(Level::Admin));
 
     clock.set(at(10));
     e.expire_pass().await.expect("pass");
-    assert_eq!(level_in_sim(&sim, &slot), Some(Level::Write), "then write");
+    assert_eq!(level_in_sim(sim, slot), Some(Level::Write), "then write");
     let still = store.grant(write.id).await.expect("read").expect("exists");
     assert_eq!(still.state, GrantState::Active);
 
     clock.set(at(60));
     e.expire_pass().await.expect("pass");
     assert_eq!(
-        level_in_sim(&sim, &slot),
+        level_in_sim(sim, slot),
         Some(Level::Read),
         "then the baseline"
     );
@@ -149,7 +145,7 @@ async fn overlapping_grants_give_the_highest_then_fall_back(url: String) {
 async fn a_satisfied_grant_changes_nothing_in_bitbucket(url: String) {
     let f = Fixture::new(1204, &url).await;
     let (sim, _, clock, slot) = (&f.sim, &*f.store, &f.clock, &f.slot);
-    set_in_sim(&sim, &slot, Some(Level::Admin));
+    set_in_sim(sim, slot, Some(Level::Admin));
     let e = f.engine(OnConflict::Keep);
 
     let grant = e
@@ -159,8 +155,8 @@ async fn a_satisfied_grant_changes_nothing_in_bitbucket(url: String) {
     assert_eq!(grant.state, GrantState::Satisfied);
     clock.set(at(31));
     assert_eq!(e.expire_pass().await.expect("pass").ended, 1);
-    assert_eq!(writes(&sim), (0, 0), "no PUT and no DELETE");
-    assert_eq!(level_in_sim(&sim, &slot), Some(Level::Admin));
+    assert_eq!(writes(sim), (0, 0), "no PUT and no DELETE");
+    assert_eq!(level_in_sim(sim, slot), Some(Level::Admin));
 }
 
 async fn a_level_changed_out_of_band_is_kept_as_a_conflict(url: String) {
@@ -172,14 +168,14 @@ async fn a_level_changed_out_of_band_is_kept_as_a_conflict(url: String) {
         .await
         .expect("granted");
     // Someone makes it admin in Bitbucket meanwhile.
-    set_in_sim(&sim, &slot, Some(Level::Admin));
+    set_in_sim(sim, slot, Some(Level::Admin));
 
     clock.set(at(30));
     assert_eq!(e.expire_pass().await.expect("pass").conflicts, 1);
-    assert_eq!(level_in_sim(&sim, &slot), Some(Level::Admin), "left alone");
+    assert_eq!(level_in_sim(sim, slot), Some(Level::Admin), "left alone");
     let g = store.grant(grant.id).await.expect("read").expect("exists");
     assert_eq!(g.state, GrantState::Conflict);
-    let conflicts: Vec<_> = audit_of(&*store, grant.id)
+    let conflicts: Vec<_> = audit_of(store, grant.id)
         .await
         .into_iter()
         .filter(|e| e.entry.kind == AuditKind::Conflict)
@@ -187,28 +183,28 @@ async fn a_level_changed_out_of_band_is_kept_as_a_conflict(url: String) {
     assert_eq!(conflicts.len(), 1);
     assert_eq!(conflicts[0].entry.details["expected"], "write");
     assert_eq!(conflicts[0].entry.details["observed"], "admin");
-    assert_eq!(writes(&sim).1, 0, "no DELETE");
+    assert_eq!(writes(sim).1, 0, "no DELETE");
 }
 
 async fn a_level_changed_out_of_band_is_put_back_under_enforce(url: String) {
     let f = Fixture::new(1206, &url).await;
     let (sim, store, clock, slot) = (&f.sim, &*f.store, &f.clock, &f.slot);
-    set_in_sim(&sim, &slot, Some(Level::Read));
+    set_in_sim(sim, slot, Some(Level::Read));
     let e = f.engine(OnConflict::Enforce);
     let grant = e
         .grant(&slot.plan(GrantLevel::Write, Some(at(30))))
         .await
         .expect("granted");
-    set_in_sim(&sim, &slot, Some(Level::Admin));
+    set_in_sim(sim, slot, Some(Level::Admin));
 
     clock.set(at(30));
     assert_eq!(e.expire_pass().await.expect("pass").ended, 1);
     assert_eq!(
-        level_in_sim(&sim, &slot),
+        level_in_sim(sim, slot),
         Some(Level::Read),
         "the baseline enforced"
     );
-    let entries = audit_of(&*store, grant.id).await;
+    let entries = audit_of(store, grant.id).await;
     let conflict = entries
         .iter()
         .find(|e| e.entry.kind == AuditKind::Conflict)
@@ -289,7 +285,7 @@ fn clock_now_plus(clock: &ManualClock, minutes: i64) -> chrono::DateTime<chrono:
 async fn a_revoke_ends_a_grant_early_with_restore(url: String) {
     let f = Fixture::new(1208, &url).await;
     let (sim, _, clock, slot) = (&f.sim, &*f.store, &f.clock, &f.slot);
-    set_in_sim(&sim, &slot, Some(Level::Read));
+    set_in_sim(sim, slot, Some(Level::Read));
     let e = f.engine(OnConflict::Keep);
     let grant = e
         .grant(&slot.plan(GrantLevel::Admin, Some(at(60))))
@@ -298,7 +294,7 @@ async fn a_revoke_ends_a_grant_early_with_restore(url: String) {
     clock.set(at(5));
     let revoked = e.revoke(grant.id, "lead@acme.com").await.expect("revoked");
     assert_eq!(revoked.state, GrantState::Revoked);
-    assert_eq!(level_in_sim(&sim, &slot), Some(Level::Read));
+    assert_eq!(level_in_sim(sim, slot), Some(Level::Read));
     let again = e.revoke(grant.id, "lead@acme.com").await;
     assert!(again.is_err(), "a revoked grant cannot be revoked again");
     clock.set(at(61));
