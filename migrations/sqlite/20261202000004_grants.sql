@@ -9,6 +9,8 @@ ALTER TABLE grants ADD COLUMN slot_key TEXT NOT NULL DEFAULT '';
 UPDATE grants SET slot_key = principal_kind || ':' || principal_id || '|' || resource_kind || ':'
     || workspace || '/' || resource_key;
 ALTER TABLE grants ADD COLUMN planned_level TEXT;
+-- A grant recorded before this migration was one grant alone on its slot: Bitbucket holds its level.
+UPDATE grants SET planned_level = level;
 ALTER TABLE grants ADD COLUMN end_kind TEXT;
 ALTER TABLE grants ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE grants ADD COLUMN next_attempt_at TEXT;
