@@ -11,6 +11,7 @@ pub mod connect;
 pub mod doctor;
 pub mod domain;
 pub mod endpoints;
+pub mod grants;
 pub mod http;
 pub mod identity;
 pub mod jira;

@@ -7,6 +7,7 @@
 mod access;
 mod demo;
 mod doctor;
+mod grants;
 pub mod identities;
 mod manifest;
 mod migrate;
@@ -61,6 +62,16 @@ pub enum Command {
     Access(access::Args),
     /// Every account with the person's email, its source and conflicts; refresh or import.
     Identities(identities::Args),
+    /// Give a user or group a level on a repository or project (or a place in a group), for a
+    /// while; what stood before comes back at the end.
+    Grant(grants::GrantArgs),
+    /// End a grant early (`revoke GRANT_ID`), or remove a standing permission the connector did
+    /// not create (`revoke --user U --repo WS/REPO`).
+    Revoke(grants::RevokeArgs),
+    /// List grants: in force and unfinished by default, `--active`, or `--all`.
+    Grants(grants::ListArgs),
+    /// End the grants that are due (one pass), or keep doing so with `--watch`.
+    Expire(grants::ExpireArgs),
     /// Try everything on a built-in simulated Bitbucket, no account or config needed.
     Demo(demo::Args),
 }
@@ -75,6 +86,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Sync(args) => sync::run(&cli, args).await,
         Command::Access(args) => access::run(&cli, args).await,
         Command::Identities(args) => identities::run(&cli, args).await,
+        Command::Grant(args) => grants::run_grant(&cli, args).await,
+        Command::Revoke(args) => grants::run_revoke(&cli, args).await,
+        Command::Grants(args) => grants::run_list(&cli, args).await,
+        Command::Expire(args) => grants::run_expire(&cli, args).await,
         Command::Demo(args) => demo::run(&cli, args).await,
     };
     ExitCode::from(code)

@@ -257,6 +257,8 @@ pub struct RawGrantPolicy {
     pub(super) allow_standing_grants: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     pub(super) require_ticket: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    pub(super) on_conflict: Option<super::types::OnConflict>,
 }
 
 /// `audit_policy`.

@@ -170,6 +170,19 @@ pub struct GrantPolicy {
     pub allow_standing_grants: bool,
     /// Whether every grant must name a ticket.
     pub require_ticket: bool,
+    /// What a restore does when the level was changed in Bitbucket by someone else.
+    pub on_conflict: OnConflict,
+}
+
+/// `grant_policy.on_conflict`: what to do with a level someone else changed meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnConflict {
+    /// Leave their change alone and record a conflict (the default).
+    #[default]
+    Keep,
+    /// Put the level the connector wants back and record the conflict.
+    Enforce,
 }
 
 /// `audit_policy`.
@@ -335,6 +348,7 @@ impl Default for GrantPolicy {
             ],
             allow_standing_grants: true,
             require_ticket: false,
+            on_conflict: OnConflict::Keep,
         }
     }
 }

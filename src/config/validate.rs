@@ -405,6 +405,7 @@ impl<'a> Builder<'a> {
                 .allow_standing_grants
                 .unwrap_or(defaults.allow_standing_grants),
             require_ticket: raw.require_ticket.unwrap_or(defaults.require_ticket),
+            on_conflict: raw.on_conflict.unwrap_or(defaults.on_conflict),
         })
     }
 

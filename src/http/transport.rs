@@ -22,7 +22,7 @@
 //! or port than the base URL is refused before anything is sent.
 
 use super::auth::Credentials;
-use super::budget::Budget;
+use super::budget::{Budget, RequestClass};
 use super::error::{Failure, HttpError};
 use super::retry::{parse_retry_after, RetryPolicy};
 use super::scrub::Scrubber;
@@ -103,6 +103,8 @@ pub struct Request {
     pub url: Url,
     /// A JSON body, if any.
     pub body: Option<serde_json::Value>,
+    /// The budget class it is admitted as (grants and restores may use the reserve).
+    pub class: RequestClass,
 }
 
 impl Request {
@@ -113,6 +115,7 @@ impl Request {
             endpoint,
             url,
             body: None,
+            class: RequestClass::Sync,
         }
     }
 }
@@ -308,14 +311,18 @@ impl Transport {
         let mut spent = Duration::ZERO;
         let mut waited = Duration::ZERO;
         loop {
-            let admission = self.budget.admit(&key).await.map_err(|e| {
-                error(
-                    attempt,
-                    Failure::Budget {
-                        message: e.to_string(),
-                    },
-                )
-            })?;
+            let admission = self
+                .budget
+                .admit_as(&key, request.class)
+                .await
+                .map_err(|e| {
+                    error(
+                        attempt,
+                        Failure::Budget {
+                            message: e.to_string(),
+                        },
+                    )
+                })?;
             attempt += 1;
             let limit = self.attempt_timeout.min(total.saturating_sub(spent));
             let started = Instant::now();

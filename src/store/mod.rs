@@ -34,6 +34,7 @@
 
 mod error;
 mod file;
+mod grant_types;
 mod health;
 mod key;
 mod listing;
@@ -50,12 +51,13 @@ use futures::future::BoxFuture;
 
 use crate::domain::{
     Account, AccountId, Grant, GrantId, GrantState, Group, GroupMembers, Identity, IdentityRefresh,
-    NewGrant, Project, ProjectPermission, Repository, RepositoryPermission, Workspace,
+    NewGrant, Project, ProjectPermission, Repository, RepositoryPermission, SlotKey, Workspace,
     WorkspaceFacts, WorkspaceMember, WorkspaceSlug,
 };
 
 pub use crate::config::{redact_url, Backend, DatabaseUrl};
 pub use error::StoreError;
+pub use grant_types::{GrantClaim, GrantFilter, GrantRecord, GrantSlot, GrantStep, SlotChange};
 pub use health::{check_health, StoreHealth};
 use open::Pool;
 pub use open::{open, open_read_only, open_with, OpenMode, SqlStore, CONNECT_TIMEOUT};
@@ -289,11 +291,67 @@ pub trait Store: Send + Sync + fmt::Debug {
         at: DateTime<Utc>,
     ) -> StoreFuture<'_, bool>;
 
-    /// Every grant in state `active`.
+    /// Every grant in force (active or satisfied).
     fn active_grants(&self) -> StoreFuture<'_, Vec<Grant>>;
 
-    /// Active grants whose expiry is at or before `now`.
+    /// Grants in force whose expiry is at or before `now`.
     fn grants_due(&self, now: DateTime<Utc>) -> StoreFuture<'_, Vec<Grant>>;
+
+    /// Records a grant with its audit entries (and a freshly read slot baseline) in one
+    /// transaction.
+    fn record_grant<'a>(&'a self, record: &'a GrantRecord) -> StoreFuture<'a, Grant>;
+
+    /// Applies one step of a grant if it is still in `step.from`: its state, the slot's level and
+    /// explicit-permission fact, and its audit entries, in one transaction. Returns whether it
+    /// moved.
+    fn step_grant<'a>(&'a self, step: &'a GrantStep) -> StoreFuture<'a, bool>;
+
+    /// Records a change to a slot made outside any grant, with its audit entries.
+    fn record_slot_change<'a>(
+        &'a self,
+        change: &'a SlotChange,
+        at: DateTime<Utc>,
+    ) -> StoreFuture<'a, ()>;
+
+    /// One slot's baseline, level and lease.
+    fn grant_slot<'a>(&'a self, slot: &'a SlotKey) -> StoreFuture<'a, Option<GrantSlot>>;
+
+    /// Takes the slot's lease if it is free, lapsed at `now`, or already `owner`'s.
+    fn lock_grant_slot<'a>(
+        &'a self,
+        slot: &'a SlotKey,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Gives the slot's lease back (if `owner` holds it).
+    fn unlock_grant_slot<'a>(&'a self, slot: &'a SlotKey, owner: &'a str) -> StoreFuture<'a, ()>;
+
+    /// The slot's grants that are not over (pending, in force, ending), oldest first.
+    fn slot_grants<'a>(&'a self, slot: &'a SlotKey) -> StoreFuture<'a, Vec<Grant>>;
+
+    /// Claims the grants to act on now (see [`GrantClaim`]); on PostgreSQL with
+    /// `FOR UPDATE SKIP LOCKED`, so two workers never claim one grant.
+    fn claim_grants<'a>(&'a self, claim: &'a GrantClaim) -> StoreFuture<'a, Vec<Grant>>;
+
+    /// When the next grant falls due (an end, a lapsed claim, a retry), if any.
+    fn next_grant_event(&self) -> StoreFuture<'_, Option<DateTime<Utc>>>;
+
+    /// Grants matching the filter, oldest first.
+    fn list_grants<'a>(&'a self, filter: &'a GrantFilter) -> StoreFuture<'a, Vec<Grant>>;
+
+    /// Registers `owner` as the expiry watcher until `until`; returns the other holder when one
+    /// holds a lease that has not lapsed.
+    fn acquire_grant_watcher<'a>(
+        &'a self,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreFuture<'a, Option<String>>;
+
+    /// Removes `owner`'s watcher registration.
+    fn release_grant_watcher<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, ()>;
 
     // ----- Audit -----
 
@@ -572,11 +630,74 @@ impl Store for SqlStore {
     }
 
     fn active_grants(&self) -> StoreFuture<'_, Vec<Grant>> {
-        dispatch!(self, grants_in_state(GrantState::Active, None))
+        dispatch!(self, grants_in_state(GrantState::IN_FORCE, None))
     }
 
     fn grants_due(&self, now: DateTime<Utc>) -> StoreFuture<'_, Vec<Grant>> {
-        dispatch!(self, grants_in_state(GrantState::Active, Some(now)))
+        dispatch!(self, grants_in_state(GrantState::IN_FORCE, Some(now)))
+    }
+
+    fn record_grant<'a>(&'a self, record: &'a GrantRecord) -> StoreFuture<'a, Grant> {
+        dispatch!(self, record_grant(record))
+    }
+
+    fn step_grant<'a>(&'a self, step: &'a GrantStep) -> StoreFuture<'a, bool> {
+        dispatch!(self, step_grant(step))
+    }
+
+    fn record_slot_change<'a>(
+        &'a self,
+        change: &'a SlotChange,
+        at: DateTime<Utc>,
+    ) -> StoreFuture<'a, ()> {
+        dispatch!(self, record_slot_change(change, at))
+    }
+
+    fn grant_slot<'a>(&'a self, slot: &'a SlotKey) -> StoreFuture<'a, Option<GrantSlot>> {
+        dispatch!(self, grant_slot(slot))
+    }
+
+    fn lock_grant_slot<'a>(
+        &'a self,
+        slot: &'a SlotKey,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreFuture<'a, bool> {
+        dispatch!(self, lock_grant_slot(slot, owner, now, until))
+    }
+
+    fn unlock_grant_slot<'a>(&'a self, slot: &'a SlotKey, owner: &'a str) -> StoreFuture<'a, ()> {
+        dispatch!(self, unlock_grant_slot(slot, owner))
+    }
+
+    fn slot_grants<'a>(&'a self, slot: &'a SlotKey) -> StoreFuture<'a, Vec<Grant>> {
+        dispatch!(self, slot_grants(slot))
+    }
+
+    fn claim_grants<'a>(&'a self, claim: &'a GrantClaim) -> StoreFuture<'a, Vec<Grant>> {
+        dispatch!(self, claim_grants(claim))
+    }
+
+    fn next_grant_event(&self) -> StoreFuture<'_, Option<DateTime<Utc>>> {
+        dispatch!(self, next_grant_event())
+    }
+
+    fn list_grants<'a>(&'a self, filter: &'a GrantFilter) -> StoreFuture<'a, Vec<Grant>> {
+        dispatch!(self, list_grants(filter))
+    }
+
+    fn acquire_grant_watcher<'a>(
+        &'a self,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreFuture<'a, Option<String>> {
+        dispatch!(self, acquire_grant_watcher(owner, now, until))
+    }
+
+    fn release_grant_watcher<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, ()> {
+        dispatch!(self, release_grant_watcher(owner))
     }
 
     fn append_audit<'a>(&'a self, entry: &'a NewAuditEntry) -> StoreFuture<'a, AuditId> {
