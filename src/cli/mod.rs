@@ -11,6 +11,7 @@ pub mod identities;
 mod manifest;
 mod migrate;
 pub mod output;
+mod serve;
 mod sync;
 mod validate;
 
@@ -57,6 +58,9 @@ pub enum Command {
     Migrate(migrate::Args),
     /// Read the managed workspaces' access into the store, within the request budget.
     Sync(sync::Args),
+    /// Run the scheduled jobs (sync, identity refresh, audit, expiry) with /healthz, /readyz
+    /// and /metrics on server.listen, until SIGTERM or SIGINT.
+    Serve(serve::Args),
     /// Explain effective access from the store: `access repo WS/REPO`, `access user ID|EMAIL`.
     Access(access::Args),
     /// Every account with the person's email, its source and conflicts; refresh or import.
@@ -73,6 +77,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Doctor(args) => doctor::run(&cli, args).await,
         Command::Migrate(args) => migrate::run(&cli, args).await,
         Command::Sync(args) => sync::run(&cli, args).await,
+        Command::Serve(args) => serve::run(&cli, args).await,
         Command::Access(args) => access::run(&cli, args).await,
         Command::Identities(args) => identities::run(&cli, args).await,
         Command::Demo(args) => demo::run(&cli, args).await,
