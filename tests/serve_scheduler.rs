@@ -324,3 +324,24 @@ fn cron_times_are_read_in_the_configured_zone() {
     assert!(err.contains("fixed offset such as \"+01:00\""), "{err}");
     assert!(ScheduleZone::parse("+25:00").is_err());
 }
+
+#[test]
+fn a_config_names_its_time_zone_and_a_bad_one_is_reported_by_pointer() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let write = |zone: &str| {
+        let path = dir.path().join("config.json");
+        let config = serde_json::json!({
+            "email": "svc@example.com",
+            "app_token": "tok-not-a-secret",
+            "schedules": {"audit": "0 0 6 * * *", "time_zone": zone},
+        });
+        std::fs::write(&path, config.to_string()).expect("write");
+        path
+    };
+    let config = bitbucket_access::config::Config::load(&write("-05:30")).expect("valid");
+    assert_eq!(config.schedules.time_zone.to_string(), "-05:30");
+    let err = bitbucket_access::config::Config::load(&write("Europe/Berlin"))
+        .expect_err("a named zone")
+        .to_string();
+    assert!(err.contains("/schedules/time_zone"), "{err}");
+}

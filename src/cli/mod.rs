@@ -97,6 +97,33 @@ pub fn load_config(cli: &Cli) -> Result<Config, u8> {
     }
 }
 
+/// Opens the store read-write and builds the Bitbucket client (for `sync` and `serve`), or
+/// prints why not and returns the exit code.
+pub async fn open_store_and_client(
+    config: &Config,
+) -> Result<
+    (
+        std::sync::Arc<dyn crate::store::Store>,
+        crate::bitbucket::BitbucketClient,
+    ),
+    u8,
+> {
+    let store = match crate::store::open(config.database_url.expose_url()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot open the store: {e}");
+            return Err(EXIT_FAILURE);
+        }
+    };
+    match crate::connect::bitbucket_client(config) {
+        Ok(client) => Ok((store, client)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(EXIT_FAILURE)
+        }
+    }
+}
+
 fn report_config_error(path: &std::path::Path, error: &ConfigError) {
     match error {
         ConfigError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{load_config, Cli, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
+use super::{load_config, open_store_and_client, Cli, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 use crate::config::parse_duration;
 use crate::serve::{ServeError, ServeOptions};
 
@@ -43,19 +43,9 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
         eprintln!("error: --lease must be at least 2s (it is renewed every quarter of it)");
         return EXIT_USAGE;
     }
-    let store = match crate::store::open(config.database_url.expose_url()).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot open the store: {e}");
-            return EXIT_FAILURE;
-        }
-    };
-    let client = match crate::connect::bitbucket_client(&config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_FAILURE;
-        }
+    let (store, client) = match open_store_and_client(&config).await {
+        Ok(both) => both,
+        Err(code) => return code,
     };
     let mut options = ServeOptions::for_config(&config);
     options.lease = crate::sync::LeaseSettings {

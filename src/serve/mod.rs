@@ -255,13 +255,7 @@ impl Running {
     /// instance lease.
     pub async fn shutdown(self) -> ShutdownReport {
         let _ = self.stop.send(true);
-        let running: Vec<String> = self
-            .board
-            .snapshot()
-            .into_iter()
-            .filter(|s| s.running)
-            .map(|s| s.job)
-            .collect();
+        let running = self.board.running();
         if !running.is_empty() {
             info!(jobs = ?running, grace_s = self.grace.as_secs(), "shutting down: letting the running job finish");
         }
@@ -269,13 +263,7 @@ impl Running {
         let abandoned = match tokio::time::timeout(self.grace, &mut scheduler).await {
             Ok(_) => Vec::new(),
             Err(_) => {
-                let abandoned: Vec<String> = self
-                    .board
-                    .snapshot()
-                    .into_iter()
-                    .filter(|s| s.running)
-                    .map(|s| s.job)
-                    .collect();
+                let abandoned = self.board.running();
                 warn!(jobs = ?abandoned, "shutdown grace passed: abandoning the running job (a sync run is resumed by the next sync)");
                 scheduler.abort();
                 let _ = scheduler.await;

@@ -154,6 +154,15 @@ impl Board {
         jobs.values().cloned().collect()
     }
 
+    /// The jobs running on this instance right now.
+    pub fn running(&self) -> Vec<String> {
+        self.snapshot()
+            .into_iter()
+            .filter(|s| s.running)
+            .map(|s| s.job)
+            .collect()
+    }
+
     /// The figures `/metrics` shows per job.
     pub fn figures(&self) -> Vec<JobFigures> {
         self.snapshot()
