@@ -193,7 +193,95 @@ async fn metrics_parse_and_match_what_happened(url: String) {
     assert!(report.abandoned.is_empty());
 }
 
-on_both_backends!(metrics_parse_and_match_what_happened);
+/// Waits (at most 20 s) until `job` has failed `n` times in a row and its lane sleeps again.
+async fn wait_for_failures(running: &Running, clock: &ManualClock, job: &str, n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = running.board().snapshot();
+        let s = status.iter().find(|s| s.job == job).expect("a known job");
+        if s.consecutive_failures >= n && !s.running {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{job} did not fail {n} times: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    clock.wait_for_sleepers(3).await;
+}
+
+/// Bitbucket refusing every request: the workspace's sync fails, is retried after 30 s
+/// and 60 s, and after the third failure `/readyz` answers 503 naming it; the metrics count
+/// three failed syncs and the store keeps nothing half-read.
+async fn three_failed_syncs_of_a_workspace_make_readyz_fail(url: String) {
+    let sim = start_sim(7103).await;
+    let workspaces = vec![owned_workspaces(&sim).remove(0)];
+    let ws = workspaces[0].clone();
+    let config = sim_config(&sim, &url, &workspaces, 100_000);
+    let store = bitbucket_access::store::open(&url).await.expect("store");
+    let clock = ManualClock::new(at("2026-12-02T09:59:30Z"));
+    let running = start(config, &store, &clock).await;
+    clock.wait_for_sleepers(3).await;
+    // Refused (403, not retried): each sync ends at once with its listings unread.
+    sim.faults().fail_next(100_000, 403);
+
+    let job = format!("sync:{ws}");
+    for (n, now) in ["10:00:00", "10:00:30", "10:01:30"].iter().enumerate() {
+        clock.set(at(&format!("2026-12-02T{now}Z")));
+        wait_for_failures(&running, &clock, &job, n as u32 + 1).await;
+    }
+    let (status, body) = get(&running, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let problems = ready["problems"].to_string();
+    assert!(
+        problems.contains(&format!("job {job} failed 3 times in a row")),
+        "{problems}"
+    );
+    let next = ready["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["job"] == job.as_str()))
+        .map(|j| j["next_run"].clone());
+    assert_eq!(next, Some(serde_json::json!("2026-12-02T10:03:30Z")));
+
+    let (_, text) = get(&running, "/metrics").await;
+    let samples = parse_prometheus(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let failed = [("workspace", ws.as_str()), ("outcome", "failed")];
+    assert_eq!(
+        sum(&samples, "bitbucket_access_sync_runs_total", &failed),
+        3.0
+    );
+    let failures = [("job", job.as_str()), ("outcome", "failure")];
+    assert_eq!(
+        sum(&samples, "bitbucket_access_job_runs_total", &failures),
+        3.0
+    );
+    assert_eq!(
+        sum(
+            &samples,
+            "bitbucket_access_job_consecutive_failures",
+            &[("job", job.as_str())]
+        ),
+        3.0
+    );
+    // Every attempt was refused, and each is counted by its status.
+    let requests = "bitbucket_access_http_requests_total";
+    let refused = sum(&samples, requests, &[("status", "403")]);
+    assert!(refused > 0.0);
+    assert_eq!(refused as u64, sim.total_requests());
+    assert!(store
+        .repositories(&sync_support::slug(&ws))
+        .await
+        .expect("read")
+        .is_empty());
+    running.shutdown().await;
+}
+
+on_both_backends!(
+    metrics_parse_and_match_what_happened,
+    three_failed_syncs_of_a_workspace_make_readyz_fail,
+);
 
 /// Two instances on one PostgreSQL, each with its own client and an hourly budget of 20
 /// requests for a world that needs more: whichever syncs first spends the 20, and the other,
