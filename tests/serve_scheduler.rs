@@ -82,7 +82,7 @@ async fn jobs_fire_at_their_cron_times(url: String) {
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(async move { scheduler.run(stopped).await });
 
-    clock.wait_for_sleepers(2).await;
+    asleep(&clock, 2).await;
     let next: Vec<_> = board
         .snapshot()
         .into_iter()
@@ -120,7 +120,7 @@ async fn jobs_fire_at_their_cron_times(url: String) {
         clock.set(at(step));
         expected += if step.ends_with("05:00Z") { 2 } else { 1 };
         recorder.wait_for_runs(expected).await;
-        clock.wait_for_sleepers(2).await;
+        asleep(&clock, 2).await;
     }
     let _ = stop.send(true);
     task.await.expect("the scheduler stops");
@@ -167,42 +167,51 @@ async fn a_job_runs_on_one_instance_at_a_time_and_never_twice_at_once(url: Strin
     let stopped2 = stopped.clone();
     let a = tokio::spawn(async move { first.run(stopped).await });
     let b = tokio::spawn(async move { second.run(stopped2).await });
-    clock.wait_for_sleepers(2).await;
+    asleep(&clock, 2).await;
+
+    let skipped = |m: &Metrics| m.runs("sync:acme", RunResult::Skipped);
+    let skips = || skipped(&first_metrics) + skipped(&second_metrics);
+    // Waits until the other instance has skipped `n` times and sleeps again (the one running
+    // the job does not sleep), so that the next cron time finds it asleep.
+    let skipped_and_asleep = |n: u64| {
+        let clock = clock.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while skips() < n {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{} skips, {n} expected",
+                    skips()
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            asleep(&clock, 1).await;
+        }
+    };
 
     clock.set(at("2026-12-02T10:01:00Z"));
     recorder.wait_for_runs(1).await;
-    // The other instance found the lease taken and went back to sleep.
-    clock.wait_for_sleepers(1).await;
-    let skipped = |m: &Metrics| m.runs("sync:acme", RunResult::Skipped);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while skipped(&first_metrics) + skipped(&second_metrics) < 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no instance skipped the job"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-
+    skipped_and_asleep(1).await;
     // Still running at the next two cron times: nobody starts it again.
-    for t in ["2026-12-02T10:02:00Z", "2026-12-02T10:03:00Z"] {
-        clock.set(at(t));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    clock.set(at("2026-12-02T10:02:00Z"));
+    skipped_and_asleep(2).await;
+    clock.set(at("2026-12-02T10:03:00Z"));
+    skipped_and_asleep(3).await;
     assert_eq!(
         recorder.runs().len(),
         1,
         "started again: {:?}",
         recorder.runs()
     );
-    assert_eq!(skipped(&first_metrics) + skipped(&second_metrics), 3);
+    assert_eq!(skips(), 3);
 
     // Once it ends, the next cron time runs it again (the missed ones are not queued).
     recorder.gate.add_permits(1);
-    clock.wait_for_sleepers(2).await;
+    asleep(&clock, 2).await;
     clock.set(at("2026-12-02T10:04:00Z"));
     recorder.wait_for_runs(2).await;
     recorder.gate.add_permits(1);
-    clock.wait_for_sleepers(2).await;
+    asleep(&clock, 2).await;
     assert_eq!(recorder.most_at_once.load(Ordering::SeqCst), 1);
     assert_eq!(recorder.runs().len(), 2);
     let _ = stop.send(true);
@@ -233,7 +242,7 @@ async fn failures_are_retried_with_backoff_and_three_in_a_row_make_readyz_fail(u
     };
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(async move { scheduler.run(stopped).await });
-    clock.wait_for_sleepers(1).await;
+    asleep(&clock, 1).await;
     assert!(readiness(&state).await.ready);
 
     // The cron time, then retries after 30 s, 60 s, 120 s.
@@ -247,7 +256,7 @@ async fn failures_are_retried_with_backoff_and_three_in_a_row_make_readyz_fail(u
         clock.set(at(now));
         runs += 1;
         recorder.wait_for_runs(runs).await;
-        clock.wait_for_sleepers(1).await;
+        asleep(&clock, 1).await;
         assert_eq!(next_run(), Some(at(retry)), "after the failure at {now}");
     }
     let ready = readiness(&state).await;
@@ -266,7 +275,7 @@ async fn failures_are_retried_with_backoff_and_three_in_a_row_make_readyz_fail(u
     recorder.set(Behaviour::Succeed);
     clock.set(at("2026-12-02T11:03:30Z"));
     recorder.wait_for_runs(4).await;
-    clock.wait_for_sleepers(1).await;
+    asleep(&clock, 1).await;
     assert_eq!(next_run(), Some(at("2026-12-02T12:00:00Z")));
     assert!(readiness(&state).await.ready);
     assert_eq!(metrics.runs("sync:acme", RunResult::Success), 1);

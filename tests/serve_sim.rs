@@ -75,7 +75,7 @@ async fn metrics_parse_and_match_what_happened(url: String) {
     let store = bitbucket_access::store::open(&url).await.expect("store");
     let clock = ManualClock::new(at("2026-12-02T09:59:30Z"));
     let running = start(config, &store, &clock).await;
-    clock.wait_for_sleepers(3).await;
+    asleep(&clock, 3).await;
 
     let (status, body) = get(&running, "/healthz").await;
     assert_eq!((status, body.trim()), (200, "ok"));
@@ -89,7 +89,7 @@ async fn metrics_parse_and_match_what_happened(url: String) {
         wait_for_success(&running, &format!("sync:{ws}")).await;
     }
     wait_for_success(&running, "identity-refresh").await;
-    clock.wait_for_sleepers(3).await;
+    asleep(&clock, 3).await;
 
     let (status, text) = get(&running, "/metrics").await;
     assert_eq!(status, 200);
@@ -208,7 +208,7 @@ async fn wait_for_failures(running: &Running, clock: &ManualClock, job: &str, n:
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    clock.wait_for_sleepers(3).await;
+    asleep(&clock, 3).await;
 }
 
 /// Bitbucket refusing every request: the workspace's sync fails, is retried after 30 s
@@ -222,7 +222,7 @@ async fn three_failed_syncs_of_a_workspace_make_readyz_fail(url: String) {
     let store = bitbucket_access::store::open(&url).await.expect("store");
     let clock = ManualClock::new(at("2026-12-02T09:59:30Z"));
     let running = start(config, &store, &clock).await;
-    clock.wait_for_sleepers(3).await;
+    asleep(&clock, 3).await;
     // Refused (403, not retried): each sync ends at once with its listings unread.
     sim.faults().fail_next(100_000, 403);
 
@@ -303,20 +303,20 @@ async fn two_instances_on_one_postgres_keep_within_one_budget() {
         second.schedules.sync = cron("30 * * * * *");
         let a = start(first, &store, &clock).await;
         let b = start(second, &store, &clock).await;
-        clock.wait_for_sleepers(6).await;
+        asleep(&clock, 6).await;
 
         let ws = workspaces[0].clone();
         clock.set(at("2026-12-02T10:00:00Z"));
         wait_for_success(&a, &format!("sync:{ws}")).await;
         wait_for_success(&a, "identity-refresh").await;
-        clock.wait_for_sleepers(6).await;
+        asleep(&clock, 6).await;
         let after_first = sim.total_requests();
         assert!(after_first > 0);
 
         clock.set(at("2026-12-02T10:00:30Z"));
         wait_for_success(&b, &format!("sync:{ws}")).await;
         // (Its identity refresh is skipped: the first instance's matching is fresh.)
-        clock.wait_for_sleepers(6).await;
+        asleep(&clock, 6).await;
         let total = sim.total_requests();
         println!(
             "two instances, budget {BUDGET}/h: first spent {after_first}, second {}",

@@ -480,6 +480,16 @@ pub fn write_config(
     path
 }
 
+/// Waits (at most 10 s) until `n` tasks sleep on the manual clock.
+pub async fn asleep(clock: &ManualClock, n: usize) {
+    if tokio::time::timeout(Duration::from_secs(10), clock.wait_for_sleepers(n))
+        .await
+        .is_err()
+    {
+        panic!("{n} sleepers expected, {} asleep", clock.sleepers());
+    }
+}
+
 /// The clock as an `Arc<dyn Clock>`.
 pub fn dyn_clock(clock: &ManualClock) -> Arc<dyn Clock> {
     Arc::new(clock.clone())
