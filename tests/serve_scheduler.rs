@@ -15,7 +15,7 @@ use bitbucket_access::serve::lease::{LeaseError, Leases};
 use bitbucket_access::serve::metrics::RunResult;
 use bitbucket_access::serve::scheduler::next_after;
 use bitbucket_access::serve::{Job, Lane, Metrics, Scheduler, SchedulerSettings};
-use bitbucket_access::store::{Backend, Store};
+use bitbucket_access::store::{Backend, LeaseClaim, Store};
 use bitbucket_access::sync::LeaseSettings;
 use serve_support::*;
 use std::sync::atomic::Ordering;
@@ -310,7 +310,48 @@ async fn one_serve_per_sqlite_store_and_any_number_on_postgres(url: String) {
     }
 }
 
+/// The lease itself: taken by one holder at a time, free once released or passed, and not
+/// taken again for a cron time another instance already ran the job at.
+async fn a_lease_is_taken_by_one_holder_and_once_per_run_time(url: String) {
+    let store = bitbucket_access::store::open(&url).await.expect("store");
+    let clock = ManualClock::new(at("2026-12-02T10:00:00Z"));
+    let (a, b) = (leases(&store, &clock), leases(&store, &clock));
+    let tick = Some(at("2026-12-02T10:00:00Z"));
+    assert_eq!(
+        a.try_acquire("sync", tick).await.expect("a"),
+        LeaseClaim::Acquired
+    );
+    match b.try_acquire("sync", tick).await.expect("b") {
+        LeaseClaim::Held(held) => assert_eq!(held.holder, a.holder()),
+        other => panic!("held by a expected, got {other:?}"),
+    }
+    clock.set(at("2026-12-02T10:00:02Z"));
+    a.release("sync").await;
+    // b's clock is a little behind: it wakes for 10:00:00 after a has run the job.
+    match b.try_acquire("sync", tick).await.expect("b") {
+        LeaseClaim::AlreadyRan(done) => assert_eq!(done.holder, a.holder()),
+        other => panic!("already ran expected, got {other:?}"),
+    }
+    let next = Some(at("2026-12-02T11:00:00Z"));
+    clock.set(at("2026-12-02T11:00:00Z"));
+    assert_eq!(
+        b.try_acquire("sync", next).await.expect("b"),
+        LeaseClaim::Acquired
+    );
+    // A holder that dies stops renewing: its lease passes and another takes it.
+    clock.set(at("2026-12-02T12:00:01Z"));
+    let later = Some(at("2026-12-02T12:00:00Z"));
+    assert_eq!(
+        a.try_acquire("sync", later).await.expect("a"),
+        LeaseClaim::Acquired
+    );
+    let stored = store.job_leases().await.expect("leases");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].holder, a.holder());
+}
+
 on_both_backends!(
+    a_lease_is_taken_by_one_holder_and_once_per_run_time,
     jobs_fire_at_their_cron_times,
     a_job_runs_on_one_instance_at_a_time_and_never_twice_at_once,
     failures_are_retried_with_backoff_and_three_in_a_row_make_readyz_fail,

@@ -15,6 +15,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use tracing::warn;
 
 use crate::clock::Clock;
@@ -70,7 +72,7 @@ impl Leases {
         self.settings
     }
 
-    fn request(&self, job: &str) -> JobLeaseRequest {
+    fn request(&self, job: &str, run_time: Option<DateTime<Utc>>) -> JobLeaseRequest {
         let now = self.clock.now();
         JobLeaseRequest {
             job: job.to_owned(),
@@ -78,12 +80,21 @@ impl Leases {
             now,
             lease_until: now
                 + chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::MAX),
+            run_time,
         }
     }
 
-    /// Takes `job`'s lease if it is free (or passed, or ours); else says who holds it.
-    pub async fn try_acquire(&self, job: &str) -> Result<LeaseClaim, StoreError> {
-        self.store.acquire_job_lease(&self.request(job)).await
+    /// Takes `job`'s lease if it is free (or passed, or ours); else says who holds it. For a
+    /// scheduled run, `run_time` is its cron time: a job that another instance already ran at
+    /// or after it is not run again ([`LeaseClaim::AlreadyRan`]).
+    pub async fn try_acquire(
+        &self,
+        job: &str,
+        run_time: Option<DateTime<Utc>>,
+    ) -> Result<LeaseClaim, StoreError> {
+        self.store
+            .acquire_job_lease(&self.request(job, run_time))
+            .await
     }
 
     /// Ends `job`'s lease so another instance may take it at once. Best effort: a lease that
@@ -97,7 +108,7 @@ impl Leases {
 
     /// Renews `job`'s lease now; `false` when another instance took it.
     async fn renew(&self, job: &str) -> bool {
-        match self.store.renew_job_lease(&self.request(job)).await {
+        match self.store.renew_job_lease(&self.request(job, None)).await {
             Ok(true) => true,
             Ok(false) => {
                 warn!(
@@ -149,7 +160,7 @@ impl Leases {
         if self.store.backend() != Backend::Sqlite {
             return Ok(InstanceGuard { task: None });
         }
-        if let LeaseClaim::Held(other) = self.try_acquire(INSTANCE_LEASE).await? {
+        if let LeaseClaim::Held(other) = self.try_acquire(INSTANCE_LEASE, None).await? {
             return Err(LeaseError::InstanceRunning {
                 holder: other.holder,
                 until: other.lease_until.to_rfc3339(),

@@ -276,30 +276,33 @@ impl Scheduler {
                 _ = shutdown.changed() => return,
             }
             let now = self.clock.now();
-            let tick = next_tick.is_some_and(|t| now >= t);
+            let tick = next_tick.filter(|t| now >= *t);
             let due: Vec<Job> = lane
                 .jobs
                 .iter()
-                .filter(|j| tick || retries.get(*j).is_some_and(|r| now >= *r))
+                .filter(|j| tick.is_some() || retries.get(*j).is_some_and(|r| now >= *r))
                 .cloned()
                 .collect();
-            self.run_due(lane, &due, &mut retries, &shutdown).await;
-            if tick {
+            self.run_due(lane, &due, tick, &mut retries, &shutdown)
+                .await;
+            if tick.is_some() {
                 next_tick = next_after(&lane.schedule, zone, self.clock.now());
             }
         }
     }
 
     /// Takes the lane's lease and runs the due jobs in order; when another instance holds the
-    /// lease, they run there and are skipped here.
+    /// lease, or already ran the lane at or after this cron time (`tick`), they are skipped
+    /// here.
     async fn run_due(
         &self,
         lane: &Lane,
         due: &[Job],
+        tick: Option<DateTime<Utc>>,
         retries: &mut BTreeMap<Job, DateTime<Utc>>,
         shutdown: &watch::Receiver<bool>,
     ) {
-        match self.leases.try_acquire(&lane.lease).await {
+        match self.leases.try_acquire(&lane.lease, tick).await {
             Ok(LeaseClaim::Acquired) => {
                 let work = async {
                     for job in due {
@@ -313,9 +316,9 @@ impl Scheduler {
                 self.leases.hold_while(&lane.lease, work).await;
                 self.leases.release(&lane.lease).await;
             }
-            Ok(LeaseClaim::Held(other)) => {
+            Ok(LeaseClaim::Held(other) | LeaseClaim::AlreadyRan(other)) => {
                 for job in due {
-                    info!(job = %job, holder = %other.holder, "runs on another instance; skipped here");
+                    info!(job = %job, holder = %other.holder, "runs (or ran) on another instance at this time; skipped here");
                     self.metrics.record_run(&job.name(), RunResult::Skipped);
                     retries.remove(job);
                 }

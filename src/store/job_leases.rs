@@ -31,6 +31,10 @@ pub struct JobLeaseRequest {
     pub now: DateTime<Utc>,
     /// Until when the lease should last.
     pub lease_until: DateTime<Utc>,
+    /// For a scheduled run: its cron time. The lease is then not taken when its last holder
+    /// was still active at or after that time, because the job already ran for this time
+    /// (on an instance whose clock is a little ahead) or was still running when it came.
+    pub run_time: Option<DateTime<Utc>>,
 }
 
 /// What a claim found.
@@ -40,4 +44,7 @@ pub enum LeaseClaim {
     Acquired,
     /// Someone else holds a live lease; nothing changed.
     Held(JobLease),
+    /// The lease is free, but the job already ran (or still ran) at or after the requested
+    /// run time; nothing changed.
+    AlreadyRan(JobLease),
 }

@@ -47,9 +47,16 @@ pub(crate) async fn acquire_job_lease(
     .await
     .map_err(db_err("read a job lease"))?;
     if let Some(current) = row.as_ref().map(job_lease_from_row).transpose()? {
-        if current.holder != request.holder && current.lease_until > request.now {
+        let claim = if current.holder != request.holder && current.lease_until > request.now {
+            Some(LeaseClaim::Held(current))
+        } else if request.run_time.is_some_and(|t| current.heartbeat >= micros(t)) {
+            Some(LeaseClaim::AlreadyRan(current))
+        } else {
+            None
+        };
+        if let Some(claim) = claim {
             tx.rollback().await.map_err(db_err("end a job lease claim"))?;
-            return Ok(LeaseClaim::Held(current));
+            return Ok(claim);
         }
     }
     sqlx::query(
