@@ -208,7 +208,7 @@ async fn wait_for_failures(running: &Running, clock: &ManualClock, job: &str, n:
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    asleep(&clock, 3).await;
+    asleep(clock, 3).await;
 }
 
 /// Bitbucket refusing every request: the workspace's sync fails, is retried after 30 s
