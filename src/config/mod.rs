@@ -32,7 +32,7 @@ pub use schema::{is_valid as schema_accepts, SCHEMA_JSON};
 pub use secret::{MAX_EMAIL_LEN, MAX_SECRET_FILE_BYTES, MAX_TOKEN_LEN};
 pub use types::{
     ApiSettings, AuditPolicy, Config, CronSchedule, GrantPolicy, IdentitySettings, JiraCredentials,
-    MassChangeLimits, OnConflict, RequestBudget, Schedules, ServerSettings,
+    MassChangeLimits, OnConflict, RequestBudget, ScheduleZone, Schedules, ServerSettings,
 };
 
 use secrecy::SecretString;
