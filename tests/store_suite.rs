@@ -499,16 +499,16 @@ async fn grants_roundtrip_and_expire_once(url: String) {
 
     // Two instances race to expire it: exactly one wins.
     let first = s
-        .transition_grant(grant.id, GrantState::Active, GrantState::Expired, t(481))
+        .transition_grant(grant.id, GrantState::Active, GrantState::Ended, t(481))
         .await
         .expect("expire");
     let second = s
-        .transition_grant(grant.id, GrantState::Active, GrantState::Expired, t(481))
+        .transition_grant(grant.id, GrantState::Active, GrantState::Ended, t(481))
         .await
         .expect("expire again");
     assert!(first && !second);
     let stored = s.grant(grant.id).await.expect("get").expect("exists");
-    assert_eq!(stored.state, GrantState::Expired);
+    assert_eq!(stored.state, GrantState::Ended);
     assert_eq!(stored.updated_at, t(481));
 
     let project_grant = s

@@ -30,8 +30,12 @@ pub enum GrantState {
     Pending,
     /// Applied in Bitbucket and in force.
     Active,
+    /// Bitbucket already gave the principal the level (nothing to apply).
+    Satisfied,
+    /// Past its expiry; the baseline is being put back.
+    Ending,
     /// Ended at its expiry; the baseline was put back.
-    Expired,
+    Ended,
     /// Ended early by a revoke; the baseline was put back.
     Revoked,
     /// Bitbucket refused it.
@@ -45,7 +49,9 @@ impl GrantState {
     pub const ALL: &'static [GrantState] = &[
         GrantState::Pending,
         GrantState::Active,
-        GrantState::Expired,
+        GrantState::Satisfied,
+        GrantState::Ending,
+        GrantState::Ended,
         GrantState::Revoked,
         GrantState::Failed,
         GrantState::Conflict,
@@ -56,7 +62,9 @@ impl GrantState {
         match self {
             GrantState::Pending => "pending",
             GrantState::Active => "active",
-            GrantState::Expired => "expired",
+            GrantState::Satisfied => "satisfied",
+            GrantState::Ending => "ending",
+            GrantState::Ended => "ended",
             GrantState::Revoked => "revoked",
             GrantState::Failed => "failed",
             GrantState::Conflict => "conflict",
@@ -72,7 +80,7 @@ impl GrantState {
             .ok_or_else(|| LevelError {
                 kind: "grant state",
                 value: value.to_owned(),
-                expected: "pending active expired revoked failed conflict",
+                expected: "pending active satisfied ending ended revoked failed conflict",
             })
     }
 
@@ -80,7 +88,7 @@ impl GrantState {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            GrantState::Expired | GrantState::Revoked | GrantState::Failed | GrantState::Conflict
+            GrantState::Ended | GrantState::Revoked | GrantState::Failed | GrantState::Conflict
         )
     }
 }
@@ -181,7 +189,7 @@ mod tests {
         for state in GrantState::ALL {
             assert_eq!(GrantState::parse(state.as_str()), Ok(*state));
         }
-        assert!(GrantState::Expired.is_final());
+        assert!(GrantState::Ended.is_final());
         assert!(!GrantState::Active.is_final());
         assert!(GrantState::parse("done").is_err());
     }

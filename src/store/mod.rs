@@ -61,9 +61,9 @@ use open::Pool;
 pub use open::{open, open_read_only, open_with, OpenMode, SqlStore, CONNECT_TIMEOUT};
 pub use run_types::{ClaimOutcome, ClaimRequest, Heartbeat, HeldWorkspace, RunOwner};
 pub use types::{
-    AuditEntry, AuditFilter, AuditId, AuditKind, ExpectedChange, Fact, HeldChange, ListingFailure,
-    ListingFreshness, ListingKey, ListingStatus, MassChangeGuard, NewAuditEntry, ReplaceListing,
-    ReplaceOutcome, SyncOutcome, SyncRun, SyncRunFinish, SyncRunId,
+    AuditEntry, AuditFilter, AuditId, AuditKind, ExpectedChange, Fact, GrantFilter, HeldChange,
+    ListingFailure, ListingFreshness, ListingKey, ListingStatus, MassChangeGuard, NewAuditEntry,
+    ReplaceListing, ReplaceOutcome, SyncOutcome, SyncRun, SyncRunFinish, SyncRunId,
 };
 
 /// The future every store method returns.
@@ -280,6 +280,9 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Active grants whose expiry is at or before `now`.
     fn grants_due(&self, now: DateTime<Utc>) -> StoreFuture<'_, Vec<Grant>>;
+
+    /// The grants the filter picks, by id.
+    fn list_grants<'a>(&'a self, filter: &'a GrantFilter) -> StoreFuture<'a, Vec<Grant>>;
 
     // ----- Audit -----
 
@@ -548,6 +551,10 @@ impl Store for SqlStore {
 
     fn grants_due(&self, now: DateTime<Utc>) -> StoreFuture<'_, Vec<Grant>> {
         dispatch!(self, grants_in_state(GrantState::Active, Some(now)))
+    }
+
+    fn list_grants<'a>(&'a self, filter: &'a GrantFilter) -> StoreFuture<'a, Vec<Grant>> {
+        dispatch!(self, list_grants(filter))
     }
 
     fn append_audit<'a>(&'a self, entry: &'a NewAuditEntry) -> StoreFuture<'a, AuditId> {

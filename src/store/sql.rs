@@ -26,7 +26,7 @@ use crate::domain::{
 use crate::store::error::StoreError;
 use crate::store::listing::{self, ColKind, ColVal, Rows, Scope, TableSpec};
 use crate::store::types::{
-    AuditEntry, AuditFilter, AuditId, AuditKind, HeldChange, ListingFailure, ListingFreshness,
+    AuditEntry, AuditFilter, AuditId, AuditKind, GrantFilter, HeldChange, ListingFailure, ListingFreshness,
     ListingKey, ListingStatus, NewAuditEntry, ReplaceListing, ReplaceOutcome,
 };
 

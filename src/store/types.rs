@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Account, DriftEvent, GroupSlug, ProjectKey, ProjectLevel, RepoLevel, RepoSlug, WorkspaceRole,
-    WorkspaceSlug,
+    Account, DriftEvent, GrantState, GroupSlug, Principal, ProjectKey, ProjectLevel, RepoLevel,
+    RepoSlug, WorkspaceRole, WorkspaceSlug,
 };
 
 use super::error::StoreError;
@@ -453,4 +453,17 @@ pub struct AuditFilter {
     pub until: Option<DateTime<Utc>>,
     /// At most this many entries (oldest first).
     pub limit: Option<u64>,
+}
+
+/// Which grants to list. Empty fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrantFilter {
+    /// Only grants in one of these states.
+    pub states: Vec<GrantState>,
+    /// Only grants to this principal.
+    pub principal: Option<Principal>,
+    /// Only grants on resources of this workspace.
+    pub workspace: Option<String>,
+    /// Only grants whose state changed at or after this time.
+    pub changed_since: Option<DateTime<Utc>>,
 }

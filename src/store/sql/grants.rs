@@ -157,3 +157,38 @@ pub(crate) async fn grants_in_state(
         .map_err(db_err("list grants"))?;
     rows.iter().map(grant_from_row).collect()
 }
+
+pub(crate) async fn list_grants(
+    pool: &Pool<Db>,
+    filter: &GrantFilter,
+) -> Result<Vec<Grant>, StoreError> {
+    let mut qb = QueryBuilder::<Db>::new(format!("SELECT {GRANT_COLS} FROM grants WHERE 1 = 1"));
+    if !filter.states.is_empty() {
+        qb.push(" AND state IN (");
+        let mut list = qb.separated(", ");
+        for state in &filter.states {
+            list.push_bind(state.as_str());
+        }
+        qb.push(")");
+    }
+    if let Some(principal) = &filter.principal {
+        let (kind, id) = principal_columns(principal);
+        qb.push(" AND principal_kind = ")
+            .push_bind(kind)
+            .push(" AND principal_id = ")
+            .push_bind(id);
+    }
+    if let Some(workspace) = &filter.workspace {
+        qb.push(" AND workspace = ").push_bind(workspace.clone());
+    }
+    if let Some(since) = filter.changed_since {
+        qb.push(" AND updated_at >= ").push_bind(micros(since));
+    }
+    qb.push(" ORDER BY id");
+    let rows = qb
+        .build()
+        .fetch_all(pool)
+        .await
+        .map_err(db_err("list grants"))?;
+    rows.iter().map(grant_from_row).collect()
+}
