@@ -6,8 +6,8 @@
 //! last read failed (then their facts are older).
 
 use crate::domain::{
-    effective_access_for_account, effective_access_for_repository, AccountId, EffectiveAccess,
-    RepoLevel, RepoSlug, SourcedLevel, WorkspaceSlug,
+    effective_access, effective_access_for_account, effective_access_for_repository, AccountId,
+    EffectiveAccess, RepoLevel, RepoSlug, SourcedLevel, WorkspaceFacts, WorkspaceSlug,
 };
 use crate::store::{ListingFailure, ListingKey, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -112,8 +112,11 @@ pub enum AccessError {
     Store(#[from] StoreError),
 }
 
+/// Display name and matched email of every known account, by account id.
+pub type AccountNames = HashMap<String, (String, Option<String>)>;
+
 /// Display name and matched email of every known account.
-async fn names(store: &dyn Store) -> Result<HashMap<String, (String, Option<String>)>, StoreError> {
+pub async fn account_names(store: &dyn Store) -> Result<AccountNames, StoreError> {
     let mut emails: HashMap<String, String> = store
         .identities()
         .await?
@@ -132,11 +135,7 @@ async fn names(store: &dyn Store) -> Result<HashMap<String, (String, Option<Stri
         .collect())
 }
 
-fn rows(
-    ws: &WorkspaceSlug,
-    list: Vec<EffectiveAccess>,
-    names: &HashMap<String, (String, Option<String>)>,
-) -> Vec<AccessRow> {
+fn rows(ws: &WorkspaceSlug, list: Vec<EffectiveAccess>, names: &AccountNames) -> Vec<AccessRow> {
     list.into_iter()
         .map(|e| {
             let (display_name, email) = names
@@ -186,6 +185,20 @@ async fn completeness(
     Ok(out)
 }
 
+/// The effective access of every account on every repository of one workspace (the audit's
+/// matrix), sorted by repository then account, with the completeness of the whole workspace.
+pub async fn for_workspace(
+    store: &dyn Store,
+    ws: &WorkspaceSlug,
+    facts: &WorkspaceFacts,
+    names: &AccountNames,
+) -> Result<AccessAnswer, StoreError> {
+    Ok(AccessAnswer {
+        rows: rows(ws, effective_access(facts), names),
+        completeness: completeness(store, ws, |_| true).await?,
+    })
+}
+
 /// Who can reach `ws/repo` and why, strongest first.
 pub async fn for_repository(
     store: &dyn Store,
@@ -212,7 +225,7 @@ pub async fn for_repository(
         _ => true,
     })
     .await?;
-    let names = names(store).await?;
+    let names = account_names(store).await?;
     let mut out = rows(&ws, effective_access_for_repository(&facts, &repo), &names);
     out.sort_by(|a, b| {
         b.level
@@ -239,7 +252,7 @@ pub async fn for_account(
         }
     }
     .ok_or_else(|| AccessError::UnknownAccount(who.to_string()))?;
-    let names = names(store).await?;
+    let names = account_names(store).await?;
     let mut out = Vec::new();
     let mut whole = Completeness::default();
     for ws in store.workspaces().await? {

@@ -5,6 +5,7 @@
 //! interface: 0 success, 1 failure or findings, 2 bad usage or a bad config.
 
 mod access;
+pub mod audit;
 mod demo;
 mod doctor;
 pub mod identities;
@@ -61,6 +62,8 @@ pub enum Command {
     Access(access::Args),
     /// Every account with the person's email, its source and conflicts; refresh or import.
     Identities(identities::Args),
+    /// Write the permission audit report from the store; `audit verify` checks its history.
+    Audit(audit::Args),
     /// Try everything on a built-in simulated Bitbucket, no account or config needed.
     Demo(demo::Args),
 }
@@ -75,6 +78,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Sync(args) => sync::run(&cli, args).await,
         Command::Access(args) => access::run(&cli, args).await,
         Command::Identities(args) => identities::run(&cli, args).await,
+        Command::Audit(args) => audit::run(&cli, args).await,
         Command::Demo(args) => demo::run(&cli, args).await,
     };
     ExitCode::from(code)
