@@ -219,8 +219,8 @@ async fn an_altered_report_row_or_file_is_named(url: String) {
 
 async fn concurrent_appends_never_fork_the_chain(url: String) {
     // Two handles, as two processes would have.
-    let a: Arc<dyn Store> = open(&url).await.expect("store").into();
-    let b: Arc<dyn Store> = open(&url).await.expect("store").into();
+    let a: Arc<dyn Store> = open(&url).await.expect("store");
+    let b: Arc<dyn Store> = open(&url).await.expect("store");
     let mut tasks = Vec::new();
     for n in 0..40u32 {
         let store = if n % 2 == 0 { a.clone() } else { b.clone() };
