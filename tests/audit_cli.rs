@@ -185,3 +185,36 @@ async fn audit_writes_every_format_and_fail_on_sets_the_exit_code() {
         altered.stderr
     );
 }
+
+#[test]
+fn demo_ends_with_an_audit_written_to_a_folder_it_names() {
+    let dir = TempDir::new().expect("temp dir");
+    let out = assert_cmd::Command::cargo_bin("bitbucket-access")
+        .expect("binary")
+        .env_remove("BITBUCKET_ACCESS_CONFIG")
+        .env_remove("RUST_LOG")
+        .arg("demo")
+        .arg("--database")
+        .arg(dir.path().join("demo.db"))
+        .output()
+        .expect("demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let folder = dir.path().join("audit");
+    assert!(
+        stdout.contains(&format!("the audit is in {}", folder.display())),
+        "{stdout}"
+    );
+    let files = files_in(&folder);
+    assert!(
+        files
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "html")),
+        "{files:?}"
+    );
+    assert_eq!(files.len(), 3 + CSV_HEADERS.len(), "{files:?}");
+}

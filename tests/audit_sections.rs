@@ -192,6 +192,19 @@ async fn every_section_holds_what_the_world_has(url: String) {
     assert!(r.previous.is_none());
     assert_eq!(r.changes.new.len(), r.findings.len());
     assert_eq!(r.sha256, r.content_hash());
+    // The documented rule: the stored form without its last member, `sha256`, hashes to it.
+    let stored = r.stored_form();
+    let member = format!(",\"sha256\":\"{}\"}}", r.sha256);
+    let body = format!(
+        "{}}}",
+        stored
+            .strip_suffix(&member)
+            .expect("sha256 is the last member")
+    );
+    assert_eq!(
+        bitbucket_access::store::chain::sha256_hex(body.as_bytes()),
+        r.sha256
+    );
     assert_eq!(r.summary.findings as usize, r.findings.len());
     assert_valid(&r);
 

@@ -22,21 +22,17 @@ pub(super) async fn previous(store: &dyn Store) -> Result<Option<Previous>, Audi
     let Some(AuditRun { id, run }) = store.last_audit_run().await? else {
         return Ok(None);
     };
-    let value: serde_json::Value =
-        serde_json::from_str(&run.content).map_err(|e| AuditError::PreviousReport {
-            id: id.0,
-            detail: e.to_string(),
-        })?;
-    let findings: Vec<Finding> = value
-        .get("findings")
-        .cloned()
-        .map(serde_json::from_value)
-        .transpose()
+    // Only the findings are needed; the rest (the matrix above all) is skipped while parsing.
+    #[derive(serde::Deserialize)]
+    struct StoredFindings {
+        findings: Vec<Finding>,
+    }
+    let findings = serde_json::from_str::<StoredFindings>(&run.content)
         .map_err(|e| AuditError::PreviousReport {
             id: id.0,
             detail: e.to_string(),
         })?
-        .unwrap_or_default();
+        .findings;
     Ok(Some(Previous {
         report: PreviousReport {
             id: id.0,
@@ -82,7 +78,7 @@ pub async fn record(
         sha256: report.sha256.clone(),
         previous_sha256: report.previous.as_ref().map(|p| p.sha256.clone()),
         findings: report.summary.findings,
-        content: report.canonical(),
+        content: report.stored_form(),
         files,
     };
     let entry = NewAuditEntry {

@@ -31,9 +31,9 @@ use crate::store::{AuditFilter, AuditKind, GrantFilter, Store, StoreError};
 
 pub use history::record;
 pub use model::{
-    content_hash_of, AdminRow, AdminScope, Changes, DriftRow, DriftSection, FailedListing, Finding,
-    FindingKind, Freshness, GrantCategory, GrantRow, MatrixRow, PolicyUsed, PreviousReport, Report,
-    Severity, Summary, SyncRunRef, REPORT_VERSION,
+    AdminRow, AdminScope, Changes, DriftRow, DriftSection, FailedListing, Finding, FindingKind,
+    Freshness, GrantCategory, GrantRow, MatrixRow, PolicyUsed, PreviousReport, Report, Severity,
+    Summary, SyncRunRef, REPORT_VERSION,
 };
 
 /// Why an audit could not be produced.
@@ -149,7 +149,7 @@ pub async fn build(
         let facts = store.workspace_facts(ws).await?;
         let answer = crate::access::for_workspace(store, ws, &facts, &names).await?;
         let section =
-            sections_access::workspace_sections(ws, &facts, &answer.rows, &names, &settings.policy);
+            sections_access::workspace_sections(ws, &facts, answer.rows, &names, &settings.policy);
         matrix.extend(section.matrix);
         administrators.extend(section.administrators);
         findings.extend(section.findings);

@@ -1,8 +1,12 @@
 //! The audit report as data: its sections, its findings with stable kinds, and how it hashes.
 //!
-//! The report's `sha256` is the SHA-256 (lower-case hex) of the report's canonical JSON (keys
-//! sorted, no whitespace; see [`crate::store::chain::canonical_json`]) with the `sha256` field
-//! removed. Every renderer starts from this one value, so every format shows the same hash.
+//! The report's `sha256` is the SHA-256 (lower-case hex) of the report's compact JSON without
+//! its last member, `sha256`: the members in the order the report writes them (the schema's
+//! order), no whitespace. The stored form of a report is exactly those bytes with
+//! `,"sha256":"<hash>"` put back before the closing brace, so anyone can check a stored report by
+//! removing that member and hashing the rest. The hash is computed while serialising, straight
+//! into the digest, so a large report is never held twice. Every renderer starts from this one
+//! value, so every format shows the same hash.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,7 +14,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::store::chain::{canonical_json, sha256_hex};
+use sha2::{Digest, Sha256};
 
 /// The version of the report's JSON shape (`schemas/audit-report.schema.json`).
 pub const REPORT_VERSION: u32 = 1;
@@ -104,6 +108,7 @@ impl fmt::Display for FindingKind {
 
 /// One thing the audit flags.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Finding {
     /// Stable across reports for the same finding: the kind and the subjects
     /// (`public_repository:acme/site`), so two reports can be compared.
@@ -134,6 +139,7 @@ impl Finding {
 
 /// One account's effective level on one repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MatrixRow {
     /// Workspace slug.
     pub workspace: String,
@@ -176,6 +182,7 @@ impl AdminScope {
 
 /// One administrator of a workspace, project or repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AdminRow {
     /// Workspace, project or repository.
     pub scope: AdminScope,
@@ -195,6 +202,7 @@ pub struct AdminRow {
 
 /// A drift entry of the audit log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DriftRow {
     /// The audit-log entry's id.
     pub audit_id: i64,
@@ -210,6 +218,7 @@ pub struct DriftRow {
 
 /// Drift since the previous report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DriftSection {
     /// Entries from this time on (the previous report's generation time), `null`: every entry.
     pub since: Option<DateTime<Utc>>,
@@ -248,6 +257,7 @@ impl GrantCategory {
 
 /// One grant in the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GrantRow {
     /// Why it is listed.
     pub category: GrantCategory,
@@ -279,6 +289,7 @@ pub struct GrantRow {
 
 /// A listing whose last read failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FailedListing {
     /// The listing.
     pub listing: String,
@@ -290,6 +301,7 @@ pub struct FailedListing {
 
 /// A sync run whose reads the report rests on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SyncRunRef {
     /// Its id.
     pub id: i64,
@@ -303,6 +315,7 @@ pub struct SyncRunRef {
 
 /// How old the facts are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Freshness {
     /// The oldest complete read the report rests on, `null` when nothing was read.
     pub oldest_read_at: Option<DateTime<Utc>>,
@@ -318,6 +331,7 @@ pub struct Freshness {
 
 /// The policy values the report applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PolicyUsed {
     /// `audit_policy.allowed_email_domains` (empty: not checked).
     pub allowed_email_domains: Vec<String>,
@@ -339,6 +353,7 @@ pub struct PolicyUsed {
 
 /// The previous report this one compares with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PreviousReport {
     /// Its store id.
     pub id: i64,
@@ -350,6 +365,7 @@ pub struct PreviousReport {
 
 /// What changed since the previous report.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Changes {
     /// Ids of findings the previous report did not have (all, when there is none).
     pub new: Vec<String>,
@@ -359,6 +375,7 @@ pub struct Changes {
 
 /// Counts for the first look.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Summary {
     /// Findings in all.
     pub findings: u64,
@@ -374,6 +391,7 @@ pub struct Summary {
 
 /// A permission audit report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Report {
     /// [`REPORT_VERSION`].
     pub report_version: u32,
@@ -405,16 +423,68 @@ pub struct Report {
     pub sha256: String,
 }
 
-impl Report {
-    /// The report as a JSON value.
-    pub fn to_value(&self) -> serde_json::Value {
-        // A report holds only strings, numbers, booleans and maps with string keys.
-        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+/// The report without its hash, borrowed: what the hash covers, in the report's member order.
+#[derive(Serialize)]
+struct Content<'a> {
+    report_version: u32,
+    generated_at: &'a DateTime<Utc>,
+    workspaces: &'a [String],
+    policy: &'a PolicyUsed,
+    previous: &'a Option<PreviousReport>,
+    summary: &'a Summary,
+    findings: &'a [Finding],
+    changes: &'a Changes,
+    access_matrix: &'a [MatrixRow],
+    administrators: &'a [AdminRow],
+    drift: &'a DriftSection,
+    grants: &'a [GrantRow],
+    freshness: &'a Freshness,
+}
+
+/// Feeds written bytes into a SHA-256 digest.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
     }
 
-    /// The SHA-256 of the report's content (canonical JSON without `sha256`).
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Report {
+    fn content(&self) -> Content<'_> {
+        Content {
+            report_version: self.report_version,
+            generated_at: &self.generated_at,
+            workspaces: &self.workspaces,
+            policy: &self.policy,
+            previous: &self.previous,
+            summary: &self.summary,
+            findings: &self.findings,
+            changes: &self.changes,
+            access_matrix: &self.access_matrix,
+            administrators: &self.administrators,
+            drift: &self.drift,
+            grants: &self.grants,
+            freshness: &self.freshness,
+        }
+    }
+
+    /// The SHA-256 of the report's content (its compact JSON without `sha256`).
     pub fn content_hash(&self) -> String {
-        content_hash_of(&self.to_value())
+        let mut writer = HashWriter(Sha256::new());
+        // Writing into a digest cannot fail, and a report holds only serialisable values.
+        let _ = serde_json::to_writer(&mut writer, &self.content());
+        writer
+            .0
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Sets `sha256` to the content hash.
@@ -422,17 +492,13 @@ impl Report {
         self.sha256 = self.content_hash();
     }
 
-    /// The canonical JSON stored for the report (with `sha256`).
-    pub fn canonical(&self) -> String {
-        canonical_json(&self.to_value())
+    /// The stored form: compact JSON, `sha256` last.
+    pub fn stored_form(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
     }
-}
 
-/// The content hash of a report given as JSON: its canonical JSON without `sha256`.
-pub fn content_hash_of(value: &serde_json::Value) -> String {
-    let mut value = value.clone();
-    if let Some(map) = value.as_object_mut() {
-        map.remove("sha256");
+    /// Reads a stored (or written) report back.
+    pub fn parse(text: &str) -> Result<Report, serde_json::Error> {
+        serde_json::from_str(text)
     }
-    sha256_hex(canonical_json(&value).as_bytes())
 }

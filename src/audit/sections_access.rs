@@ -28,18 +28,17 @@ fn person(names: &AccountNames, id: &str) -> (String, Option<String>) {
     names.get(id).cloned().unwrap_or_default()
 }
 
-/// The matrix, administrators and access-policy findings of one workspace.
+/// The matrix, administrators and access-policy findings of one workspace. The access rows
+/// are consumed: the matrix of a large workspace is the report's biggest part, and holding it
+/// twice would double the audit's memory.
 pub(super) fn workspace_sections(
     ws: &WorkspaceSlug,
     facts: &WorkspaceFacts,
-    rows: &[AccessRow],
+    rows: Vec<AccessRow>,
     names: &AccountNames,
     policy: &AuditPolicy,
 ) -> WorkspaceSections {
-    let mut out = WorkspaceSections {
-        matrix: rows.iter().map(matrix_row).collect(),
-        ..WorkspaceSections::default()
-    };
+    let mut out = WorkspaceSections::default();
     let admin_row = |scope, resource: String, id: &str, via: Vec<String>| {
         let (display_name, email) = person(names, id);
         AdminRow {
@@ -148,20 +147,22 @@ pub(super) fn workspace_sections(
     }
 
     if policy.flag_direct_user_permissions {
-        out.findings.extend(direct_permissions(ws, facts, rows));
+        out.findings.extend(direct_permissions(ws, facts, &rows));
     }
+    out.matrix = rows.into_iter().map(matrix_row).collect();
     out
 }
 
-fn matrix_row(row: &AccessRow) -> MatrixRow {
+fn matrix_row(row: AccessRow) -> MatrixRow {
+    let sources = row.why();
     MatrixRow {
-        workspace: row.workspace.clone(),
-        repository: row.repository.clone(),
-        account_id: row.account_id.clone(),
-        display_name: row.display_name.clone(),
-        email: row.email.clone(),
+        workspace: row.workspace,
+        repository: row.repository,
+        account_id: row.account_id,
+        display_name: row.display_name,
+        email: row.email,
         level: row.level.to_string(),
-        sources: row.why(),
+        sources,
     }
 }
 

@@ -6,7 +6,7 @@
 //! `20261202000005_audit_chain`) carry no hash; they are counted, and cannot be checked. Once
 //! the chain has begun, an entry without a hash is a broken link.
 //!
-//! Reports: each stored report's content must hash to its recorded SHA-256 (the same rule as
+//! Reports: each stored report's content must parse as a report and hash to its recorded SHA-256 (the same rule as
 //! [`super::Report::seal`]), name the report before it, and every file it was written to that
 //! still exists must hash to the SHA-256 recorded for it. A missing file is reported, not
 //! counted as tampering: reports are moved and archived.
@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::store::chain::{entry_hash, sha256_hex, GENESIS};
 use crate::store::{AuditId, Store, StoreError};
 
-use super::model::content_hash_of;
+use super::model::Report;
 
 /// Entries read per page.
 const PAGE: u64 = 2_000;
@@ -167,18 +167,22 @@ async fn check_reports(
         let id = stored.id.0;
         let run = stored.run;
         let broken = |reason: String| Ok(Some(Broken::Report { id, reason }));
-        let value: serde_json::Value = match serde_json::from_str(&run.content) {
-            Ok(v) => v,
-            Err(e) => return broken(format!("its stored content is not JSON ({e})")),
+        let report = match Report::parse(&run.content) {
+            Ok(r) => r,
+            Err(e) => {
+                return broken(format!(
+                    "its stored content is not a report ({e}): the report was altered"
+                ))
+            }
         };
-        let hash = content_hash_of(&value);
+        let hash = report.content_hash();
         if hash != run.sha256 {
             return broken(format!(
                 "its content hashes to {hash}, not to the recorded {}: the report was altered",
                 run.sha256
             ));
         }
-        if value.get("sha256").and_then(|v| v.as_str()) != Some(run.sha256.as_str()) {
+        if report.sha256 != run.sha256 {
             return broken("the hash inside the report differs from the recorded one".to_owned());
         }
         if run.previous_sha256 != previous {

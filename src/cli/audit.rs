@@ -92,38 +92,41 @@ pub fn write_report(
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("cannot create the report folder {}: {e}", dir.display()))?;
     let stem = format!("audit-{}", report.generated_at.format("%Y%m%dT%H%M%S%.6fZ"));
-    let mut outputs: Vec<(String, String)> = Vec::new();
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let write = |name: String, text: String| -> Result<ReportFile, String> {
+        let path = dir.join(name);
+        std::fs::write(&path, text.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(ReportFile {
+            path: path.display().to_string(),
+            sha256: sha256_hex(text.as_bytes()),
+        })
+    };
+    // One rendering at a time, written before the next: a large report's texts are never all
+    // in memory together.
+    let mut files = Vec::new();
     for format in formats {
         match format {
-            OutputFormat::Json => {
-                outputs.push((format!("{stem}.json"), audit::render_json::render(report)))
-            }
-            OutputFormat::Md => {
-                outputs.push((format!("{stem}.md"), audit::render_md::render(report)))
-            }
-            OutputFormat::Html => {
-                outputs.push((format!("{stem}.html"), audit::render_html::render(report)))
-            }
+            OutputFormat::Json => files.push(write(
+                format!("{stem}.json"),
+                audit::render_json::render(report),
+            )?),
+            OutputFormat::Md => files.push(write(
+                format!("{stem}.md"),
+                audit::render_md::render(report),
+            )?),
+            OutputFormat::Html => files.push(write(
+                format!("{stem}.html"),
+                audit::render_html::render(report),
+            )?),
             OutputFormat::Csv => {
                 for (section, text) in audit::render_csv::render(report)? {
-                    outputs.push((format!("{stem}-{section}.csv"), text));
+                    files.push(write(format!("{stem}-{section}.csv"), text)?);
                 }
             }
         }
     }
-    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    outputs
-        .into_iter()
-        .map(|(name, text)| {
-            let path = dir.join(name);
-            std::fs::write(&path, text.as_bytes())
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            Ok(ReportFile {
-                path: path.display().to_string(),
-                sha256: sha256_hex(text.as_bytes()),
-            })
-        })
-        .collect()
+    Ok(files)
 }
 
 /// Builds, writes and stores a report; returns it with its files.
@@ -164,8 +167,23 @@ pub fn summary(report: &Report, files: &[ReportFile]) -> String {
     s
 }
 
-/// The demo's last step: an audit of the demo's store written to `dir`.
-pub async fn demo_audit(store: &dyn Store, config: &Config, dir: &Path) -> Result<(), String> {
+/// The demo's last step: an audit of the demo's store in every format, written beside the
+/// demo's database when it names one, else into a new folder that outlives the demo; prints
+/// where.
+pub async fn demo_audit(
+    store: &dyn Store,
+    config: &Config,
+    database: Option<&Path>,
+) -> Result<(), String> {
+    println!("\n== 9. Audit: who has admin, who is outside, what drifted, in every format");
+    let dir = match database.and_then(Path::parent) {
+        Some(parent) => parent.join("audit"),
+        None => tempfile::Builder::new()
+            .prefix("bitbucket-access-demo-audit-")
+            .tempdir()
+            .map_err(|e| e.to_string())?
+            .keep(),
+    };
     let formats = [
         OutputFormat::Json,
         OutputFormat::Csv,
@@ -176,12 +194,15 @@ pub async fn demo_audit(store: &dyn Store, config: &Config, dir: &Path) -> Resul
         store,
         &SystemClock,
         &settings(config, Vec::new()),
-        dir,
+        &dir,
         &formats,
     )
     .await?;
     print!("{}", summary(&report, &files));
-    println!("   the audit is in {}", dir.display());
+    println!(
+        "   the audit is in {} (open the .html file in a browser)",
+        dir.display()
+    );
     Ok(())
 }
 

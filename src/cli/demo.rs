@@ -2,7 +2,8 @@
 //!
 //! It starts the simulator in-process with a small seeded world, points a fresh SQLite store at
 //! it, syncs, explains the access of one repository, makes a change "out of band" (as a person
-//! in Bitbucket's UI would), syncs again and shows the drift that the second sync recorded.
+//! in Bitbucket's UI would), syncs again and shows the drift that the second sync recorded, and
+//! ends with an audit written to a folder it names.
 
 use super::access::render_rows;
 use super::identities::{identity_rows, render_rows as render_identities, IdentityRow};
@@ -197,6 +198,7 @@ async fn demo(args: &Args) -> Result<(), String> {
         })
         .collect();
     print!("{}", render_rows(Format::Table, &rows));
+    super::audit::demo_audit(store.as_ref(), &config, args.database.as_deref()).await?;
     println!(
         "\nDone. Point a config at your own workspace and run `bitbucket-access doctor` next."
     );

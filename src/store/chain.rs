@@ -1,5 +1,4 @@
-//! The hash chain of the audit log and the canonical JSON both the chain and the audit reports
-//! hash.
+//! The hash chain of the audit log and the canonical JSON its entries are hashed over.
 //!
 //! An entry's hash is the SHA-256 (lower-case hex) of the canonical JSON array
 //! `[occurred_at, actor, kind, subject, before, after, details, prev_hash]`, where
