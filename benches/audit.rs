@@ -1,6 +1,6 @@
 //! The audit benchmark: the sync benchmark's world (5,000 repositories, 2,000 users, 200
 //! groups in 4 workspaces; the simulator in its own process) synced into SQLite, then one audit
-//! of every workspace: the report built from the store, rendered as JSON and Markdown (the
+//! of every workspace: the report built from the store, written as JSON and Markdown (the
 //! default formats) and stored. Prints the wall time and the peak memory of this process during
 //! the audit (`VmHWM`, reset before it where the kernel allows), each next to its target with
 //! PASS or FAIL, and exits non-zero when a target is missed.
@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use bitbucket_access::audit::{self, AuditSettings};
+use bitbucket_access::cli::audit::{write_report, OutputFormat};
 use bitbucket_access::clock::SystemClock;
 use bitbucket_access::config::{Config, DatabaseUrl, GrantPolicy};
 use bitbucket_access::store;
@@ -64,10 +65,18 @@ async fn bench() -> Result<bool, String> {
     let report = audit::build(store.as_ref(), &SystemClock, &settings)
         .await
         .map_err(|e| format!("audit failed: {e}"))?;
-    // Each rendering is dropped before the next, as `audit` writes one file at a time.
-    let json = audit::render_json::render(&report).len();
-    let markdown = audit::render_md::render(&report).len();
-    audit::record(store.as_ref(), &report, Vec::new())
+    let out = dir.path().join("reports");
+    let files = write_report(&report, &out, &[OutputFormat::Json, OutputFormat::Md])?;
+    let size = |ext: &str| {
+        files
+            .iter()
+            .filter(|f| f.path.ends_with(ext))
+            .filter_map(|f| std::fs::metadata(&f.path).ok())
+            .map(|m| m.len())
+            .sum::<u64>()
+    };
+    let (json, markdown) = (size(".json"), size(".md"));
+    audit::record(store.as_ref(), &report, files)
         .await
         .map_err(|e| format!("storing the report failed: {e}"))?;
     let wall = t0.elapsed();

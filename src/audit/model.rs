@@ -14,7 +14,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use sha2::{Digest, Sha256};
+use crate::store::chain::Sha256Writer;
 
 /// The version of the report's JSON shape (`schemas/audit-report.schema.json`).
 pub const REPORT_VERSION: u32 = 1;
@@ -441,20 +441,6 @@ struct Content<'a> {
     freshness: &'a Freshness,
 }
 
-/// Feeds written bytes into a SHA-256 digest.
-struct HashWriter(Sha256);
-
-impl std::io::Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 impl Report {
     fn content(&self) -> Content<'_> {
         Content {
@@ -476,15 +462,10 @@ impl Report {
 
     /// The SHA-256 of the report's content (its compact JSON without `sha256`).
     pub fn content_hash(&self) -> String {
-        let mut writer = HashWriter(Sha256::new());
-        // Writing into a digest cannot fail, and a report holds only serialisable values.
+        let mut writer = Sha256Writer::new(std::io::sink());
+        // Writing into a sink cannot fail, and a report holds only serialisable values.
         let _ = serde_json::to_writer(&mut writer, &self.content());
-        writer
-            .0
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        writer.finish().unwrap_or_default()
     }
 
     /// Sets `sha256` to the content hash.

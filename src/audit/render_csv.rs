@@ -1,7 +1,9 @@
 //! The report as CSV, one file per section, each with a fixed header (tests hold them stable:
 //! spreadsheets and scripts key on them). Lists in one cell are joined with `; `.
 
-use super::model::Report;
+use std::io::Write;
+
+use super::model::{MatrixRow, Report};
 
 /// The sections and their headers, in file order.
 pub const SECTIONS: &[(&str, &[&str])] = &[
@@ -137,21 +139,8 @@ fn rows(report: &Report, section: &str) -> Vec<Vec<String>> {
             }));
             rows
         }
-        "access_matrix" => report
-            .access_matrix
-            .iter()
-            .map(|r| {
-                vec![
-                    r.workspace.clone(),
-                    r.repository.clone(),
-                    r.account_id.clone(),
-                    r.display_name.clone(),
-                    opt(&r.email),
-                    r.level.clone(),
-                    r.sources.join("; "),
-                ]
-            })
-            .collect(),
+        // The matrix is streamed by `write`: it is the one section too large to collect.
+        "access_matrix" => Vec::new(),
         "administrators" => report
             .administrators
             .iter()
@@ -239,18 +228,47 @@ fn rows(report: &Report, section: &str) -> Vec<Vec<String>> {
     }
 }
 
+fn matrix_record(r: &MatrixRow) -> Vec<String> {
+    vec![
+        r.workspace.clone(),
+        r.repository.clone(),
+        r.account_id.clone(),
+        r.display_name.clone(),
+        opt(&r.email),
+        r.level.clone(),
+        r.sources.join("; "),
+    ]
+}
+
+/// Writes one section (one of [`SECTIONS`]) as CSV with its header.
+pub fn write(report: &Report, section: &str, out: &mut dyn Write) -> Result<(), String> {
+    let header = SECTIONS
+        .iter()
+        .find(|(name, _)| *name == section)
+        .map(|(_, header)| *header)
+        .ok_or_else(|| format!("no CSV section {section:?}"))?;
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(header).map_err(|e| e.to_string())?;
+    if section == "access_matrix" {
+        for row in &report.access_matrix {
+            w.write_record(matrix_record(row))
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    for row in rows(report, section) {
+        w.write_record(&row).map_err(|e| e.to_string())?;
+    }
+    w.flush().map_err(|e| e.to_string())
+}
+
 /// Every section as `(name, CSV text)`, in [`SECTIONS`] order.
 pub fn render(report: &Report) -> Result<Vec<(&'static str, String)>, String> {
     SECTIONS
         .iter()
-        .map(|(name, header)| {
-            let mut w = csv::Writer::from_writer(Vec::new());
-            w.write_record(*header).map_err(|e| e.to_string())?;
-            for row in rows(report, name) {
-                w.write_record(&row).map_err(|e| e.to_string())?;
-            }
-            let bytes = w.into_inner().map_err(|e| e.to_string())?;
-            Ok((*name, String::from_utf8(bytes).map_err(|e| e.to_string())?))
+        .map(|(name, _)| {
+            let mut out = Vec::new();
+            write(report, name, &mut out)?;
+            Ok((*name, String::from_utf8(out).map_err(|e| e.to_string())?))
         })
         .collect()
 }

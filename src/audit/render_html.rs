@@ -3,7 +3,7 @@
 //! findings can also be filtered by severity and kind. Without JavaScript the page still shows
 //! every row.
 
-use std::fmt::Write;
+use std::io::Write;
 
 use super::cells;
 use super::model::Report;
@@ -88,63 +88,71 @@ const SCRIPT: &str = r#"
 
 /// A filterable, sortable table; `rows` are `(row class, cells)`.
 fn table(
-    out: &mut String,
+    out: &mut dyn Write,
     id: &str,
     title: &str,
     header: &[&str],
-    rows: Vec<(String, Vec<String>)>,
+    rows: impl ExactSizeIterator<Item = (String, Vec<String>)>,
     selects: &[(usize, Vec<String>)],
-) {
-    let _ = writeln!(out, "<h2>{}</h2>", esc(title));
-    let _ = write!(
+) -> std::io::Result<()> {
+    writeln!(out, "<h2>{}</h2>", esc(title))?;
+    write!(
         out,
         "<div class=\"controls\"><input type=\"search\" placeholder=\"Filter\" data-filter=\"{id}\" aria-label=\"Filter {title}\">",
         title = esc(title)
-    );
+    )?;
     for (column, values) in selects {
-        let _ = write!(
+        write!(
             out,
             "<select data-filter=\"{id}\" data-column=\"{column}\" aria-label=\"{}\"><option value=\"\">all {}</option>",
             esc(header[*column]),
             esc(header[*column])
-        );
+        )?;
         for v in values {
-            let _ = write!(out, "<option>{}</option>", esc(v));
+            write!(out, "<option>{}</option>", esc(v))?;
         }
-        out.push_str("</select>");
+        out.write_all("</select>".as_bytes())?;
     }
-    let _ = writeln!(
+    writeln!(
         out,
         "<span class=\"count\" data-count=\"{id}\">{} rows</span></div>",
         rows.len()
-    );
-    let _ = write!(out, "<table class=\"report\" id=\"{id}\"><thead><tr>");
+    )?;
+    write!(out, "<table class=\"report\" id=\"{id}\"><thead><tr>")?;
     for h in header {
-        let _ = write!(out, "<th>{}</th>", esc(h));
+        write!(out, "<th>{}</th>", esc(h))?;
     }
-    out.push_str("</tr></thead><tbody>\n");
+    out.write_all("</tr></thead><tbody>\n".as_bytes())?;
     for (class, cells) in rows {
-        let _ = write!(out, "<tr class=\"{}\">", esc(&class));
+        write!(out, "<tr class=\"{}\">", esc(&class))?;
         for c in cells {
-            let _ = write!(out, "<td>{}</td>", esc(&c));
+            write!(out, "<td>{}</td>", esc(&c))?;
         }
-        out.push_str("</tr>\n");
+        out.write_all("</tr>\n".as_bytes())?;
     }
-    out.push_str("</tbody></table>\n");
+    out.write_all("</tbody></table>\n".as_bytes())?;
+    Ok(())
 }
 
-/// The report as a self-contained HTML page.
+/// The report as a self-contained HTML page, as text.
 pub fn render(r: &Report) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
+    // Writing into memory cannot fail.
+    let _ = write(r, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Writes the report as a self-contained HTML page.
+pub fn write(r: &Report, out: &mut dyn Write) -> std::io::Result<()> {
     let title = format!("Permission audit, {}", r.generated_at.to_rfc3339());
-    let _ = write!(
+    write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{t}</title><style>{STYLE}</style></head><body>\n<h1>{t}</h1>\n",
         t = esc(&title)
-    );
-    let _ = writeln!(
+    )?;
+    writeln!(
         out,
         "<ul><li>Workspaces: {}</li><li>Report SHA-256: <code id=\"sha256\">{}</code></li>\
          <li>Previous report: {}</li><li>Findings: {} ({} new, {} resolved)</li>\
@@ -163,7 +171,7 @@ pub fn render(r: &Report) -> String {
             .freshness
             .oldest_read_at
             .map_or("never read".to_owned(), |t| t.to_rfc3339())),
-    );
+    )?;
 
     let mut kinds: Vec<String> = r.findings.iter().map(|f| f.kind.to_string()).collect();
     kinds.sort();
@@ -171,88 +179,82 @@ pub fn render(r: &Report) -> String {
     let new: std::collections::HashSet<&str> = r.changes.new.iter().map(String::as_str).collect();
     let mut finding_columns = cells::FINDING.to_vec();
     finding_columns.push("change");
-    let plain = |rows: Vec<Vec<String>>| -> Vec<(String, Vec<String>)> {
-        rows.into_iter().map(|c| (String::new(), c)).collect()
-    };
+    let plain = |cells: Vec<String>| (String::new(), cells);
     table(
-        &mut out,
+        out,
         "findings",
         "Findings",
         &finding_columns,
-        r.findings
-            .iter()
-            .map(|f| {
-                let mut row = cells::finding(f);
-                row.push(
-                    if new.contains(f.id.as_str()) {
-                        "new"
-                    } else {
-                        ""
-                    }
-                    .to_owned(),
-                );
-                (f.severity.as_str().to_owned(), row)
-            })
-            .collect(),
+        r.findings.iter().map(|f| {
+            let mut row = cells::finding(f);
+            row.push(
+                if new.contains(f.id.as_str()) {
+                    "new"
+                } else {
+                    ""
+                }
+                .to_owned(),
+            );
+            (f.severity.as_str().to_owned(), row)
+        }),
         &[
             (0, vec!["critical".into(), "warning".into(), "info".into()]),
             (1, kinds),
         ],
-    );
+    )?;
     table(
-        &mut out,
+        out,
         "resolved",
         "Resolved since the previous report",
         cells::FINDING,
         r.changes
             .resolved
             .iter()
-            .map(|f| (f.severity.as_str().to_owned(), cells::finding(f)))
-            .collect(),
+            .map(|f| (f.severity.as_str().to_owned(), cells::finding(f))),
         &[],
-    );
+    )?;
     table(
-        &mut out,
+        out,
         "administrators",
         "Administrators",
         cells::ADMIN,
-        plain(r.administrators.iter().map(cells::admin).collect()),
+        r.administrators.iter().map(cells::admin).map(plain),
         &[],
-    );
+    )?;
     table(
-        &mut out,
+        out,
         "grants",
         "Grants",
         cells::GRANT,
-        plain(r.grants.iter().map(cells::grant).collect()),
+        r.grants.iter().map(cells::grant).map(plain),
         &[],
-    );
+    )?;
     table(
-        &mut out,
+        out,
         "drift",
         "Drift since the previous report",
         cells::DRIFT,
-        plain(r.drift.entries.iter().map(cells::drift).collect()),
+        r.drift.entries.iter().map(cells::drift).map(plain),
         &[],
-    );
+    )?;
     table(
-        &mut out,
+        out,
         "sync-runs",
         "Sync runs behind the facts",
         cells::SYNC_RUN,
-        plain(r.freshness.sync_runs.iter().map(cells::sync_run).collect()),
+        r.freshness.sync_runs.iter().map(cells::sync_run).map(plain),
         &[],
-    );
+    )?;
     table(
-        &mut out,
+        out,
         "access",
         "Effective access",
         cells::MATRIX,
-        plain(r.access_matrix.iter().map(cells::matrix).collect()),
+        r.access_matrix.iter().map(cells::matrix).map(plain),
         &[(4, vec!["admin".into(), "write".into(), "read".into()])],
-    );
-    let _ = write!(out, "<script>{SCRIPT}</script>\n</body></html>\n");
-    out
+    )?;
+    write!(out, "<script>{SCRIPT}</script>\n</body></html>\n")?;
+    Ok(())
 }
 
 #[cfg(test)]

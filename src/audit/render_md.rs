@@ -1,7 +1,7 @@
 //! The report as Markdown, for people and tickets: the summary and the findings first, then
 //! each section as a table.
 
-use std::fmt::Write;
+use std::io::Write;
 
 use super::cells;
 use super::model::Report;
@@ -13,28 +13,40 @@ fn cell(text: &str) -> String {
         .replace(['\n', '\r'], " ")
 }
 
-fn table(out: &mut String, header: &[&str], rows: impl Iterator<Item = Vec<String>>) {
-    let _ = writeln!(out, "| {} |", header.join(" | "));
-    let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
+fn table(
+    out: &mut dyn Write,
+    header: &[&str],
+    rows: impl Iterator<Item = Vec<String>>,
+) -> std::io::Result<()> {
+    writeln!(out, "| {} |", header.join(" | "))?;
+    writeln!(out, "|{}", "---|".repeat(header.len()))?;
     let mut any = false;
     for row in rows {
         any = true;
         let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
-        let _ = writeln!(out, "| {} |", cells.join(" | "));
+        writeln!(out, "| {} |", cells.join(" | "))?;
     }
     if !any {
-        let _ = writeln!(out, "| {} |", vec!["-"; header.len()].join(" | "));
+        writeln!(out, "| {} |", vec!["-"; header.len()].join(" | "))?;
     }
-    out.push('\n');
+    writeln!(out)?;
+    Ok(())
 }
 
-/// The report as Markdown.
+/// The report as Markdown text.
 pub fn render(r: &Report) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "# Permission audit, {}\n", r.generated_at.to_rfc3339());
-    let _ = writeln!(out, "- Workspaces: {}", r.workspaces.join(", "));
-    let _ = writeln!(out, "- Report SHA-256: `{}`", r.sha256);
-    let _ = writeln!(
+    let mut out = Vec::new();
+    // Writing into memory cannot fail.
+    let _ = write(r, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Writes the report as Markdown.
+pub fn write(r: &Report, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "# Permission audit, {}\n", r.generated_at.to_rfc3339())?;
+    writeln!(out, "- Workspaces: {}", r.workspaces.join(", "))?;
+    writeln!(out, "- Report SHA-256: `{}`", r.sha256)?;
+    writeln!(
         out,
         "- Previous report: {}",
         r.previous.as_ref().map_or("none".to_owned(), |p| format!(
@@ -42,8 +54,8 @@ pub fn render(r: &Report) -> String {
             p.generated_at.to_rfc3339(),
             p.sha256
         ))
-    );
-    let _ = writeln!(
+    )?;
+    writeln!(
         out,
         "- Findings: {} ({} new, {} resolved); {} access rows for {} accounts",
         r.summary.findings,
@@ -51,9 +63,9 @@ pub fn render(r: &Report) -> String {
         r.changes.resolved.len(),
         r.summary.access_rows,
         r.summary.accounts_with_access
-    );
+    )?;
     let f = &r.freshness;
-    let _ = writeln!(
+    writeln!(
         out,
         "- Oldest fact: {}; sync runs: {}\n",
         f.oldest_read_at
@@ -71,27 +83,23 @@ pub fn render(r: &Report) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         }
-    );
+    )?;
 
-    let _ = writeln!(out, "## Policy\n");
+    writeln!(out, "## Policy\n")?;
     if let Ok(serde_json::Value::Object(policy)) = serde_json::to_value(&r.policy) {
         table(
-            &mut out,
+            out,
             &["setting", "value"],
             policy.into_iter().map(|(k, v)| vec![k, v.to_string()]),
-        );
+        )?;
     }
 
-    let _ = writeln!(out, "## Findings\n");
-    table(
-        &mut out,
-        cells::FINDING,
-        r.findings.iter().map(cells::finding),
-    );
+    writeln!(out, "## Findings\n")?;
+    table(out, cells::FINDING, r.findings.iter().map(cells::finding))?;
 
-    let _ = writeln!(out, "## Changes since the previous report\n");
+    writeln!(out, "## Changes since the previous report\n")?;
     table(
-        &mut out,
+        out,
         &["change", "finding"],
         r.changes
             .new
@@ -103,49 +111,41 @@ pub fn render(r: &Report) -> String {
                     .iter()
                     .map(|f| vec!["resolved".to_owned(), f.id.clone()]),
             ),
-    );
+    )?;
 
-    let _ = writeln!(out, "## Administrators\n");
-    table(
-        &mut out,
-        cells::ADMIN,
-        r.administrators.iter().map(cells::admin),
-    );
+    writeln!(out, "## Administrators\n")?;
+    table(out, cells::ADMIN, r.administrators.iter().map(cells::admin))?;
 
-    let _ = writeln!(out, "## Grants\n");
-    table(&mut out, cells::GRANT, r.grants.iter().map(cells::grant));
+    writeln!(out, "## Grants\n")?;
+    table(out, cells::GRANT, r.grants.iter().map(cells::grant))?;
 
-    let _ = writeln!(
+    writeln!(
         out,
         "## Drift since {}\n",
         r.drift
             .since
             .map_or("the first sync".to_owned(), |t| t.to_rfc3339())
-    );
-    table(
-        &mut out,
-        cells::DRIFT,
-        r.drift.entries.iter().map(cells::drift),
-    );
+    )?;
+    table(out, cells::DRIFT, r.drift.entries.iter().map(cells::drift))?;
 
-    let _ = writeln!(out, "## Freshness\n");
-    let _ = writeln!(
+    writeln!(out, "## Freshness\n")?;
+    writeln!(
         out,
         "{} listings never read, {} whose last read failed.\n",
         f.never_read.len(),
         f.failed.len()
-    );
+    )?;
     table(
-        &mut out,
+        out,
         cells::SYNC_RUN,
         f.sync_runs.iter().map(cells::sync_run),
-    );
+    )?;
 
-    let _ = writeln!(out, "## Effective access\n");
+    writeln!(out, "## Effective access\n")?;
     table(
-        &mut out,
+        out,
         cells::MATRIX,
         r.access_matrix.iter().map(cells::matrix),
-    );
-    out
+    )?;
+    Ok(())
 }

@@ -7,7 +7,7 @@ use super::{load_config, Cli, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 use crate::audit::{self, AuditError, AuditSettings, FindingKind, Report};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ReportFormat};
-use crate::store::chain::sha256_hex;
+use crate::store::chain::Sha256Writer;
 use crate::store::{OpenMode, ReportFile, Store};
 use crate::sync::SyncOptions;
 
@@ -93,35 +93,39 @@ pub fn write_report(
         .map_err(|e| format!("cannot create the report folder {}: {e}", dir.display()))?;
     let stem = format!("audit-{}", report.generated_at.format("%Y%m%dT%H%M%S%.6fZ"));
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let write = |name: String, text: String| -> Result<ReportFile, String> {
+    // Each file is rendered straight into the file and hashed on the way: a large report's
+    // texts are never held in memory.
+    let write = |name: String,
+                 render: &dyn Fn(&mut dyn std::io::Write) -> Result<(), String>|
+     -> Result<ReportFile, String> {
         let path = dir.join(name);
-        std::fs::write(&path, text.as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let failed = |e: String| format!("cannot write {}: {e}", path.display());
+        let file = std::fs::File::create(&path).map_err(|e| failed(e.to_string()))?;
+        let mut out = Sha256Writer::new(std::io::BufWriter::new(file));
+        render(&mut out).map_err(failed)?;
+        let sha256 = out.finish().map_err(|e| failed(e.to_string()))?;
         Ok(ReportFile {
             path: path.display().to_string(),
-            sha256: sha256_hex(text.as_bytes()),
+            sha256,
         })
     };
-    // One rendering at a time, written before the next: a large report's texts are never all
-    // in memory together.
     let mut files = Vec::new();
     for format in formats {
         match format {
-            OutputFormat::Json => files.push(write(
-                format!("{stem}.json"),
-                audit::render_json::render(report),
-            )?),
-            OutputFormat::Md => files.push(write(
-                format!("{stem}.md"),
-                audit::render_md::render(report),
-            )?),
-            OutputFormat::Html => files.push(write(
-                format!("{stem}.html"),
-                audit::render_html::render(report),
-            )?),
+            OutputFormat::Json => files.push(write(format!("{stem}.json"), &|out| {
+                audit::render_json::write(report, out).map_err(|e| e.to_string())
+            })?),
+            OutputFormat::Md => files.push(write(format!("{stem}.md"), &|out| {
+                audit::render_md::write(report, out).map_err(|e| e.to_string())
+            })?),
+            OutputFormat::Html => files.push(write(format!("{stem}.html"), &|out| {
+                audit::render_html::write(report, out).map_err(|e| e.to_string())
+            })?),
             OutputFormat::Csv => {
-                for (section, text) in audit::render_csv::render(report)? {
-                    files.push(write(format!("{stem}-{section}.csv"), text)?);
+                for (section, _) in audit::render_csv::SECTIONS {
+                    files.push(write(format!("{stem}-{section}.csv"), &|out| {
+                        audit::render_csv::write(report, section, out)
+                    })?);
                 }
             }
         }

@@ -59,12 +59,50 @@ fn write_canonical(value: &Value, out: &mut String) {
 
 /// SHA-256 of bytes, lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        hex.push_str(&format!("{byte:02x}"));
+    let mut writer = Sha256Writer::new(std::io::sink());
+    // A sink takes every byte.
+    let _ = std::io::Write::write_all(&mut writer, bytes);
+    writer.finish().unwrap_or_default()
+}
+
+/// Passes written bytes on to `inner` and hashes them on the way, so that a large text is
+/// hashed while it is written instead of held to be hashed.
+pub struct Sha256Writer<W> {
+    inner: W,
+    digest: Sha256,
+}
+
+impl<W: std::io::Write> Sha256Writer<W> {
+    /// A writer into `inner`.
+    pub fn new(inner: W) -> Self {
+        Sha256Writer {
+            inner,
+            digest: Sha256::new(),
+        }
     }
-    hex
+
+    /// Flushes `inner` and returns the SHA-256 of everything written, lower-case hex.
+    pub fn finish(mut self) -> std::io::Result<String> {
+        self.inner.flush()?;
+        let digest = self.digest.finalize();
+        let mut hex = String::with_capacity(64);
+        for byte in digest {
+            hex.push_str(&format!("{byte:02x}"));
+        }
+        Ok(hex)
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Sha256Writer<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.digest.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// The time as the chain encodes it: RFC 3339, UTC, six fractional digits.
