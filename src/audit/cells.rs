@@ -104,11 +104,11 @@ pub(super) const MATRIX: &[&str] = &[
 /// A matrix row's cells.
 pub(super) fn matrix(m: &MatrixRow) -> Vec<String> {
     vec![
-        m.workspace.clone(),
-        m.repository.clone(),
+        m.workspace.to_string(),
+        m.repository.to_string(),
         format!("{} ({})", m.display_name, m.account_id),
         opt(m.email.as_deref()),
-        m.level.clone(),
+        m.level.to_string(),
         m.sources.join(", "),
     ]
 }

@@ -145,11 +145,18 @@ pub async fn build(
     let mut administrators = Vec::new();
     let mut completeness = Vec::new();
     let mut facts_by_ws = BTreeMap::new();
+    let mut interner = model::Interner::default();
     for ws in &slugs {
         let facts = store.workspace_facts(ws).await?;
         let answer = crate::access::for_workspace(store, ws, &facts, &names).await?;
-        let section =
-            sections_access::workspace_sections(ws, &facts, answer.rows, &names, &settings.policy);
+        let section = sections_access::workspace_sections(
+            ws,
+            &facts,
+            answer.rows,
+            &names,
+            &settings.policy,
+            &mut interner,
+        );
         matrix.extend(section.matrix);
         administrators.extend(section.administrators);
         findings.extend(section.findings);
@@ -221,7 +228,7 @@ fn summary(findings: &[Finding], matrix: &[MatrixRow]) -> Summary {
         access_rows: matrix.len() as u64,
         accounts_with_access: matrix
             .iter()
-            .map(|r| r.account_id.as_str())
+            .map(|r| &*r.account_id)
             .collect::<BTreeSet<_>>()
             .len() as u64,
         ..Summary::default()

@@ -8,8 +8,9 @@
 //! into the digest, so a large report is never held twice. Every renderer starts from this one
 //! value, so every format shows the same hash.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -137,24 +138,96 @@ impl Finding {
     }
 }
 
+/// Text shared between rows: the matrix repeats the same workspaces, repositories, accounts,
+/// levels and sources on hundreds of thousands of rows, so each distinct text is kept once.
+pub type Text = Arc<str>;
+
+/// Keeps one copy of each distinct [`Text`].
+#[derive(Debug, Default)]
+pub struct Interner(HashSet<Text>);
+
+impl Interner {
+    /// The shared copy of `text`.
+    pub fn get(&mut self, text: &str) -> Text {
+        if let Some(shared) = self.0.get(text) {
+            return shared.clone();
+        }
+        let shared: Text = Arc::from(text);
+        self.0.insert(shared.clone());
+        shared
+    }
+}
+
+/// Serde for [`Text`] as a plain string (serde's own support needs its `rc` feature).
+mod text {
+    use super::Text;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Text, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(t)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
+        String::deserialize(d).map(Text::from)
+    }
+
+    /// The same for an optional text.
+    pub mod option {
+        use super::Text;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(t: &Option<Text>, s: S) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => s.serialize_str(t),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Text>, D::Error> {
+            Option::<String>::deserialize(d).map(|t| t.map(Text::from))
+        }
+    }
+
+    /// The same for a list of texts.
+    pub mod list {
+        use super::Text;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(t: &[Text], s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(t.iter().map(|t| &**t))
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Text>, D::Error> {
+            Vec::<String>::deserialize(d).map(|t| t.into_iter().map(Text::from).collect())
+        }
+    }
+}
+
 /// One account's effective level on one repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatrixRow {
     /// Workspace slug.
-    pub workspace: String,
+    #[serde(with = "text")]
+    pub workspace: Text,
     /// Repository slug.
-    pub repository: String,
+    #[serde(with = "text")]
+    pub repository: Text,
     /// Atlassian account id.
-    pub account_id: String,
+    #[serde(with = "text")]
+    pub account_id: Text,
     /// Display name.
-    pub display_name: String,
+    #[serde(with = "text")]
+    pub display_name: Text,
     /// The person's email, when matched.
-    pub email: Option<String>,
+    #[serde(with = "text::option")]
+    pub email: Option<Text>,
     /// Effective level.
-    pub level: String,
+    #[serde(with = "text")]
+    pub level: Text,
     /// Every source with its level (`group developers: write`).
-    pub sources: Vec<String>,
+    #[serde(with = "text::list")]
+    pub sources: Vec<Text>,
 }
 
 /// Where an administrator holds admin.

@@ -230,12 +230,12 @@ fn rows(report: &Report, section: &str) -> Vec<Vec<String>> {
 
 fn matrix_record(r: &MatrixRow) -> Vec<String> {
     vec![
-        r.workspace.clone(),
-        r.repository.clone(),
-        r.account_id.clone(),
-        r.display_name.clone(),
+        r.workspace.to_string(),
+        r.repository.to_string(),
+        r.account_id.to_string(),
+        r.display_name.to_string(),
         opt(&r.email),
-        r.level.clone(),
+        r.level.to_string(),
         r.sources.join("; "),
     ]
 }

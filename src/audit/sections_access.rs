@@ -14,7 +14,7 @@ use crate::domain::{
     WorkspaceSlug,
 };
 
-use super::model::{AdminRow, AdminScope, Finding, FindingKind, MatrixRow};
+use super::model::{AdminRow, AdminScope, Finding, FindingKind, Interner, MatrixRow};
 
 /// What one workspace contributes to the access sections.
 #[derive(Debug, Default)]
@@ -28,15 +28,15 @@ fn person(names: &AccountNames, id: &str) -> (String, Option<String>) {
     names.get(id).cloned().unwrap_or_default()
 }
 
-/// The matrix, administrators and access-policy findings of one workspace. The access rows
-/// are consumed: the matrix of a large workspace is the report's biggest part, and holding it
-/// twice would double the audit's memory.
+/// The matrix, administrators and access-policy findings of one workspace. The matrix's texts
+/// come from `interner`: the matrix of a large world is the report's biggest part.
 pub(super) fn workspace_sections(
     ws: &WorkspaceSlug,
     facts: &WorkspaceFacts,
     rows: Vec<AccessRow>,
     names: &AccountNames,
     policy: &AuditPolicy,
+    interner: &mut Interner,
 ) -> WorkspaceSections {
     let mut out = WorkspaceSections::default();
     let admin_row = |scope, resource: String, id: &str, via: Vec<String>| {
@@ -149,20 +149,19 @@ pub(super) fn workspace_sections(
     if policy.flag_direct_user_permissions {
         out.findings.extend(direct_permissions(ws, facts, &rows));
     }
-    out.matrix = rows.into_iter().map(matrix_row).collect();
+    out.matrix = rows.iter().map(|r| matrix_row(r, interner)).collect();
     out
 }
 
-fn matrix_row(row: AccessRow) -> MatrixRow {
-    let sources = row.why();
+fn matrix_row(row: &AccessRow, interner: &mut Interner) -> MatrixRow {
     MatrixRow {
-        workspace: row.workspace,
-        repository: row.repository,
-        account_id: row.account_id,
-        display_name: row.display_name,
-        email: row.email,
-        level: row.level.to_string(),
-        sources,
+        workspace: interner.get(&row.workspace),
+        repository: interner.get(&row.repository),
+        account_id: interner.get(&row.account_id),
+        display_name: interner.get(&row.display_name),
+        email: row.email.as_deref().map(|e| interner.get(e)),
+        level: interner.get(row.level.as_str()),
+        sources: row.why().iter().map(|s| interner.get(s)).collect(),
     }
 }
 
@@ -228,10 +227,10 @@ pub(super) fn identity_findings(
     let mut with_access: BTreeMap<&str, Reach<'_>> = BTreeMap::new();
     for row in matrix {
         with_access
-            .entry(row.account_id.as_str())
-            .or_insert_with(|| (row.display_name.as_str(), BTreeSet::new()))
+            .entry(&*row.account_id)
+            .or_insert_with(|| (&*row.display_name, BTreeSet::new()))
             .1
-            .insert((row.workspace.as_str(), row.repository.as_str()));
+            .insert((&*row.workspace, &*row.repository));
     }
     let mut out = Vec::new();
     for (id, (name, repos)) in with_access {
