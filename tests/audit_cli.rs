@@ -94,7 +94,11 @@ async fn audit_writes_every_format_and_fail_on_sets_the_exit_code() {
     all.push(&out_text);
     let run = run_cli(&sim, dir.path(), &config, &all).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("public_repository: "), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("findings of kind public_repository: "),
+        "{}",
+        run.stdout
+    );
     let files = files_in(&out);
     let names: Vec<String> = files
         .iter()

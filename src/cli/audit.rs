@@ -163,7 +163,7 @@ pub fn summary(report: &Report, files: &[ReportFile]) -> String {
         report.summary.accounts_with_access
     );
     for (kind, n) in &report.summary.by_kind {
-        s += &format!("  {kind}: {n}\n");
+        s += &format!("  findings of kind {kind}: {n}\n");
     }
     for f in files {
         s += &format!("  written: {}\n", f.path);
