@@ -6,9 +6,9 @@
 //! last read failed (then their facts are older).
 
 use crate::domain::{
-    effective_access_for_account, effective_access_for_repository, AccountId, EffectiveAccess,
-    Grant, GrantState, GrantTarget, Principal, RepoLevel, RepoSlug, Source, SourcedLevel,
-    WorkspaceSlug,
+    effective_access, effective_access_for_account, effective_access_for_repository, AccountId,
+    EffectiveAccess, Grant, GrantState, GrantTarget, Principal, RepoLevel, RepoSlug, Source,
+    SourcedLevel, WorkspaceFacts, WorkspaceSlug,
 };
 use crate::store::{ListingFailure, ListingKey, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -155,8 +155,11 @@ pub enum AccessError {
     Store(#[from] StoreError),
 }
 
+/// Display name and matched email of every known account, by account id.
+pub type AccountNames = HashMap<String, (String, Option<String>)>;
+
 /// Display name and matched email of every known account.
-async fn names(store: &dyn Store) -> Result<HashMap<String, (String, Option<String>)>, StoreError> {
+pub async fn account_names(store: &dyn Store) -> Result<AccountNames, StoreError> {
     let mut emails: HashMap<String, String> = store
         .identities()
         .await?
@@ -175,11 +178,7 @@ async fn names(store: &dyn Store) -> Result<HashMap<String, (String, Option<Stri
         .collect())
 }
 
-fn rows(
-    ws: &WorkspaceSlug,
-    list: Vec<EffectiveAccess>,
-    names: &HashMap<String, (String, Option<String>)>,
-) -> Vec<AccessRow> {
+fn rows(ws: &WorkspaceSlug, list: Vec<EffectiveAccess>, names: &AccountNames) -> Vec<AccessRow> {
     list.into_iter()
         .map(|e| {
             let (display_name, email) = names
@@ -299,6 +298,20 @@ async fn completeness(
     Ok(out)
 }
 
+/// The effective access of every account on every repository of one workspace (the audit's
+/// matrix), sorted by repository then account, with the completeness of the whole workspace.
+pub async fn for_workspace(
+    store: &dyn Store,
+    ws: &WorkspaceSlug,
+    facts: &WorkspaceFacts,
+    names: &AccountNames,
+) -> Result<AccessAnswer, StoreError> {
+    Ok(AccessAnswer {
+        rows: rows(ws, effective_access(facts), names),
+        completeness: completeness(store, ws, |_| true).await?,
+    })
+}
+
 /// Who can reach `ws/repo` and why, strongest first.
 pub async fn for_repository(
     store: &dyn Store,
@@ -325,7 +338,7 @@ pub async fn for_repository(
         _ => true,
     })
     .await?;
-    let names = names(store).await?;
+    let names = account_names(store).await?;
     let mut out = rows(&ws, effective_access_for_repository(&facts, &repo), &names);
     note_grants(
         &mut out,
@@ -357,7 +370,7 @@ pub async fn for_account(
         }
     }
     .ok_or_else(|| AccessError::UnknownAccount(who.to_string()))?;
-    let names = names(store).await?;
+    let names = account_names(store).await?;
     let mut out = Vec::new();
     let mut whole = Completeness::default();
     let grants = store.active_grants().await?;

@@ -354,3 +354,22 @@ fn grant_policy_on_conflict_defaults_to_keep_and_names_a_bad_value() {
         "{refused:?}"
     );
 }
+
+#[test]
+fn the_direct_user_permissions_switch_is_a_boolean_off_by_default() {
+    let on = from_text(&with(
+        r#""audit_policy": {"flag_direct_user_permissions": true}"#,
+    ))
+    .expect("a valid switch");
+    assert!(on.audit_policy.flag_direct_user_permissions);
+    let defaults = from_text(&with(r#""workspaces": ["acme"]"#)).expect("valid");
+    assert!(!defaults.audit_policy.flag_direct_user_permissions);
+    let refused = problems(&with(
+        r#""audit_policy": {"flag_direct_user_permissions": "yes"}"#,
+    ));
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].starts_with("/audit_policy/flag_direct_user_permissions: "),
+        "the error names the field: {refused:?}"
+    );
+}

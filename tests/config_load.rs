@@ -164,6 +164,7 @@ fn every_field_of_the_full_example_reaches_the_typed_config() {
         (a.max_admins_per_repository, a.max_workspace_owners),
         (Some(3), Some(2))
     );
+    assert!(a.flag_direct_user_permissions);
     assert_eq!(a.expired_grant_grace, Duration::from_secs(600));
     assert_eq!(a.report_formats.len(), 4);
     assert!(a.report_formats.contains(&ReportFormat::Html));

@@ -3,7 +3,8 @@
 //! It starts the simulator in-process with a small seeded world, points a fresh SQLite store at
 //! it, syncs, explains the access of one repository, makes a change "out of band" (as a person
 //! in Bitbucket's UI would), syncs again and shows the drift that the second sync recorded.
-//! Last, it grants a 10-second write over a standing read and shows the read restored.
+//! Then it grants a 10-second write over a standing read and shows the read restored, and it
+//! ends with an audit written to a folder it names.
 
 use super::access::render_rows;
 use super::identities::{identity_rows, render_rows as render_identities, IdentityRow};
@@ -200,6 +201,7 @@ async fn demo(args: &Args) -> Result<(), String> {
     print!("{}", render_rows(Format::Table, &rows));
 
     grant_on_standing_read(&sim, store.as_ref(), &client, &ws, &repo, &member).await?;
+    super::audit::demo_audit(store.as_ref(), &config, args.database.as_deref()).await?;
     println!(
         "\nDone. Point a config at your own workspace and run `bitbucket-access doctor` next."
     );

@@ -5,6 +5,7 @@
 //! interface: 0 success, 1 failure or findings, 2 bad usage or a bad config.
 
 mod access;
+pub mod audit;
 mod demo;
 mod doctor;
 mod grants;
@@ -76,6 +77,8 @@ pub enum Command {
     Grants(grants::ListArgs),
     /// End the grants that are due (one pass), or keep doing so with `--watch`.
     Expire(grants::ExpireArgs),
+    /// Write the permission audit report from the store; `audit verify` checks its history.
+    Audit(audit::Args),
     /// Try everything on a built-in simulated Bitbucket, no account or config needed.
     Demo(demo::Args),
 }
@@ -95,6 +98,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Revoke(args) => grants::run_revoke(&cli, args).await,
         Command::Grants(args) => grants::run_list(&cli, args).await,
         Command::Expire(args) => grants::run_expire(&cli, args).await,
+        Command::Audit(args) => audit::run(&cli, args).await,
         Command::Demo(args) => demo::run(&cli, args).await,
     };
     ExitCode::from(code)

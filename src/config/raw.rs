@@ -276,6 +276,8 @@ pub struct RawAuditPolicy {
     #[serde(default, deserialize_with = "present")]
     pub(super) flag_unmatched_accounts: Option<bool>,
     #[serde(default, deserialize_with = "present")]
+    pub(super) flag_direct_user_permissions: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
     pub(super) expired_grant_grace: Option<HumanDuration>,
     #[serde(default, deserialize_with = "present")]
     pub(super) report_formats: Option<Vec<ReportFormat>>,

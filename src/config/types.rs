@@ -253,6 +253,8 @@ pub struct AuditPolicy {
     pub max_workspace_owners: Option<u32>,
     /// Flag accounts that match no person.
     pub flag_unmatched_accounts: bool,
+    /// Flag direct user permissions on repositories where a group would do.
+    pub flag_direct_user_permissions: bool,
     /// How long an ended grant may still be present before it is flagged.
     pub expired_grant_grace: Duration,
     /// Formats the scheduled audit writes.
@@ -419,6 +421,7 @@ impl AuditPolicy {
             max_admins_per_repository: None,
             max_workspace_owners: None,
             flag_unmatched_accounts: true,
+            flag_direct_user_permissions: false,
             expired_grant_grace: Duration::from_secs(15 * 60),
             report_formats: vec![ReportFormat::Json, ReportFormat::Markdown],
             report_dir: base_dir.join("reports"),

@@ -473,6 +473,9 @@ impl<'a> Builder<'a> {
             flag_unmatched_accounts: raw
                 .flag_unmatched_accounts
                 .unwrap_or(defaults.flag_unmatched_accounts),
+            flag_direct_user_permissions: raw
+                .flag_direct_user_permissions
+                .unwrap_or(defaults.flag_direct_user_permissions),
             expired_grant_grace: grace?,
             report_formats: formats,
             report_dir,

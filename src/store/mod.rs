@@ -32,6 +32,8 @@
 //! integrity; a replace fails once the SQLite path no longer names the file that was opened; a
 //! [`MassChangeGuard`] on a replace holds back the removal of most of a listing.
 
+mod audit_run;
+pub mod chain;
 mod error;
 mod file;
 mod grant_types;
@@ -58,6 +60,7 @@ use crate::domain::{
 };
 
 pub use crate::config::{redact_url, Backend, DatabaseUrl};
+pub use audit_run::{AuditRun, AuditRunId, ChainedAuditEntry, NewAuditRun, ReportFile};
 pub use error::StoreError;
 pub use grant_types::{GrantClaim, GrantFilter, GrantRecord, GrantSlot, GrantStep, SlotChange};
 pub use health::{check_health, StoreHealth};
@@ -393,6 +396,35 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Lists audit entries, oldest first.
     fn list_audit<'a>(&'a self, filter: &'a AuditFilter) -> StoreFuture<'a, Vec<AuditEntry>>;
+
+    /// Up to `limit` audit entries after `after` (from the first when `None`), by id, each with
+    /// its links in the hash chain (for `audit verify`).
+    fn audit_chain(
+        &self,
+        after: Option<AuditId>,
+        limit: u64,
+    ) -> StoreFuture<'_, Vec<ChainedAuditEntry>>;
+
+    // ----- Audit reports -----
+
+    /// Stores an audit report and appends `entry` (its audit-log record), in one transaction.
+    fn record_audit_run<'a>(
+        &'a self,
+        run: &'a NewAuditRun,
+        entry: &'a NewAuditEntry,
+    ) -> StoreFuture<'a, AuditRunId>;
+
+    /// Every stored audit report, oldest first.
+    fn audit_runs(&self) -> StoreFuture<'_, Vec<AuditRun>>;
+
+    /// The newest stored audit report, if any.
+    fn last_audit_run(&self) -> StoreFuture<'_, Option<AuditRun>>;
+
+    /// The sync runs that last read a listing of these workspaces (all when empty), by id.
+    fn sync_runs_behind<'a>(
+        &'a self,
+        workspaces: &'a [WorkspaceSlug],
+    ) -> StoreFuture<'a, Vec<SyncRun>>;
 }
 
 /// Calls the same function of the backend module that matches the pool.
@@ -775,5 +807,42 @@ impl Store for SqlStore {
 
     fn list_audit<'a>(&'a self, filter: &'a AuditFilter) -> StoreFuture<'a, Vec<AuditEntry>> {
         dispatch!(self, list_audit(filter))
+    }
+
+    fn audit_chain(
+        &self,
+        after: Option<AuditId>,
+        limit: u64,
+    ) -> StoreFuture<'_, Vec<ChainedAuditEntry>> {
+        dispatch!(self, audit_chain(after, limit))
+    }
+
+    fn record_audit_run<'a>(
+        &'a self,
+        run: &'a NewAuditRun,
+        entry: &'a NewAuditEntry,
+    ) -> StoreFuture<'a, AuditRunId> {
+        dispatch!(self, record_audit_run(run, entry))
+    }
+
+    fn audit_runs(&self) -> StoreFuture<'_, Vec<AuditRun>> {
+        dispatch!(self, audit_runs(false))
+    }
+
+    fn last_audit_run(&self) -> StoreFuture<'_, Option<AuditRun>> {
+        Box::pin(async move {
+            let runs = match &self.pool {
+                Pool::Sqlite(pool) => sqlite::audit_runs(pool, true).await?,
+                Pool::Postgres(pool) => postgres::audit_runs(pool, true).await?,
+            };
+            Ok(runs.into_iter().next())
+        })
+    }
+
+    fn sync_runs_behind<'a>(
+        &'a self,
+        workspaces: &'a [WorkspaceSlug],
+    ) -> StoreFuture<'a, Vec<SyncRun>> {
+        dispatch!(self, sync_runs_behind(workspaces))
     }
 }

@@ -24,6 +24,8 @@ use crate::domain::{
     ProjectPermission, ProjectRef, RepoLevel, RepoRef, RepoSlug, Repository, RepositoryPermission,
     Workspace, WorkspaceFacts, WorkspaceMember, WorkspaceRole, WorkspaceSlug,
 };
+use crate::store::audit_run::{AuditRun, AuditRunId, ChainedAuditEntry, NewAuditRun};
+use crate::store::chain;
 use crate::store::error::StoreError;
 use crate::store::grant_types::{GrantClaim, GrantFilter, GrantRecord, GrantSlot, GrantStep, SlotChange};
 use crate::store::listing::{self, ColKind, ColVal, Rows, Scope, TableSpec};
@@ -116,4 +118,5 @@ include!("sql/facts.rs");
 include!("sql/accounts.rs");
 include!("sql/grants.rs");
 include!("sql/audit.rs");
+include!("sql/audit_runs.rs");
 include!("sql/health.rs");

@@ -382,6 +382,8 @@ pub enum AuditKind {
     Identity,
     /// A replace that would have removed most of a listing was held back.
     HeldChange,
+    /// An audit report was produced and stored.
+    Audit,
 }
 
 impl AuditKind {
@@ -395,6 +397,7 @@ impl AuditKind {
         AuditKind::Sync,
         AuditKind::Identity,
         AuditKind::HeldChange,
+        AuditKind::Audit,
     ];
 
     /// The stored spelling.
@@ -408,6 +411,7 @@ impl AuditKind {
             AuditKind::Sync => "sync",
             AuditKind::Identity => "identity",
             AuditKind::HeldChange => "held_change",
+            AuditKind::Audit => "audit",
         }
     }
 

@@ -1,20 +1,60 @@
-// The append-only audit log.
+// The append-only, hash-chained audit log.
 // Included by `sql.rs`; see there for the names in scope.
 
+/// The key of the advisory lock that serialises appends on PostgreSQL, so that two
+/// transactions never chain onto the same tail (SQLite's `BEGIN IMMEDIATE` already does).
+const AUDIT_CHAIN_LOCK_KEY: &str = "audit_log_chain";
+
+/// The hash of the last entry, or the genesis value when the log is empty or its last entry was
+/// written before the chain began. Call it holding the chain lock.
+async fn chain_tail(tx: &mut Tx) -> Result<String, StoreError> {
+    if let Some(lock) = LOCK_LISTING {
+        sqlx::query(lock)
+            .bind(AUDIT_CHAIN_LOCK_KEY)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err("lock the audit log's tail"))?;
+    }
+    let tail: Option<Option<String>> =
+        sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err("read the audit log's tail"))?;
+    Ok(tail.flatten().unwrap_or_else(|| chain::GENESIS.to_owned()))
+}
+
+/// Appends entries in order, each chained to the one before it. Every writer of the audit log
+/// goes through here, inside its own write transaction.
 async fn insert_audit(tx: &mut Tx, entries: &[NewAuditEntry]) -> Result<Vec<AuditId>, StoreError> {
     let mut ids = Vec::with_capacity(entries.len());
+    if entries.is_empty() {
+        return Ok(ids);
+    }
+    let mut prev = chain_tail(tx).await?;
     for chunk in entries.chunks(CHUNK) {
+        let mut links = Vec::with_capacity(chunk.len());
+        for e in chunk {
+            let stored = NewAuditEntry {
+                at: micros(e.at),
+                ..e.clone()
+            };
+            let hash = chain::entry_hash(&stored, &prev);
+            links.push((prev, hash.clone()));
+            prev = hash;
+        }
         let mut qb = QueryBuilder::<Db>::new(
-            "INSERT INTO audit_log (occurred_at, actor, kind, subject, before_value, after_value, details) ",
+            "INSERT INTO audit_log (occurred_at, actor, kind, subject, before_value, after_value, details, prev_hash, hash) ",
         );
-        qb.push_values(chunk, |mut b, e| {
+        qb.push_values(chunk.iter().zip(links), |mut b, (e, (prev_hash, hash))| {
             b.push_bind(micros(e.at))
                 .push_bind(e.actor.clone())
                 .push_bind(e.kind.as_str())
                 .push_bind(e.subject.clone())
                 .push_bind(e.before.as_ref().map(json_text))
                 .push_bind(e.after.as_ref().map(json_text))
-                .push_bind(json_text(&e.details));
+                .push_bind(json_text(&e.details))
+                .push_bind(prev_hash)
+                .push_bind(hash);
         });
         qb.push(" RETURNING id");
         let rows = qb
@@ -47,14 +87,40 @@ pub(crate) async fn append_audit(
     })
 }
 
+const AUDIT_COLS: &str =
+    "id, occurred_at, actor, kind, subject, before_value, after_value, details, prev_hash, hash";
+
+fn audit_entry_from_row(row: &<Db as sqlx::Database>::Row) -> Result<AuditEntry, StoreError> {
+    let decode = db_err("decode an audit entry");
+    let kind: String = row.try_get(3).map_err(&decode)?;
+    let before: Option<String> = row.try_get(5).map_err(&decode)?;
+    let after: Option<String> = row.try_get(6).map_err(&decode)?;
+    let details: String = row.try_get(7).map_err(&decode)?;
+    Ok(AuditEntry {
+        id: AuditId(row.try_get(0).map_err(&decode)?),
+        entry: NewAuditEntry {
+            at: row.try_get(1).map_err(&decode)?,
+            actor: row.try_get(2).map_err(&decode)?,
+            kind: AuditKind::parse(&kind)?,
+            subject: row.try_get(4).map_err(&decode)?,
+            before: before
+                .as_deref()
+                .map(|t| parse_json("audit before", t))
+                .transpose()?,
+            after: after
+                .as_deref()
+                .map(|t| parse_json("audit after", t))
+                .transpose()?,
+            details: parse_json("audit details", &details)?,
+        },
+    })
+}
+
 pub(crate) async fn list_audit(
     pool: &Pool<Db>,
     filter: &AuditFilter,
 ) -> Result<Vec<AuditEntry>, StoreError> {
-    let mut qb = QueryBuilder::<Db>::new(
-        "SELECT id, occurred_at, actor, kind, subject, before_value, after_value, details \
-         FROM audit_log WHERE 1 = 1",
-    );
+    let mut qb = QueryBuilder::<Db>::new(format!("SELECT {AUDIT_COLS} FROM audit_log WHERE 1 = 1"));
     if !filter.kinds.is_empty() {
         let kinds: BTreeSet<&str> = filter.kinds.iter().map(|k| k.as_str()).collect();
         qb.push(" AND kind IN (");
@@ -79,30 +145,30 @@ pub(crate) async fn list_audit(
         .fetch_all(pool)
         .await
         .map_err(db_err("read the audit log"))?;
+    rows.iter().map(audit_entry_from_row).collect()
+}
+
+/// Up to `limit` entries after `after` (from the first when `None`), by id, with their links.
+pub(crate) async fn audit_chain(
+    pool: &Pool<Db>,
+    after: Option<AuditId>,
+    limit: u64,
+) -> Result<Vec<ChainedAuditEntry>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {AUDIT_COLS} FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2"
+    ))
+    .bind(after.map_or(i64::MIN, |a| a.0))
+    .bind(to_i64("audit chain page", limit)?)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err("read the audit log's chain"))?;
     rows.iter()
         .map(|row| {
-            let decode = db_err("decode an audit entry");
-            let kind: String = row.try_get(3).map_err(&decode)?;
-            let before: Option<String> = row.try_get(5).map_err(&decode)?;
-            let after: Option<String> = row.try_get(6).map_err(&decode)?;
-            let details: String = row.try_get(7).map_err(&decode)?;
-            Ok(AuditEntry {
-                id: AuditId(row.try_get(0).map_err(&decode)?),
-                entry: NewAuditEntry {
-                    at: row.try_get(1).map_err(&decode)?,
-                    actor: row.try_get(2).map_err(&decode)?,
-                    kind: AuditKind::parse(&kind)?,
-                    subject: row.try_get(4).map_err(&decode)?,
-                    before: before
-                        .as_deref()
-                        .map(|t| parse_json("audit before", t))
-                        .transpose()?,
-                    after: after
-                        .as_deref()
-                        .map(|t| parse_json("audit after", t))
-                        .transpose()?,
-                    details: parse_json("audit details", &details)?,
-                },
+            let decode = db_err("decode an audit entry's links");
+            Ok(ChainedAuditEntry {
+                entry: audit_entry_from_row(row)?,
+                prev_hash: row.try_get(8).map_err(&decode)?,
+                hash: row.try_get(9).map_err(&decode)?,
             })
         })
         .collect()
