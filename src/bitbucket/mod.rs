@@ -53,6 +53,7 @@ pub mod pagination;
 mod permissions;
 mod projects;
 mod repositories;
+mod webhook_event;
 pub use crate::http::retry;
 mod workspaces;
 
@@ -66,6 +67,7 @@ pub use permissions::{PermissionTarget, PermissionsHandler};
 pub use projects::ProjectsHandler;
 pub use repositories::RepositoriesHandler;
 pub use retry::RetryPolicy;
+pub use webhook_event::{webhook_subject, WebhookSubject};
 pub use workspaces::{WorkspacesHandler, MAX_EMAILS_PER_QUERY};
 
 /// The endpoint templates the client uses, as they appear in errors, spans and request counts.

@@ -7,7 +7,7 @@
 mod access;
 mod demo;
 mod doctor;
-mod grants;
+pub(crate) mod grants;
 pub mod identities;
 mod manifest;
 mod migrate;

@@ -36,6 +36,7 @@ mod error;
 mod file;
 mod grant_types;
 mod health;
+mod idempotency;
 mod key;
 mod listing;
 mod open;
@@ -59,6 +60,7 @@ pub use crate::config::{redact_url, Backend, DatabaseUrl};
 pub use error::StoreError;
 pub use grant_types::{GrantClaim, GrantFilter, GrantRecord, GrantSlot, GrantStep, SlotChange};
 pub use health::{check_health, StoreHealth};
+pub use idempotency::{IdempotencyClaim, IdempotencyKey};
 use open::Pool;
 pub use open::{open, open_read_only, open_with, OpenMode, SqlStore, CONNECT_TIMEOUT};
 pub use run_types::{ClaimOutcome, ClaimRequest, Heartbeat, HeldWorkspace, RunOwner};
@@ -340,6 +342,26 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Grants matching the filter, oldest first.
     fn list_grants<'a>(&'a self, filter: &'a GrantFilter) -> StoreFuture<'a, Vec<Grant>>;
+
+    /// Claims an idempotency key for a request whose body has `fingerprint`, or reports the
+    /// earlier request that holds it.
+    fn claim_idempotency_key<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        fingerprint: &'a str,
+        now: DateTime<Utc>,
+    ) -> StoreFuture<'a, IdempotencyClaim>;
+
+    /// Records the grant a claimed key's request made.
+    fn bind_idempotency_key<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        grant: GrantId,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Gives back a claimed key whose request made no grant (it was refused), so a corrected
+    /// retry may use it.
+    fn release_idempotency_key<'a>(&'a self, key: &'a IdempotencyKey) -> StoreFuture<'a, ()>;
 
     /// Registers `owner` as the expiry watcher until `until`; returns the other holder when one
     /// holds a lease that has not lapsed.
@@ -685,6 +707,27 @@ impl Store for SqlStore {
 
     fn list_grants<'a>(&'a self, filter: &'a GrantFilter) -> StoreFuture<'a, Vec<Grant>> {
         dispatch!(self, list_grants(filter))
+    }
+
+    fn claim_idempotency_key<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        fingerprint: &'a str,
+        now: DateTime<Utc>,
+    ) -> StoreFuture<'a, IdempotencyClaim> {
+        dispatch!(self, claim_idempotency_key(key, fingerprint, now))
+    }
+
+    fn bind_idempotency_key<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        grant: GrantId,
+    ) -> StoreFuture<'a, ()> {
+        dispatch!(self, bind_idempotency_key(key, grant))
+    }
+
+    fn release_idempotency_key<'a>(&'a self, key: &'a IdempotencyKey) -> StoreFuture<'a, ()> {
+        dispatch!(self, release_idempotency_key(key))
     }
 
     fn acquire_grant_watcher<'a>(

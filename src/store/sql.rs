@@ -25,6 +25,7 @@ use crate::domain::{
     Workspace, WorkspaceFacts, WorkspaceMember, WorkspaceRole, WorkspaceSlug,
 };
 use crate::store::error::StoreError;
+use crate::store::idempotency::{IdempotencyClaim, IdempotencyKey};
 use crate::store::grant_types::{GrantClaim, GrantFilter, GrantRecord, GrantSlot, GrantStep, SlotChange};
 use crate::store::listing::{self, ColKind, ColVal, Rows, Scope, TableSpec};
 use crate::store::types::{
@@ -115,5 +116,6 @@ include!("sql/freshness.rs");
 include!("sql/facts.rs");
 include!("sql/accounts.rs");
 include!("sql/grants.rs");
+include!("sql/idempotency.rs");
 include!("sql/audit.rs");
 include!("sql/health.rs");
