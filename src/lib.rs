@@ -17,6 +17,7 @@ pub mod http;
 pub mod identity;
 pub mod jira;
 pub mod manifest;
+pub mod serve;
 pub mod store;
 pub mod sync;
 pub mod telemetry;

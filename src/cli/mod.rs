@@ -12,6 +12,7 @@ pub mod identities;
 mod manifest;
 mod migrate;
 pub mod output;
+mod serve;
 mod sync;
 mod validate;
 
@@ -58,6 +59,9 @@ pub enum Command {
     Migrate(migrate::Args),
     /// Read the managed workspaces' access into the store, within the request budget.
     Sync(sync::Args),
+    /// Run the scheduled jobs (sync, identity refresh, audit, expiry) with /healthz, /readyz
+    /// and /metrics on server.listen, until SIGTERM or SIGINT.
+    Serve(serve::Args),
     /// Explain effective access from the store: `access repo WS/REPO`, `access user ID|EMAIL`.
     Access(access::Args),
     /// Every account with the person's email, its source and conflicts; refresh or import.
@@ -84,6 +88,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Doctor(args) => doctor::run(&cli, args).await,
         Command::Migrate(args) => migrate::run(&cli, args).await,
         Command::Sync(args) => sync::run(&cli, args).await,
+        Command::Serve(args) => serve::run(&cli, args).await,
         Command::Access(args) => access::run(&cli, args).await,
         Command::Identities(args) => identities::run(&cli, args).await,
         Command::Grant(args) => grants::run_grant(&cli, args).await,
@@ -103,6 +108,33 @@ pub fn load_config(cli: &Cli) -> Result<Config, u8> {
         Err(error) => {
             report_config_error(&cli.config, &error);
             Err(EXIT_USAGE)
+        }
+    }
+}
+
+/// Opens the store read-write and builds the Bitbucket client (for `sync` and `serve`), or
+/// prints why not and returns the exit code.
+pub async fn open_store_and_client(
+    config: &Config,
+) -> Result<
+    (
+        std::sync::Arc<dyn crate::store::Store>,
+        crate::bitbucket::BitbucketClient,
+    ),
+    u8,
+> {
+    let store = match crate::store::open(config.database_url.expose_url()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot open the store: {e}");
+            return Err(EXIT_FAILURE);
+        }
+    };
+    match crate::connect::bitbucket_client(config) {
+        Ok(client) => Ok((store, client)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(EXIT_FAILURE)
         }
     }
 }

@@ -32,8 +32,8 @@ pub use schema::{is_valid as schema_accepts, SCHEMA_JSON};
 pub use secret::{MAX_EMAIL_LEN, MAX_SECRET_FILE_BYTES, MAX_TOKEN_LEN};
 pub use types::{
     ApiSettings, ApiToken, AuditPolicy, Config, CronSchedule, GrantPolicy, IdentitySettings,
-    JiraCredentials, MassChangeLimits, OnConflict, RequestBudget, Schedules, ServerSettings,
-    LEGACY_TOKEN_NAME,
+    JiraCredentials, MassChangeLimits, OnConflict, RequestBudget, ScheduleZone, Schedules,
+    ServerSettings, LEGACY_TOKEN_NAME,
 };
 
 use secrecy::SecretString;

@@ -251,6 +251,8 @@ pub struct RawSchedules {
     pub(super) audit: Option<String>,
     #[serde(default, deserialize_with = "present")]
     pub(super) expiry: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub(super) time_zone: Option<String>,
 }
 
 /// `grant_policy`.

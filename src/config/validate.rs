@@ -12,7 +12,7 @@ use super::raw::{
 use super::secret;
 use super::types::{
     ApiSettings, ApiToken, AuditPolicy, Config, CronSchedule, GrantPolicy, IdentitySettings,
-    JiraCredentials, MassChangeLimits, RequestBudget, Schedules, ServerSettings,
+    JiraCredentials, MassChangeLimits, RequestBudget, ScheduleZone, Schedules, ServerSettings,
     DEFAULT_IDENTITY_REFRESH, LEGACY_TOKEN_NAME,
 };
 use super::{DEFAULT_BITBUCKET_URL, MAX_DURATION};
@@ -325,10 +325,21 @@ impl<'a> Builder<'a> {
         let sync = self.cron("/schedules/sync", raw.sync, &defaults.sync);
         let audit = self.cron("/schedules/audit", raw.audit, &defaults.audit);
         let expiry = self.cron("/schedules/expiry", raw.expiry, &defaults.expiry);
+        let time_zone = match raw.time_zone {
+            None => Some(defaults.time_zone),
+            Some(text) => match ScheduleZone::parse(&text) {
+                Ok(zone) => Some(zone),
+                Err(message) => {
+                    self.problem("/schedules/time_zone", message);
+                    None
+                }
+            },
+        };
         Some(Schedules {
             sync: sync?,
             audit: audit?,
             expiry: expiry?,
+            time_zone: time_zone?,
         })
     }
 

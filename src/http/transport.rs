@@ -147,7 +147,7 @@ impl std::fmt::Debug for Transport {
 
 /// The outcome of one attempt that got an answer.
 enum Answer {
-    Success(Vec<u8>),
+    Success(StatusCode, Vec<u8>),
     Status {
         status: StatusCode,
         retry_after: Option<Duration>,
@@ -331,6 +331,7 @@ impl Transport {
             spent += started.elapsed();
             let current = tracing::Span::current();
             current.record("attempts", attempt);
+            self.budget.record_outcome(&key, &outcome_label(&outcome));
             let (failure, retryable, retry_after) = match outcome {
                 Err(_) => {
                     let message = if limit < self.attempt_timeout {
@@ -351,7 +352,7 @@ impl Transport {
                         None,
                     )
                 }
-                Ok(Ok(Answer::Success(body))) => {
+                Ok(Ok(Answer::Success(_, body))) => {
                     current.record("status", 200u16);
                     return Ok(body);
                 }
@@ -428,7 +429,7 @@ impl Transport {
                 }
                 body.extend_from_slice(&chunk);
             }
-            return Ok(Answer::Success(body));
+            return Ok(Answer::Success(status, body));
         }
         let retry_after = response
             .headers()
@@ -473,6 +474,19 @@ impl Transport {
         } else {
             Failure::Transport { message }
         }
+    }
+}
+
+/// How an attempt ended, as `serve`'s request metrics label it: the HTTP status code of an
+/// answer, else the kind of failure.
+fn outcome_label(outcome: &Result<Result<Answer, Failure>, tokio::time::error::Elapsed>) -> String {
+    match outcome {
+        Err(_) => "timeout".to_owned(),
+        Ok(Ok(Answer::Success(status, _))) | Ok(Ok(Answer::Status { status, .. })) => {
+            status.as_u16().to_string()
+        }
+        Ok(Err(Failure::Timeout { .. })) => "timeout".to_owned(),
+        Ok(Err(_)) => "error".to_owned(),
     }
 }
 

@@ -37,6 +37,7 @@ mod file;
 mod grant_types;
 mod health;
 mod idempotency;
+mod job_leases;
 mod key;
 mod listing;
 mod open;
@@ -45,6 +46,7 @@ mod run_types;
 mod sqlite;
 mod types;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -61,6 +63,7 @@ pub use error::StoreError;
 pub use grant_types::{GrantClaim, GrantFilter, GrantRecord, GrantSlot, GrantStep, SlotChange};
 pub use health::{check_health, StoreHealth};
 pub use idempotency::{IdempotencyClaim, IdempotencyKey};
+pub use job_leases::{JobLease, JobLeaseRequest, LeaseClaim};
 use open::Pool;
 pub use open::{open, open_read_only, open_with, OpenMode, SqlStore, CONNECT_TIMEOUT};
 pub use run_types::{ClaimOutcome, ClaimRequest, Heartbeat, HeldWorkspace, RunOwner};
@@ -274,6 +277,36 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The listings a run has completed (passed to `replace_listing` with `run` set), so a
     /// resumed run can skip them.
     fn completed_listings(&self, run: SyncRunId) -> StoreFuture<'_, Vec<ListingKey>>;
+
+    // ----- Job leases (`serve`) -----
+
+    /// Takes a job's lease when nobody holds it, its lease has passed, or the caller already
+    /// holds it (compare-and-set: two processes never both take it); else says who holds it.
+    fn acquire_job_lease<'a>(&'a self, request: &'a JobLeaseRequest)
+        -> StoreFuture<'a, LeaseClaim>;
+
+    /// Renews a lease the caller holds; `false`, changing nothing, when it holds it no more.
+    fn renew_job_lease<'a>(&'a self, request: &'a JobLeaseRequest) -> StoreFuture<'a, bool>;
+
+    /// Ends a lease the caller holds (at `at`), so another process may take it at once.
+    fn release_job_lease<'a>(
+        &'a self,
+        job: &'a str,
+        holder: &'a str,
+        at: DateTime<Utc>,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Every job lease, held or passed, by job name.
+    fn job_leases(&self) -> StoreFuture<'_, Vec<JobLease>>;
+
+    /// The number of grants in each state (states as stored, so a new state shows up as is).
+    fn grant_counts(&self) -> StoreFuture<'_, BTreeMap<String, u64>>;
+
+    /// When each workspace's last finished sync run ended (among the recent runs).
+    fn last_sync_by_workspace(&self) -> StoreFuture<'_, BTreeMap<WorkspaceSlug, DateTime<Utc>>>;
+
+    /// When each workspace's oldest stored listing was read.
+    fn oldest_read_by_workspace(&self) -> StoreFuture<'_, BTreeMap<WorkspaceSlug, DateTime<Utc>>>;
 
     // ----- Grants -----
 
@@ -631,6 +664,42 @@ impl Store for SqlStore {
 
     fn completed_listings(&self, run: SyncRunId) -> StoreFuture<'_, Vec<ListingKey>> {
         dispatch!(self, completed_listings(run))
+    }
+
+    fn acquire_job_lease<'a>(
+        &'a self,
+        request: &'a JobLeaseRequest,
+    ) -> StoreFuture<'a, LeaseClaim> {
+        dispatch!(self, acquire_job_lease(request))
+    }
+
+    fn renew_job_lease<'a>(&'a self, request: &'a JobLeaseRequest) -> StoreFuture<'a, bool> {
+        dispatch!(self, renew_job_lease(request))
+    }
+
+    fn release_job_lease<'a>(
+        &'a self,
+        job: &'a str,
+        holder: &'a str,
+        at: DateTime<Utc>,
+    ) -> StoreFuture<'a, ()> {
+        dispatch!(self, release_job_lease(job, holder, at))
+    }
+
+    fn job_leases(&self) -> StoreFuture<'_, Vec<JobLease>> {
+        dispatch!(self, job_leases())
+    }
+
+    fn grant_counts(&self) -> StoreFuture<'_, BTreeMap<String, u64>> {
+        dispatch!(self, grant_counts())
+    }
+
+    fn last_sync_by_workspace(&self) -> StoreFuture<'_, BTreeMap<WorkspaceSlug, DateTime<Utc>>> {
+        dispatch!(self, last_sync_by_workspace())
+    }
+
+    fn oldest_read_by_workspace(&self) -> StoreFuture<'_, BTreeMap<WorkspaceSlug, DateTime<Utc>>> {
+        dispatch!(self, oldest_read_by_workspace())
     }
 
     fn insert_grant<'a>(&'a self, grant: &'a NewGrant) -> StoreFuture<'a, Grant> {
