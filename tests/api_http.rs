@@ -32,7 +32,11 @@ async fn every_documented_operation_is_served(url: String) {
                 .replace("{workspace}", "acme")
                 .replace("{repo}", "nothing-here")
                 .replace("{who}", "nobody");
-            let body = (method == "post").then(|| json!({}));
+            let body = match (method.as_str(), template.as_str()) {
+                ("post", "/v1/syncs") => Some(json!({"workspace": "not-configured-ws"})),
+                ("post", _) => Some(json!({})),
+                _ => None,
+            };
             let (status, answer) = api
                 .call(
                     &method.to_uppercase(),
@@ -51,7 +55,7 @@ async fn every_documented_operation_is_served(url: String) {
             operations += 1;
         }
     }
-    assert_eq!(operations, 7, "every /v1 operation was called");
+    assert_eq!(operations, 9, "every /v1 operation was called");
     let (status, answer) = api
         .call("GET", "/v1/nothing", Some(GRANTER), None, &[])
         .await;

@@ -4,7 +4,7 @@
 //! - [`router`] builds the routes over one [`ApiState`]; `serve` merges them into its own
 //!   router, so one listener carries health, metrics and the API.
 //! - `auth.rs`: bearer tokens and roles; `errors.rs`: the one error shape; `grants.rs`,
-//!   `access.rs`, `identities.rs`: the endpoints; `webhooks.rs`: signed deliveries that
+//!   `access.rs`, `identities.rs`, `syncs.rs`: the endpoints; `webhooks.rs`: signed deliveries that
 //!   schedule a targeted refresh.
 //!
 //! Limits: request bodies over [`BODY_LIMIT`] are refused with 413, and a request that takes
@@ -16,6 +16,7 @@ pub mod auth;
 pub mod errors;
 pub mod grants;
 pub mod identities;
+pub mod syncs;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use crate::store::Store;
 
 pub use auth::{Caller, Tokens};
 pub use errors::ApiError;
+pub use syncs::Syncs;
 pub use webhooks::{Deliveries, RefreshTarget, TargetedRefresh};
 
 /// The largest request body accepted.
@@ -55,6 +57,8 @@ pub struct ApiState {
     pub refresh: Arc<dyn TargetedRefresh>,
     /// The deliveries already seen (replay protection).
     pub deliveries: Deliveries,
+    /// The syncs callers started.
+    pub syncs: Syncs,
 }
 
 /// The API's routes over `state`: `/v1/...` behind the bearer tokens, `/webhooks/bitbucket`
@@ -70,6 +74,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/v1/access/people/{who}", get(access::person))
         .route("/v1/identities", get(identities::list))
+        .route("/v1/syncs", post(syncs::start))
+        .route("/v1/syncs/{id}", get(syncs::show))
         .fallback(errors::no_route)
         .route_layer(axum::middleware::from_fn_with_state(tokens, auth::require));
     Router::new()

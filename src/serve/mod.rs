@@ -165,22 +165,24 @@ pub async fn start(
     let addr = listener.local_addr().unwrap_or(options.listen);
     let metrics = Arc::new(Metrics::default());
     let budget = Arc::clone(client.budget());
-    let api = crate::api::router(Arc::new(crate::api::ApiState {
+    let runner = Arc::new(Jobs {
         store: Arc::clone(&store),
         client: client.clone(),
         config: Arc::clone(&config),
         clock: Arc::clone(&clock),
-        refresh: Arc::new(crate::api::webhooks::NotWired),
-        deliveries: crate::api::Deliveries::default(),
-    }));
-    let runner = Jobs {
+        metrics: Arc::clone(&metrics),
+        sync_lease: options.lease,
+    });
+    // The HTTP API (issue 15) shares the store, the client (one budget) and the job runner.
+    let api = crate::api::router(Arc::new(crate::api::ApiState {
         store: Arc::clone(&store),
         client,
         config: Arc::clone(&config),
         clock: Arc::clone(&clock),
-        metrics: Arc::clone(&metrics),
-        sync_lease: options.lease,
-    };
+        refresh: Arc::new(crate::api::webhooks::NotWired),
+        deliveries: crate::api::Deliveries::default(),
+        syncs: crate::api::Syncs::new(Some(runner.clone())),
+    }));
     let settings = SchedulerSettings {
         zone: config.schedules.time_zone,
         retry_base: options.retry_base,
@@ -188,7 +190,7 @@ pub async fn start(
     };
     let scheduler = Scheduler::new(
         lanes(&config),
-        Arc::new(runner),
+        runner,
         Arc::clone(&clock),
         leases.clone(),
         Arc::clone(&metrics),

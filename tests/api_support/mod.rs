@@ -7,10 +7,12 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use bitbucket_access::api::{router, ApiState, Deliveries, RefreshTarget, TargetedRefresh};
-use bitbucket_access::clock::ManualClock;
+use bitbucket_access::api::{router, ApiState, Deliveries, RefreshTarget, Syncs, TargetedRefresh};
+use bitbucket_access::clock::{ManualClock, SystemClock};
 use bitbucket_access::config::Config;
+use bitbucket_access::serve::{Jobs, Metrics};
 use bitbucket_access::store::Store;
+use bitbucket_access::sync::LeaseSettings;
 use bitbucket_sim::SimHandle;
 use serde_json::Value;
 
@@ -76,6 +78,14 @@ impl Api {
             clock: Arc::new(ManualClock::new(t0())),
             refresh: refreshes.clone(),
             deliveries: Deliveries::default(),
+            syncs: Syncs::new(Some(Arc::new(Jobs {
+                store: Arc::clone(&store),
+                client: client(&sim, 4),
+                config: Arc::new(config()),
+                clock: Arc::new(SystemClock),
+                metrics: Arc::new(Metrics::default()),
+                sync_lease: LeaseSettings::default(),
+            }))),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
