@@ -11,8 +11,14 @@ mod sync_support;
 use api_support::*;
 use bitbucket_access::api::webhooks::sign;
 use bitbucket_access::api::RefreshTarget;
+use bitbucket_access::domain::{RepoSlug, WorkspaceSlug};
+use bitbucket_sim::NewRepository;
+use std::time::{Duration, Instant};
 
-on_both_backends!(only_signed_fresh_deliveries_schedule_a_refresh);
+on_both_backends!(
+    only_signed_fresh_deliveries_schedule_a_refresh,
+    a_new_repository_is_in_the_store_within_seconds_of_its_delivery,
+);
 
 async fn deliver(api: &Api, body: &str, headers: &[(&str, &str)]) -> u16 {
     let mut request = api
@@ -97,4 +103,56 @@ async fn only_signed_fresh_deliveries_schedule_a_refresh(url: String) {
         RefreshTarget::Repository(r) => assert_eq!(r.to_string(), "acme/new-service"),
         other => panic!("{other:?}"),
     }
+}
+
+async fn a_new_repository_is_in_the_store_within_seconds_of_its_delivery(url: String) {
+    let api = Api::start_refreshing(1522, &url).await;
+    let ws = grants_support::owned(&api.sim);
+    api.sim.with_world(|w| {
+        let project = w.workspaces[&ws]
+            .projects
+            .keys()
+            .next()
+            .cloned()
+            .expect("a project");
+        w.add_repository(
+            &ws,
+            NewRepository {
+                slug: "born-today".to_owned(),
+                name: "born-today".to_owned(),
+                project_key: project,
+                is_private: true,
+            },
+        )
+        .expect("created")
+    });
+    let body = format!(r#"{{"repository": {{"full_name": "{ws}/born-today"}}}}"#);
+    let signature = sign(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
+    let delivered = Instant::now();
+    assert_eq!(
+        deliver(
+            &api,
+            &body,
+            &[("x-request-uuid", "new-1"), ("x-hub-signature", &signature)]
+        )
+        .await,
+        202
+    );
+    let slug = WorkspaceSlug::parse(ws.clone()).expect("slug");
+    let wanted = RepoSlug::parse("born-today".to_owned()).expect("slug");
+    loop {
+        let stored = api.store.repositories(&slug).await.expect("repositories");
+        if stored.iter().any(|r| r.slug == wanted) {
+            break;
+        }
+        assert!(
+            delivered.elapsed() < Duration::from_secs(5),
+            "the new repository is not in the store 5 s after its delivery"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "new repository stored {:?} after its delivery",
+        delivered.elapsed()
+    );
 }

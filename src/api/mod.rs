@@ -34,7 +34,7 @@ use crate::store::Store;
 
 pub use auth::{Caller, Tokens};
 pub use errors::ApiError;
-pub use syncs::Syncs;
+pub use syncs::{Syncs, WorkspaceSyncRefresh};
 pub use webhooks::{Deliveries, RefreshTarget, TargetedRefresh};
 
 /// The largest request body accepted.
@@ -58,7 +58,7 @@ pub struct ApiState {
     /// The deliveries already seen (replay protection).
     pub deliveries: Deliveries,
     /// The syncs callers started.
-    pub syncs: Syncs,
+    pub syncs: Arc<Syncs>,
 }
 
 /// The API's routes over `state`: `/v1/...` behind the bearer tokens, `/webhooks/bitbucket`

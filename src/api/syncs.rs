@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiState, Caller};
+use crate::clock::Clock;
 use crate::domain::WorkspaceSlug;
 use crate::serve::{Job, JobOutcome, JobRunner};
 
@@ -67,6 +68,7 @@ pub struct SyncBody {
 /// The syncs the API started, and the runner that runs them.
 pub struct Syncs {
     runner: Option<Arc<dyn JobRunner>>,
+    clock: Arc<dyn Clock>,
     next: AtomicU64,
     runs: Mutex<BTreeMap<u64, SyncStatus>>,
     one_at_a_time: tokio::sync::Mutex<()>,
@@ -74,13 +76,57 @@ pub struct Syncs {
 
 impl Syncs {
     /// Syncs run by `runner` (`None`: this process cannot run syncs; POST answers 409).
-    pub fn new(runner: Option<Arc<dyn JobRunner>>) -> Self {
-        Syncs {
+    pub fn new(runner: Option<Arc<dyn JobRunner>>, clock: Arc<dyn Clock>) -> Arc<Self> {
+        Arc::new(Syncs {
             runner,
+            clock,
             next: AtomicU64::new(1),
             runs: Mutex::new(BTreeMap::new()),
             one_at_a_time: tokio::sync::Mutex::new(()),
-        }
+        })
+    }
+
+    /// Queues a sync of `workspace` and runs it in the background; `None` when this process
+    /// cannot run syncs.
+    pub fn enqueue(
+        self: &Arc<Self>,
+        workspace: &WorkspaceSlug,
+        requested_by: &str,
+    ) -> Option<SyncStatus> {
+        let runner = self.runner.clone()?;
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let status = SyncStatus {
+            id,
+            workspace: workspace.to_string(),
+            state: SyncState::Queued,
+            detail: None,
+            requested_by: requested_by.to_owned(),
+            requested_at: self.clock.now(),
+            finished_at: None,
+        };
+        self.runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, status.clone());
+        let syncs = Arc::clone(self);
+        let job = Job::Sync {
+            workspace: Some(workspace.to_string()),
+        };
+        tokio::spawn(async move {
+            let _turn = syncs.one_at_a_time.lock().await;
+            syncs.update(id, |s| s.state = SyncState::Running);
+            let result = runner.run(&job).await;
+            let now = syncs.clock.now();
+            syncs.update(id, |s| {
+                s.finished_at = Some(now);
+                (s.state, s.detail) = match result {
+                    Ok(JobOutcome::Done { detail }) => (SyncState::Succeeded, Some(detail)),
+                    Ok(JobOutcome::Skipped { reason }) => (SyncState::Skipped, Some(reason)),
+                    Err(e) => (SyncState::Failed, Some(e.to_string())),
+                };
+            });
+        });
+        Some(status)
     }
 
     fn update(&self, id: u64, change: impl FnOnce(&mut SyncStatus)) {
@@ -115,48 +161,14 @@ pub async fn start(
             ),
         ));
     }
-    let Some(runner) = state.syncs.runner.clone() else {
+    let Some(status) = state.syncs.enqueue(&workspace, &caller.name) else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "unavailable",
             "this process does not run syncs; start `bitbucket-access serve`",
         ));
     };
-    let id = state.syncs.next.fetch_add(1, Ordering::Relaxed);
-    let status = SyncStatus {
-        id,
-        workspace: workspace.to_string(),
-        state: SyncState::Queued,
-        detail: None,
-        requested_by: caller.name.clone(),
-        requested_at: state.clock.now(),
-        finished_at: None,
-    };
-    state
-        .syncs
-        .runs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(id, status.clone());
-    let background = Arc::clone(&state);
-    tokio::spawn(async move {
-        let syncs = &background.syncs;
-        let _turn = syncs.one_at_a_time.lock().await;
-        syncs.update(id, |s| s.state = SyncState::Running);
-        let job = Job::Sync {
-            workspace: Some(workspace.to_string()),
-        };
-        let result = runner.run(&job).await;
-        let now = background.clock.now();
-        syncs.update(id, |s| {
-            s.finished_at = Some(now);
-            (s.state, s.detail) = match result {
-                Ok(JobOutcome::Done { detail }) => (SyncState::Succeeded, Some(detail)),
-                Ok(JobOutcome::Skipped { reason }) => (SyncState::Skipped, Some(reason)),
-                Err(e) => (SyncState::Failed, Some(e.to_string())),
-            };
-        });
-    });
+    let id = status.id;
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/syncs/{id}")) {
         headers.insert(header::LOCATION, location);
@@ -175,4 +187,21 @@ pub async fn show(
             "no sync has id {id} in this process (ids last until it restarts)"
         ))
     })
+}
+
+/// The webhook refresh until the targeted refresh (`sync::targeted`) is on this branch: a
+/// delivery queues a sync of the workspace it names, which reads the new or changed repository
+/// or project within seconds instead of at the next scheduled sync.
+pub struct WorkspaceSyncRefresh(pub Arc<Syncs>);
+
+impl super::TargetedRefresh for WorkspaceSyncRefresh {
+    fn schedule(&self, target: super::RefreshTarget) {
+        let workspace = match &target {
+            super::RefreshTarget::Repository(r) => &r.workspace,
+            super::RefreshTarget::Project(p) => &p.workspace,
+        };
+        if self.0.enqueue(workspace, "webhook").is_none() {
+            tracing::warn!(target = ?target, "this process runs no syncs; the next sync reads the change");
+        }
+    }
 }

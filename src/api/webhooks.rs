@@ -36,17 +36,6 @@ pub trait TargetedRefresh: Send + Sync {
     fn schedule(&self, target: RefreshTarget);
 }
 
-/// The refresh until the targeted refresh is wired: says in the log what would be refreshed;
-/// the next scheduled sync reads it.
-#[derive(Debug, Clone, Copy)]
-pub struct NotWired;
-
-impl TargetedRefresh for NotWired {
-    fn schedule(&self, target: RefreshTarget) {
-        tracing::warn!(target = ?target, "targeted refresh is not in this build; the next sync reads the change");
-    }
-}
-
 /// The delivery ids seen within [`MAX_AGE`].
 #[derive(Debug, Default)]
 pub struct Deliveries {

@@ -174,14 +174,15 @@ pub async fn start(
         sync_lease: options.lease,
     });
     // The HTTP API (issue 15) shares the store, the client (one budget) and the job runner.
+    let syncs = crate::api::Syncs::new(Some(runner.clone()), Arc::clone(&clock));
     let api = crate::api::router(Arc::new(crate::api::ApiState {
         store: Arc::clone(&store),
         client,
         config: Arc::clone(&config),
         clock: Arc::clone(&clock),
-        refresh: Arc::new(crate::api::webhooks::NotWired),
+        refresh: Arc::new(crate::api::WorkspaceSyncRefresh(Arc::clone(&syncs))),
         deliveries: crate::api::Deliveries::default(),
-        syncs: crate::api::Syncs::new(Some(runner.clone())),
+        syncs,
     }));
     let settings = SchedulerSettings {
         zone: config.schedules.time_zone,

@@ -7,7 +7,9 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use bitbucket_access::api::{router, ApiState, Deliveries, RefreshTarget, Syncs, TargetedRefresh};
+use bitbucket_access::api::{
+    router, ApiState, Deliveries, RefreshTarget, Syncs, TargetedRefresh, WorkspaceSyncRefresh,
+};
 use bitbucket_access::clock::{ManualClock, SystemClock};
 use bitbucket_access::config::Config;
 use bitbucket_access::serve::{Jobs, Metrics};
@@ -66,26 +68,45 @@ pub fn config() -> Config {
 }
 
 impl Api {
-    /// The API over the store at `url` and a simulator of `world(seed, 4)`.
+    /// The API over the store at `url` and a simulator of `world(seed, 4)`; webhook
+    /// deliveries are recorded in `refreshes`.
     pub async fn start(seed: u64, url: &str) -> Self {
+        Api::start_with(seed, url, false).await
+    }
+
+    /// The same, with webhook deliveries refreshed for real (a sync of their workspace).
+    pub async fn start_refreshing(seed: u64, url: &str) -> Self {
+        Api::start_with(seed, url, true).await
+    }
+
+    async fn start_with(seed: u64, url: &str, refreshing: bool) -> Self {
         let sim = start_sim_with(world(seed, 4)).await;
         let store = bitbucket_access::store::open(url).await.expect("store");
         let refreshes = Arc::new(Recorded::default());
-        let state = Arc::new(ApiState {
-            store: Arc::clone(&store),
-            client: client(&sim, 4),
-            config: Arc::new(config()),
-            clock: Arc::new(ManualClock::new(t0())),
-            refresh: refreshes.clone(),
-            deliveries: Deliveries::default(),
-            syncs: Syncs::new(Some(Arc::new(Jobs {
+        let syncs = Syncs::new(
+            Some(Arc::new(Jobs {
                 store: Arc::clone(&store),
                 client: client(&sim, 4),
                 config: Arc::new(config()),
                 clock: Arc::new(SystemClock),
                 metrics: Arc::new(Metrics::default()),
                 sync_lease: LeaseSettings::default(),
-            }))),
+            })),
+            Arc::new(SystemClock),
+        );
+        let refresh: Arc<dyn TargetedRefresh> = if refreshing {
+            Arc::new(WorkspaceSyncRefresh(Arc::clone(&syncs)))
+        } else {
+            refreshes.clone()
+        };
+        let state = Arc::new(ApiState {
+            store: Arc::clone(&store),
+            client: client(&sim, 4),
+            config: Arc::new(config()),
+            clock: Arc::new(ManualClock::new(t0())),
+            refresh,
+            deliveries: Deliveries::default(),
+            syncs,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
