@@ -181,3 +181,27 @@ async fn invalid_requests_name_their_field_in_one_error_shape(url: String) {
     check(&api.doc, "POST", "/v1/grants", status, &answer);
     assert_eq!(status, 400);
 }
+
+#[test]
+fn the_config_refuses_a_public_listen_without_tokens_and_hides_them() {
+    use bitbucket_access::config::Config;
+    let load = |server: &str| {
+        let text = format!(r#"{{"email": "a@b.io", "app_token": "t", "server": {server}}}"#);
+        Config::from_json_str(&text, &|_| None, std::path::Path::new("/"))
+    };
+    let refused = load(r#"{"listen": "0.0.0.0:8080"}"#).expect_err("no tokens");
+    assert_eq!(refused.problems()[0].pointer, "/server/listen");
+    let config = load(
+        r#"{"listen": "0.0.0.0:8080", "tokens": [{"name": "bot", "token": "tok-3c1f", "role": "reader"}]}"#,
+    )
+    .expect("a token allows it");
+    assert!(
+        !format!("{config:?}").contains("tok-3c1f"),
+        "Debug hides tokens"
+    );
+    let twice = load(
+        r#"{"tokens": [{"name": "bot", "token": "a-1", "role": "reader"}, {"name": "bot", "token": "b-2", "role": "granter"}]}"#,
+    )
+    .expect_err("a name twice");
+    assert_eq!(twice.problems()[0].pointer, "/server/tokens/1/name");
+}
