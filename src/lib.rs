@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the map of modules and the invariants they keep.
 
 pub mod access;
+pub mod api;
 pub mod audit;
 pub mod bitbucket;
 pub mod cli;

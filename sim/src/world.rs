@@ -337,6 +337,9 @@ pub struct Hook {
     pub events: Vec<String>,
     /// Whether deliveries are on.
     pub active: bool,
+    /// The secret deliveries are signed with, when one was given.
+    #[serde(default)]
+    pub secret: Option<String>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
 }

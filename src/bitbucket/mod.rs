@@ -47,12 +47,14 @@ pub mod convert;
 pub mod error;
 mod group_privileges;
 mod groups_v1;
+mod hooks;
 pub mod members;
 pub mod models;
 pub mod pagination;
 mod permissions;
 mod projects;
 mod repositories;
+mod webhook_event;
 pub use crate::http::retry;
 mod workspaces;
 
@@ -60,12 +62,14 @@ pub use budget::{Budget, BudgetSettings, BudgetStats, RequestClass};
 pub use client::{needs_user_api_token, Auth, BitbucketClient, ClientBuilder, ClientSettings};
 pub use error::{ApiError, AuthMethod, ErrorDetail, ErrorKind, Removal};
 pub use groups_v1::GroupsV1Handler;
+pub use hooks::{HooksHandler, WebhookSubscription};
 pub use models::*;
 pub use pagination::Paged;
 pub use permissions::{PermissionTarget, PermissionsHandler};
 pub use projects::ProjectsHandler;
 pub use repositories::RepositoriesHandler;
 pub use retry::RetryPolicy;
+pub use webhook_event::{webhook_subject, WebhookSubject};
 pub use workspaces::{WorkspacesHandler, MAX_EMAILS_PER_QUERY};
 
 /// The endpoint templates the client uses, as they appear in errors, spans and request counts.

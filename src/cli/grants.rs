@@ -204,7 +204,7 @@ fn pair(flag: &str, value: &str) -> Result<(String, String), String> {
     }
 }
 
-fn target(args: &SlotArgs) -> Result<GrantTarget, String> {
+pub(crate) fn target(args: &SlotArgs) -> Result<GrantTarget, String> {
     let ws = |w: String| WorkspaceSlug::parse(w).map_err(|e| e.to_string());
     if let Some(r) = &args.repo {
         let (w, slug) = pair("repo", r)?;

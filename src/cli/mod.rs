@@ -8,7 +8,7 @@ mod access;
 pub mod audit;
 mod demo;
 mod doctor;
-mod grants;
+pub(crate) mod grants;
 pub mod identities;
 mod manifest;
 mod migrate;
@@ -16,6 +16,7 @@ pub mod output;
 mod serve;
 mod sync;
 mod validate;
+pub mod webhook;
 
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use crate::telemetry::LogFormat;
@@ -70,6 +71,9 @@ pub enum Command {
     /// Give a user or group a level on a repository or project (or a place in a group), for a
     /// while; what stood before comes back at the end.
     Grant(grants::GrantArgs),
+    /// Register (`install`) or remove (`uninstall`) the workspace webhooks that send
+    /// repository and project changes to serve's /webhooks/bitbucket.
+    Webhook(webhook::Args),
     /// End a grant early (`revoke GRANT_ID`), or remove a standing permission the connector did
     /// not create (`revoke --user U --repo WS/REPO`).
     Revoke(grants::RevokeArgs),
@@ -95,6 +99,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Access(args) => access::run(&cli, args).await,
         Command::Identities(args) => identities::run(&cli, args).await,
         Command::Grant(args) => grants::run_grant(&cli, args).await,
+        Command::Webhook(args) => webhook::run(&cli, args).await,
         Command::Revoke(args) => grants::run_revoke(&cli, args).await,
         Command::Grants(args) => grants::run_list(&cli, args).await,
         Command::Expire(args) => grants::run_expire(&cli, args).await,

@@ -27,12 +27,13 @@ mod validate;
 pub use database_url::{redact_url, Backend, DatabaseUrl, DEFAULT_DATABASE_URL};
 pub use duration::{format_duration, parse_duration, HumanDuration};
 pub use error::{ConfigError, Problem};
-pub use raw::{RawConfig, ReportFormat};
+pub use raw::{ApiRole, RawConfig, ReportFormat};
 pub use schema::{is_valid as schema_accepts, SCHEMA_JSON};
 pub use secret::{MAX_EMAIL_LEN, MAX_SECRET_FILE_BYTES, MAX_TOKEN_LEN};
 pub use types::{
-    ApiSettings, AuditPolicy, Config, CronSchedule, GrantPolicy, IdentitySettings, JiraCredentials,
-    MassChangeLimits, OnConflict, RequestBudget, ScheduleZone, Schedules, ServerSettings,
+    ApiSettings, ApiToken, AuditPolicy, Config, CronSchedule, GrantPolicy, IdentitySettings,
+    JiraCredentials, MassChangeLimits, OnConflict, RequestBudget, ScheduleZone, Schedules,
+    ServerSettings, LEGACY_TOKEN_NAME,
 };
 
 use secrecy::SecretString;

@@ -90,6 +90,16 @@ impl ReportFormat {
     }
 }
 
+/// What an HTTP API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiRole {
+    /// Reads only (GET).
+    Reader,
+    /// Reads, and also creates and ends grants and starts syncs.
+    Granter,
+}
+
 /// A secret given inline or through a file: exactly one of the two.
 #[derive(Clone)]
 pub enum SecretSource {
@@ -328,6 +338,45 @@ struct RawServerFields {
     api_token: Option<NonEmpty>,
     #[serde(default, deserialize_with = "present")]
     api_token_file: Option<NonEmpty>,
+    #[serde(default, deserialize_with = "present")]
+    tokens: Option<Vec<RawApiToken>>,
+    #[serde(default, deserialize_with = "present")]
+    webhook_secret: Option<NonEmpty>,
+    #[serde(default, deserialize_with = "present")]
+    webhook_secret_file: Option<NonEmpty>,
+}
+
+/// One entry of `server.tokens` before the exactly-one rule for its secret.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiTokenFields {
+    name: NonEmpty,
+    #[serde(default, deserialize_with = "present")]
+    token: Option<NonEmpty>,
+    #[serde(default, deserialize_with = "present")]
+    token_file: Option<NonEmpty>,
+    role: ApiRole,
+}
+
+/// One entry of `server.tokens`.
+#[derive(Deserialize)]
+#[serde(try_from = "RawApiTokenFields")]
+pub struct RawApiToken {
+    pub(super) name: String,
+    pub(super) token: SecretSource,
+    pub(super) role: ApiRole,
+}
+
+impl TryFrom<RawApiTokenFields> for RawApiToken {
+    type Error = String;
+
+    fn try_from(f: RawApiTokenFields) -> Result<Self, Self::Error> {
+        Ok(RawApiToken {
+            name: f.name.0,
+            token: exactly_one(f.token, f.token_file, ("token", "token_file"))?,
+            role: f.role,
+        })
+    }
 }
 
 /// `server`.
@@ -336,6 +385,8 @@ struct RawServerFields {
 pub struct RawServer {
     pub(super) listen: Option<String>,
     pub(super) api_token: Option<SecretSource>,
+    pub(super) tokens: Vec<RawApiToken>,
+    pub(super) webhook_secret: Option<SecretSource>,
 }
 
 impl TryFrom<RawServerFields> for RawServer {
@@ -346,9 +397,19 @@ impl TryFrom<RawServerFields> for RawServer {
             (None, None) => None,
             (value, file) => Some(exactly_one(value, file, ("api_token", "api_token_file"))?),
         };
+        let webhook_secret = match (f.webhook_secret, f.webhook_secret_file) {
+            (None, None) => None,
+            (value, file) => Some(exactly_one(
+                value,
+                file,
+                ("webhook_secret", "webhook_secret_file"),
+            )?),
+        };
         Ok(RawServer {
             listen: f.listen.map(|l| l.0),
             api_token,
+            tokens: f.tokens.unwrap_or_default(),
+            webhook_secret,
         })
     }
 }

@@ -2,7 +2,7 @@
 //! `Debug` impls. Building these from the raw JSON happens in `validate.rs`.
 
 use super::database_url::DatabaseUrl;
-use super::raw::ReportFormat;
+use super::raw::{ApiRole, ReportFormat};
 use super::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT};
 use crate::domain::ProjectLevel;
 use secrecy::SecretString;
@@ -319,8 +319,51 @@ pub struct ApiSettings {
 pub struct ServerSettings {
     /// Listen address.
     pub listen: SocketAddr,
-    /// Bearer token the HTTP API requires, when set.
+    /// Bearer token the HTTP API requires, when set (a `granter` named `api_token`).
     pub api_token: Option<SecretString>,
+    /// The HTTP API's named tokens, each with a role.
+    pub tokens: Vec<ApiToken>,
+    /// The secret Bitbucket signs webhook deliveries with.
+    pub webhook_secret: Option<SecretString>,
+}
+
+/// The name `server.api_token` goes by among the tokens.
+pub const LEGACY_TOKEN_NAME: &str = "api_token";
+
+/// One bearer token of the HTTP API (`server.tokens`).
+#[derive(Clone)]
+pub struct ApiToken {
+    /// Who holds it; recorded as the requester of the grants it makes.
+    pub name: String,
+    /// The token.
+    pub token: SecretString,
+    /// What it may do.
+    pub role: ApiRole,
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("name", &self.name)
+            .field("token", &"[redacted]")
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+impl ServerSettings {
+    /// Every token the API accepts: the named ones, and `api_token` as a granter.
+    pub fn all_tokens(&self) -> Vec<ApiToken> {
+        let mut all = self.tokens.clone();
+        if let Some(token) = &self.api_token {
+            all.push(ApiToken {
+                name: LEGACY_TOKEN_NAME.to_owned(),
+                token: token.clone(),
+                role: ApiRole::Granter,
+            });
+        }
+        all
+    }
 }
 
 /// How often identity matching runs after a sync, unless `identity.refresh_interval` says.
@@ -380,6 +423,11 @@ impl fmt::Debug for ServerSettings {
         f.debug_struct("ServerSettings")
             .field("listen", &self.listen)
             .field("api_token", &self.api_token.as_ref().map(|_| "[redacted]"))
+            .field("tokens", &self.tokens)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
 }
@@ -445,6 +493,8 @@ impl Default for ServerSettings {
         ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             api_token: None,
+            tokens: Vec::new(),
+            webhook_secret: None,
         }
     }
 }

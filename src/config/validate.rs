@@ -11,9 +11,9 @@ use super::raw::{
 };
 use super::secret;
 use super::types::{
-    ApiSettings, AuditPolicy, Config, CronSchedule, GrantPolicy, IdentitySettings, JiraCredentials,
-    MassChangeLimits, RequestBudget, ScheduleZone, Schedules, ServerSettings,
-    DEFAULT_IDENTITY_REFRESH,
+    ApiSettings, ApiToken, AuditPolicy, Config, CronSchedule, GrantPolicy, IdentitySettings,
+    JiraCredentials, MassChangeLimits, RequestBudget, ScheduleZone, Schedules, ServerSettings,
+    DEFAULT_IDENTITY_REFRESH, LEGACY_TOKEN_NAME,
 };
 use super::{DEFAULT_BITBUCKET_URL, MAX_DURATION};
 use secrecy::SecretString;
@@ -570,11 +570,44 @@ impl<'a> Builder<'a> {
             None => Some(None),
             Some(source) => self.secret(source, "/server/api_token_file").map(Some),
         };
-        if let (Some(addr), Some(None)) = (listen, &api_token) {
+        let mut tokens = Some(Vec::with_capacity(raw.tokens.len()));
+        let mut names = std::collections::HashSet::new();
+        for (i, entry) in raw.tokens.into_iter().enumerate() {
+            let pointer = format!("/server/tokens/{i}");
+            if entry.name == LEGACY_TOKEN_NAME || !names.insert(entry.name.clone()) {
+                self.problem(
+                    &format!("{pointer}/name"),
+                    format!(
+                        "{:?} is already taken (by another token or by server.api_token); give each token its own name",
+                        entry.name
+                    ),
+                );
+                tokens = None;
+                continue;
+            }
+            match self.secret(entry.token, &format!("{pointer}/token_file")) {
+                Some(token) => {
+                    if let Some(list) = tokens.as_mut() {
+                        list.push(ApiToken {
+                            name: entry.name,
+                            token,
+                            role: entry.role,
+                        });
+                    }
+                }
+                None => tokens = None,
+            }
+        }
+        let webhook_secret = match raw.webhook_secret {
+            None => Some(None),
+            Some(source) => self.secret(source, "/server/webhook_secret_file").map(Some),
+        };
+        let no_tokens = matches!(api_token, Some(None)) && raw_tokens_empty(tokens.as_deref());
+        if let (Some(addr), true) = (listen, no_tokens) {
             if !is_loopback_ip(addr.ip()) {
                 self.problem(
                     "/server/listen",
-                    "is not a loopback address, so the HTTP API would be reachable by others; set server.api_token or server.api_token_file",
+                    "is not a loopback address, so the HTTP API would be reachable by others; set server.tokens (or server.api_token)",
                 );
                 return None;
             }
@@ -582,6 +615,8 @@ impl<'a> Builder<'a> {
         Some(ServerSettings {
             listen: listen?,
             api_token: api_token?,
+            tokens: tokens?,
+            webhook_secret: webhook_secret?,
         })
     }
 
@@ -632,4 +667,9 @@ fn mass_change_guard(raw: Option<RawMassChangeGuard>) -> MassChangeLimits {
             .unwrap_or(defaults.max_percent),
         min_count: raw.min_count.unwrap_or(defaults.min_count),
     }
+}
+
+/// Whether no named token was configured (`None`: the list had problems, which are reported).
+fn raw_tokens_empty(tokens: Option<&[ApiToken]>) -> bool {
+    tokens.is_some_and(<[ApiToken]>::is_empty)
 }

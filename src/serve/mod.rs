@@ -165,14 +165,29 @@ pub async fn start(
     let addr = listener.local_addr().unwrap_or(options.listen);
     let metrics = Arc::new(Metrics::default());
     let budget = Arc::clone(client.budget());
-    let runner = Jobs {
+    let runner = Arc::new(Jobs {
         store: Arc::clone(&store),
-        client,
+        client: client.clone(),
         config: Arc::clone(&config),
         clock: Arc::clone(&clock),
         metrics: Arc::clone(&metrics),
         sync_lease: options.lease,
-    };
+    });
+    // The HTTP API (issue 15) shares the store, the client (one budget) and the job runner.
+    let syncs = crate::api::Syncs::new(Some(runner.clone()), Arc::clone(&clock));
+    let api = crate::api::router(Arc::new(crate::api::ApiState {
+        store: Arc::clone(&store),
+        client: client.clone(),
+        config: Arc::clone(&config),
+        clock: Arc::clone(&clock),
+        refresh: Arc::new(crate::api::TargetedSyncRefresh {
+            store: Arc::clone(&store),
+            client,
+            clock: Arc::clone(&clock),
+        }),
+        deliveries: crate::api::Deliveries::default(),
+        syncs,
+    }));
     let settings = SchedulerSettings {
         zone: config.schedules.time_zone,
         retry_base: options.retry_base,
@@ -180,7 +195,7 @@ pub async fn start(
     };
     let scheduler = Scheduler::new(
         lanes(&config),
-        Arc::new(runner),
+        runner,
         Arc::clone(&clock),
         leases.clone(),
         Arc::clone(&metrics),
@@ -210,7 +225,8 @@ pub async fn start(
     let scheduler_stop = stopped.clone();
     let scheduler = tokio::spawn(async move { scheduler.run(scheduler_stop).await });
     let mut server_stop = stopped;
-    let app = router(state);
+    // One listener: health and metrics, then the HTTP API (issue 15).
+    let app = router(state).merge(api);
     let server = tokio::spawn(async move {
         let until_stopped = async move {
             let _ = server_stop.wait_for(|s| *s).await;

@@ -38,6 +38,7 @@ mod error;
 mod file;
 mod grant_types;
 mod health;
+mod idempotency;
 mod job_leases;
 mod key;
 mod listing;
@@ -64,6 +65,7 @@ pub use audit_run::{AuditRun, AuditRunId, ChainedAuditEntry, NewAuditRun, Report
 pub use error::StoreError;
 pub use grant_types::{GrantClaim, GrantFilter, GrantRecord, GrantSlot, GrantStep, SlotChange};
 pub use health::{check_health, StoreHealth};
+pub use idempotency::{IdempotencyClaim, IdempotencyKey};
 pub use job_leases::{JobLease, JobLeaseRequest, LeaseClaim};
 use open::Pool;
 pub use open::{open, open_read_only, open_with, OpenMode, SqlStore, CONNECT_TIMEOUT};
@@ -376,6 +378,26 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Grants matching the filter, oldest first.
     fn list_grants<'a>(&'a self, filter: &'a GrantFilter) -> StoreFuture<'a, Vec<Grant>>;
+
+    /// Claims an idempotency key for a request whose body has `fingerprint`, or reports the
+    /// earlier request that holds it.
+    fn claim_idempotency_key<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        fingerprint: &'a str,
+        now: DateTime<Utc>,
+    ) -> StoreFuture<'a, IdempotencyClaim>;
+
+    /// Records the grant a claimed key's request made.
+    fn bind_idempotency_key<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        grant: GrantId,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Gives back a claimed key whose request made no grant (it was refused), so a corrected
+    /// retry may use it.
+    fn release_idempotency_key<'a>(&'a self, key: &'a IdempotencyKey) -> StoreFuture<'a, ()>;
 
     /// Registers `owner` as the expiry watcher until `until`; returns the other holder when one
     /// holds a lease that has not lapsed.
@@ -786,6 +808,27 @@ impl Store for SqlStore {
 
     fn list_grants<'a>(&'a self, filter: &'a GrantFilter) -> StoreFuture<'a, Vec<Grant>> {
         dispatch!(self, list_grants(filter))
+    }
+
+    fn claim_idempotency_key<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        fingerprint: &'a str,
+        now: DateTime<Utc>,
+    ) -> StoreFuture<'a, IdempotencyClaim> {
+        dispatch!(self, claim_idempotency_key(key, fingerprint, now))
+    }
+
+    fn bind_idempotency_key<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        grant: GrantId,
+    ) -> StoreFuture<'a, ()> {
+        dispatch!(self, bind_idempotency_key(key, grant))
+    }
+
+    fn release_idempotency_key<'a>(&'a self, key: &'a IdempotencyKey) -> StoreFuture<'a, ()> {
+        dispatch!(self, release_idempotency_key(key))
     }
 
     fn acquire_grant_watcher<'a>(

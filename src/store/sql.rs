@@ -27,6 +27,7 @@ use crate::domain::{
 use crate::store::audit_run::{AuditRun, AuditRunId, ChainedAuditEntry, NewAuditRun};
 use crate::store::chain;
 use crate::store::error::StoreError;
+use crate::store::idempotency::{IdempotencyClaim, IdempotencyKey};
 use crate::store::grant_types::{GrantClaim, GrantFilter, GrantRecord, GrantSlot, GrantStep, SlotChange};
 use crate::store::listing::{self, ColKind, ColVal, Rows, Scope, TableSpec};
 use crate::store::types::{
@@ -117,6 +118,7 @@ include!("sql/freshness.rs");
 include!("sql/facts.rs");
 include!("sql/accounts.rs");
 include!("sql/grants.rs");
+include!("sql/idempotency.rs");
 include!("sql/audit.rs");
 include!("sql/audit_runs.rs");
 include!("sql/health.rs");

@@ -20,6 +20,7 @@ fn hook_json(base: &str, ws: &Workspace, h: &Hook) -> Value {
         "subject_type": "workspace",
         "subject": render::workspace_small(base, ws),
         "active": h.active,
+        "secret_set": h.secret.is_some(),
         "created_at": ts(h.created_at),
         "events": h.events
     })
@@ -93,6 +94,7 @@ pub(super) async fn create_hook(
             .to_string(),
         events,
         active: v.get("active").and_then(Value::as_bool).unwrap_or(true),
+        secret: v.get("secret").and_then(Value::as_str).map(str::to_string),
         created_at: now,
     };
     wsv.hooks.insert(uuid, hook.clone());
