@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::time::Duration as StdDuration;
 
+use chrono::Duration;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
@@ -29,13 +30,22 @@ pub struct PassReport {
     pub retry_later: u32,
     /// Grants that failed otherwise (the errors are logged).
     pub errors: u32,
+    /// For each grant ended at its expiry: how long after its end the restore was recorded
+    /// (what `serve` reports as expiry lateness). Not part of the printed report.
+    #[serde(skip)]
+    pub lateness: Vec<Duration>,
 }
 
 impl PassReport {
     fn add(&mut self, outcome: &Result<Grant, GrantError>) {
         match outcome {
             Ok(g) => match g.state {
-                GrantState::Ended => self.ended += 1,
+                GrantState::Ended => {
+                    self.ended += 1;
+                    if let Some(end) = g.expires_at {
+                        self.lateness.push(g.updated_at - end);
+                    }
+                }
                 GrantState::Revoked => self.revoked += 1,
                 GrantState::Active | GrantState::Satisfied => self.applied += 1,
                 GrantState::Conflict => self.conflicts += 1,
@@ -116,6 +126,16 @@ impl Engine<'_> {
 
     /// Runs passes until `shutdown` completes. On SQLite only one watcher may run.
     pub async fn watch(&self, shutdown: impl Future<Output = ()>) -> Result<(), WatchError> {
+        self.watch_reporting(shutdown, |_| {}).await
+    }
+
+    /// [`Engine::watch`], handing each pass's report to `on_pass` (`serve` feeds its metrics).
+    /// `shutdown` is only heeded between passes: a pass under way finishes its restores.
+    pub async fn watch_reporting(
+        &self,
+        shutdown: impl Future<Output = ()>,
+        mut on_pass: impl FnMut(&PassReport),
+    ) -> Result<(), WatchError> {
         let single = self.store.backend() == Backend::Sqlite;
         if single {
             self.renew_watcher().await?;
@@ -127,9 +147,10 @@ impl Engine<'_> {
                     break Err(e);
                 }
             }
-            if let Err(e) = self.expire_pass().await {
+            match self.expire_pass().await {
+                Ok(report) => on_pass(&report),
                 // A store that failed once may answer the next time; the loop keeps going.
-                tracing::warn!(error = %e, "an expiry pass failed");
+                Err(e) => tracing::warn!(error = %e, "an expiry pass failed"),
             }
             let wait = match self.store.next_grant_event().await {
                 Ok(Some(at)) => (at - self.now())

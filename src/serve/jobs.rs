@@ -252,15 +252,42 @@ pub async fn run_audit(ctx: &Jobs) -> Result<JobOutcome, JobError> {
     })
 }
 
-/// ADAPTER (grants expiry, issue 12): apply every grant due at `ctx.clock.now()` (each exactly
-/// once: the store's compare-and-set `transition_grant`), and for each one applied feed
-/// `ctx.metrics.observe_expiry_lateness(now - expires_at)`.
-///
-/// Not available in this build: reported as skipped (never as success).
+/// The expiry job: the catch-up pass behind the watch loop (see [`super::expiry`]). It claims
+/// every grant overdue or left pending or ending, finishes each exactly once (the store's claims
+/// and slot leases), and observes the lateness of each grant it ended.
 pub async fn run_expiry(ctx: &Jobs) -> Result<JobOutcome, JobError> {
-    let _ = ctx;
-    info!("expiry: not available in this build");
-    Ok(JobOutcome::Skipped {
-        reason: "not available in this build".into(),
+    let settings = super::expiry::engine_settings(&ctx.config, ctx.sync_lease.lease);
+    let report = super::expiry::run_pass(
+        ctx.store.as_ref(),
+        &ctx.client,
+        ctx.clock.as_ref(),
+        settings,
+        &ctx.metrics,
+    )
+    .await?;
+    if report.total() == 0 {
+        return Ok(JobOutcome::Done {
+            detail: "no grant was due".into(),
+        });
+    }
+    info!(
+        ended = report.ended,
+        revoked = report.revoked,
+        applied = report.applied,
+        conflicts = report.conflicts,
+        retry_later = report.retry_later,
+        errors = report.errors,
+        "expiry catch-up pass"
+    );
+    Ok(JobOutcome::Done {
+        detail: format!(
+            "{} ended, {} revoked, {} applied, {} conflicts, {} to retry, {} errors",
+            report.ended,
+            report.revoked,
+            report.applied,
+            report.conflicts,
+            report.retry_later,
+            report.errors
+        ),
     })
 }

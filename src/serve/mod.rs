@@ -20,6 +20,7 @@
 //! run one instance at a time (one lease for the sync lane), so each run starts knowing what
 //! the others spent.
 
+pub mod expiry;
 pub mod health;
 pub mod jobs;
 pub mod lease;
@@ -115,6 +116,7 @@ pub struct Running {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
     scheduler: tokio::task::JoinHandle<()>,
+    expiry: tokio::task::JoinHandle<()>,
     server: tokio::task::JoinHandle<()>,
     instance: lease::InstanceGuard,
     board: Arc<Board>,
@@ -165,6 +167,14 @@ pub async fn start(
     let addr = listener.local_addr().unwrap_or(options.listen);
     let metrics = Arc::new(Metrics::default());
     let budget = Arc::clone(client.budget());
+    let watch_task = expiry::WatchTask {
+        store: Arc::clone(&store),
+        client: client.clone(),
+        clock: Arc::clone(&clock),
+        settings: expiry::engine_settings(&config, options.lease.lease),
+        metrics: Arc::clone(&metrics),
+        retry: options.lease.lease,
+    };
     let runner = Jobs {
         store: Arc::clone(&store),
         client,
@@ -209,6 +219,7 @@ pub async fn start(
     let (stop, stopped) = watch::channel(false);
     let scheduler_stop = stopped.clone();
     let scheduler = tokio::spawn(async move { scheduler.run(scheduler_stop).await });
+    let expiry = expiry::spawn_watch(watch_task, stopped.clone());
     let mut server_stop = stopped;
     let app = router(state);
     let server = tokio::spawn(async move {
@@ -226,6 +237,7 @@ pub async fn start(
         addr,
         stop,
         scheduler,
+        expiry,
         server,
         instance,
         board,
@@ -260,13 +272,26 @@ impl Running {
             info!(jobs = ?running, grace_s = self.grace.as_secs(), "shutting down: letting the running job finish");
         }
         let mut scheduler = self.scheduler;
-        let abandoned = match tokio::time::timeout(self.grace, &mut scheduler).await {
+        let mut expiry = self.expiry;
+        // The watch loop finishes the pass under way (its restores are recorded) within the
+        // same grace as the scheduler's job.
+        let both = async { tokio::join!(&mut scheduler, &mut expiry) };
+        let abandoned = match tokio::time::timeout(self.grace, both).await {
             Ok(_) => Vec::new(),
             Err(_) => {
-                let abandoned = self.board.running();
-                warn!(jobs = ?abandoned, "shutdown grace passed: abandoning the running job (a sync run is resumed by the next sync)");
-                scheduler.abort();
-                let _ = scheduler.await;
+                let mut abandoned = self.board.running();
+                if !expiry.is_finished() {
+                    abandoned.push("expiry watch loop".to_owned());
+                }
+                warn!(jobs = ?abandoned, "shutdown grace passed: abandoning the running job (a sync run is resumed by the next sync, an ending grant is finished by the next expiry pass)");
+                // A task that finished within the grace was polled to its end by the join
+                // above and must not be awaited again.
+                for task in [scheduler, expiry] {
+                    if !task.is_finished() {
+                        task.abort();
+                        let _ = task.await;
+                    }
+                }
                 abandoned
             }
         };
