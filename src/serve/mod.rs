@@ -2,8 +2,9 @@
 //! refresh, audit, expiry) on one machine or several sharing a PostgreSQL store, and answers
 //! `/healthz`, `/readyz` and `/metrics` on `server.listen`.
 //!
-//! - [`jobs`]: the [`Job`] values and the runner that knows how to run each (the audit and
-//!   expiry adapters are there).
+//! - [`jobs`]: the [`Job`] values and the runner that knows how to run each (the audit
+//!   adapter is there).
+//! - [`expiry`]: the grants watch loop as a task of its own, and the catch-up pass's setup.
 //! - [`scheduler`]: cron times on the injected clock, lanes, retries with backoff, the board of
 //!   job states.
 //! - [`lease`]: a job runs on one instance at a time (`job_leases`, compare-and-set, expiring
@@ -13,7 +14,9 @@
 //! Shutdown: [`Running::shutdown`] stops taking work at once, lets the job in hand finish for
 //! up to the grace period, then abandons it. Abandoning never leaves a half-applied change: the
 //! store commits each step in its own transaction (a dropped one rolls back), and a sync run
-//! abandoned midway is resumed by the next sync once its lease passes.
+//! abandoned midway is resumed by the next sync once its lease passes. The expiry watch loop
+//! gets the same grace: it stops between passes, and a grant whose restore is abandoned stays
+//! ending, finished by the next pass once its claim lapses.
 //!
 //! The request budget: every sync job uses the one Bitbucket client of the process, whose
 //! budget learns other processes' requests from the store at each run's heartbeats; and syncs
