@@ -139,6 +139,10 @@ pub struct ReplaceListing {
     pub baseline_is_drift: bool,
     /// Hold back a replace that would remove most of the stored facts (`None`: no guard).
     pub guard: Option<MassChangeGuard>,
+    /// The facts are the stored listing with a few of its items read anew (a targeted
+    /// refresh of one repository or project): their changes are recorded like any other, but
+    /// the listing's freshness stays as it was, because its other items were not read.
+    pub partial: bool,
 }
 
 /// Holds back a replace that would remove more than `max_percent` percent of a listing's
@@ -195,6 +199,7 @@ impl ReplaceListing {
             expected: Vec::new(),
             baseline_is_drift: false,
             guard: None,
+            partial: false,
         }
     }
 }

@@ -39,6 +39,7 @@ mod progress;
 mod report;
 mod structural;
 mod sweep;
+pub mod targeted;
 mod workspace;
 
 pub use age::format_age;
@@ -300,13 +301,7 @@ async fn read_claimed(
     let (oldest, never_read) = staleness(store, &claim.claimed).await?;
     // The failed reads are kept with the listings, so `access` can say which answers rest on
     // them; a later complete read clears them.
-    for failure in &failures {
-        if let Ok(key) = ListingKey::parse(&failure.listing) {
-            store
-                .record_listing_failure(&key, clock.now(), &failure.error)
-                .await?;
-        }
-    }
+    record_failures(store, clock, &failures).await?;
     // A store file removed or replaced during the run would make this a report of writes that
     // went nowhere.
     store.check_file()?;
@@ -336,6 +331,23 @@ async fn read_claimed(
         never_read,
         duration_ms: 0,
     })
+}
+
+/// Keeps the failed reads with their listings, so `access` can say which answers rest on
+/// them; a later complete read clears them.
+async fn record_failures(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    failures: &[Failure],
+) -> Result<(), SyncError> {
+    for failure in failures {
+        if let Ok(key) = ListingKey::parse(&failure.listing) {
+            store
+                .record_listing_failure(&key, clock.now(), &failure.error)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// The workspaces of this run, as slugs.

@@ -119,13 +119,7 @@ impl WorkspaceRun<'_> {
             .await?;
         let projects = self
             .store_listing(projects_key, projects, |p: &Project| {
-                let p = p.to_domain(self.ws)?;
-                Some(Fact::Project {
-                    key: p.key,
-                    uuid: p.uuid,
-                    name: p.name,
-                    is_private: p.is_private,
-                })
+                project_fact(p.to_domain(self.ws)?)
             })
             .await?;
         if let Some(outcome) = &projects {
@@ -133,14 +127,7 @@ impl WorkspaceRun<'_> {
         }
         let repos = self
             .store_listing(repos_key, repos, |r: &Repository| {
-                let r = r.to_domain(self.ws)?;
-                Some(Fact::Repository {
-                    slug: r.slug,
-                    uuid: r.uuid,
-                    name: r.name,
-                    project: r.project,
-                    is_private: r.is_private,
-                })
+                repo_fact(r.to_domain(self.ws)?)
             })
             .await?;
         if let Some(outcome) = &repos {
@@ -190,7 +177,7 @@ impl WorkspaceRun<'_> {
 
     /// Stores a paginated structural listing read completely, or records its failure; returns
     /// the store's outcome when it was stored.
-    async fn store_listing<T>(
+    pub(super) async fn store_listing<T>(
         &mut self,
         key: ListingKey,
         read: Option<Result<Vec<T>, ApiError>>,
@@ -211,7 +198,11 @@ impl WorkspaceRun<'_> {
     }
 
     /// Stores the groups and their members in one transaction.
-    async fn store_groups(&mut self, key: ListingKey, list: Vec<GroupV1>) -> Result<(), SyncError> {
+    pub(super) async fn store_groups(
+        &mut self,
+        key: ListingKey,
+        list: Vec<GroupV1>,
+    ) -> Result<(), SyncError> {
         let mut facts = Vec::new();
         let mut members = Vec::new();
         for g in &list {
@@ -255,4 +246,25 @@ impl WorkspaceRun<'_> {
         self.replace_all(requests).await?;
         Ok(())
     }
+}
+
+/// A repository as the fact its listing stores.
+pub(super) fn repo_fact(r: crate::domain::Repository) -> Option<Fact> {
+    Some(Fact::Repository {
+        slug: r.slug,
+        uuid: r.uuid,
+        name: r.name,
+        project: r.project,
+        is_private: r.is_private,
+    })
+}
+
+/// A project as the fact its listing stores.
+pub(super) fn project_fact(p: crate::domain::Project) -> Option<Fact> {
+    Some(Fact::Project {
+        key: p.key,
+        uuid: p.uuid,
+        name: p.name,
+        is_private: p.is_private,
+    })
 }

@@ -230,14 +230,17 @@ async fn replace_group(
         upserts.extend(diff.upserts.iter().map(|(k, v)| row(k, v.clone())));
         deletes.extend(diff.deletes.iter().map(|k| row(k, Vec::new())));
         audit.extend(diff.drift.iter().map(|event| drift_entry(&p.listing, event)));
-        fresh.push(FreshRow {
-            listing: p.listing.clone(),
-            workspace: request.key.workspace().to_string(),
-            read_at: request.observed_at,
-            cost: to_i64("listing cost", request.cost_requests)?,
-            items: to_i64("listing size", p.observed.rows.len() as u64)?,
-            run: request.run.map(|r| r.0),
-        });
+        // A partial listing was not read whole: its freshness (and any failure) stays.
+        if !request.partial {
+            fresh.push(FreshRow {
+                listing: p.listing.clone(),
+                workspace: request.key.workspace().to_string(),
+                read_at: request.observed_at,
+                cost: to_i64("listing cost", request.cost_requests)?,
+                items: to_i64("listing size", p.observed.rows.len() as u64)?,
+                run: request.run.map(|r| r.0),
+            });
+        }
         let deleted = diff.deletes.len() as u64;
         let drift = diff.drift.len() as u64;
         outcomes.push((

@@ -1,0 +1,755 @@
+//! The targeted refresh: reads only the listings a known change touched (a repository's or a
+//! project's permissions, a group's members, the workspace's members, repositories or
+//! projects), through the same machinery as a full sync, and nothing else.
+//!
+//! Callers (the organization events of [`crate::org`]-driven refreshes, webhooks) name
+//! [`Target`]s; duplicates and targets another one covers are merged first, so ten events on
+//! one repository cost what one does. The rules of a full run hold:
+//! - the refresh is a sync run: it claims its workspaces (a workspace a live run holds is
+//!   skipped and reported in [`TargetedReport::held`]), renews its lease and counts its requests
+//!   for the other processes' budgets;
+//! - it spends only what the rolling hour allows now: what does not fit is reported in
+//!   [`TargetedReport::deferred`], never waited for;
+//! - only complete listings replace stored facts, and every difference is drift.
+//!
+//! A single repository or project ([`Target::Repository`], [`Target::Project`]) is read with
+//! one request, not by the workspace's whole listing (fifty requests in a 5,000-repository
+//! workspace): its fresh state is merged into the stored listing, which is replaced as a
+//! *partial* listing, so its change is recorded while the listing's freshness, which speaks
+//! for the items not read, stays as it was. A repository with its two permission listings
+//! costs three requests.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use indicatif::ProgressBar;
+use serde::Serialize;
+use tracing::{info, instrument, warn};
+
+use super::lease::{self, Lease, LeaseSettings};
+use super::permissions::{
+    new_project_listings, new_repo_listings, project_listings, repo_listings,
+};
+use super::plan::{pages_for, Candidate, Priority};
+use super::report::{Failure, Held, HeldListing, Totals};
+use super::structural::{project_fact, repo_fact};
+use super::workspace::{Limit, WorkspaceRun};
+use super::{SyncError, PAGE_SIZE};
+use crate::bitbucket::convert::workspace_role;
+use crate::bitbucket::{ApiError, BitbucketClient, ErrorKind, Project, Repository};
+use crate::clock::{Clock, SystemClock};
+use crate::domain::{GroupSlug, ProjectRef, RepoRef, WorkspaceSlug};
+use crate::store::{
+    Fact, ListingKey, MassChangeGuard, ReplaceOutcome, RunOwner, Store, SyncOutcome, SyncRunFinish,
+};
+
+/// One thing that changed, named by what must be read again to see it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Target {
+    /// A repository itself (created, renamed, moved, deleted) and both its permission
+    /// listings: three requests.
+    Repository(RepoRef),
+    /// A repository's explicit user permissions.
+    RepositoryUsers(RepoRef),
+    /// A repository's explicit group permissions.
+    RepositoryGroups(RepoRef),
+    /// A project itself and both its permission listings: three requests.
+    Project(ProjectRef),
+    /// A project's explicit user permissions.
+    ProjectUsers(ProjectRef),
+    /// A project's explicit group permissions.
+    ProjectGroups(ProjectRef),
+    /// One group's members.
+    GroupMembers {
+        /// The workspace.
+        workspace: WorkspaceSlug,
+        /// The group.
+        group: GroupSlug,
+    },
+    /// The workspace's groups with every group's members (one request).
+    Groups(WorkspaceSlug),
+    /// The workspace's members and their roles.
+    WorkspaceMembers(WorkspaceSlug),
+    /// The workspace's repositories (and the permissions of those that are new).
+    Repositories(WorkspaceSlug),
+    /// The workspace's projects (and the permissions of those that are new).
+    Projects(WorkspaceSlug),
+}
+
+impl Target {
+    /// The workspace the target belongs to.
+    pub fn workspace(&self) -> &WorkspaceSlug {
+        match self {
+            Target::Repository(r) | Target::RepositoryUsers(r) | Target::RepositoryGroups(r) => {
+                &r.workspace
+            }
+            Target::Project(p) | Target::ProjectUsers(p) | Target::ProjectGroups(p) => &p.workspace,
+            Target::GroupMembers { workspace, .. }
+            | Target::Groups(workspace)
+            | Target::WorkspaceMembers(workspace)
+            | Target::Repositories(workspace)
+            | Target::Projects(workspace) => workspace,
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Repository(r) => write!(f, "repository {r}"),
+            Target::RepositoryUsers(r) => write!(f, "user permissions of {r}"),
+            Target::RepositoryGroups(r) => write!(f, "group permissions of {r}"),
+            Target::Project(p) => write!(f, "project {p}"),
+            Target::ProjectUsers(p) => write!(f, "user permissions of project {p}"),
+            Target::ProjectGroups(p) => write!(f, "group permissions of project {p}"),
+            Target::GroupMembers { workspace, group } => {
+                write!(f, "members of group {workspace}/{group}")
+            }
+            Target::Groups(ws) => write!(f, "groups of {ws}"),
+            Target::WorkspaceMembers(ws) => write!(f, "members of {ws}"),
+            Target::Repositories(ws) => write!(f, "repositories of {ws}"),
+            Target::Projects(ws) => write!(f, "projects of {ws}"),
+        }
+    }
+}
+
+/// A single repository or project read with one request and merged into its stored listing.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Item {
+    Project(ProjectRef),
+    Repository(RepoRef),
+}
+
+/// What one workspace's targets come to once merged.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Reads {
+    /// Whole workspace listings (members, projects, repositories, groups with their members).
+    structural: BTreeSet<ListingKey>,
+    /// Single projects and repositories.
+    items: BTreeSet<Item>,
+    /// Members of single groups.
+    group_members: BTreeSet<GroupSlug>,
+    /// Permission listings.
+    permissions: BTreeSet<ListingKey>,
+}
+
+/// Groups the targets by workspace and merges them: duplicates go, a single repository or
+/// project is not read when its workspace's whole listing is, and a group's members are not
+/// read alone when the groups listing (which carries every group's members) is.
+fn merge(targets: &[Target]) -> BTreeMap<WorkspaceSlug, Reads> {
+    let mut out: BTreeMap<WorkspaceSlug, Reads> = BTreeMap::new();
+    for target in targets {
+        let reads = out.entry(target.workspace().clone()).or_default();
+        let ws = target.workspace().clone();
+        match target {
+            Target::Repository(r) => {
+                reads.items.insert(Item::Repository(r.clone()));
+                reads.permissions.extend(repo_listings(r.clone()));
+            }
+            Target::Project(p) => {
+                reads.items.insert(Item::Project(p.clone()));
+                reads.permissions.extend(project_listings(p.clone()));
+            }
+            Target::RepositoryUsers(r) => {
+                reads
+                    .permissions
+                    .insert(ListingKey::RepositoryUserPermissions(r.clone()));
+            }
+            Target::RepositoryGroups(r) => {
+                reads
+                    .permissions
+                    .insert(ListingKey::RepositoryGroupPermissions(r.clone()));
+            }
+            Target::ProjectUsers(p) => {
+                reads
+                    .permissions
+                    .insert(ListingKey::ProjectUserPermissions(p.clone()));
+            }
+            Target::ProjectGroups(p) => {
+                reads
+                    .permissions
+                    .insert(ListingKey::ProjectGroupPermissions(p.clone()));
+            }
+            Target::GroupMembers { group, .. } => {
+                reads.group_members.insert(group.clone());
+            }
+            Target::Groups(_) => {
+                reads.structural.insert(ListingKey::Groups(ws));
+            }
+            Target::WorkspaceMembers(_) => {
+                reads.structural.insert(ListingKey::WorkspaceMembers(ws));
+            }
+            Target::Repositories(_) => {
+                reads.structural.insert(ListingKey::Repositories(ws));
+            }
+            Target::Projects(_) => {
+                reads.structural.insert(ListingKey::Projects(ws));
+            }
+        }
+    }
+    for (ws, reads) in &mut out {
+        let whole = |key: ListingKey| reads.structural.contains(&key);
+        let (repos, projects, groups) = (
+            whole(ListingKey::Repositories(ws.clone())),
+            whole(ListingKey::Projects(ws.clone())),
+            whole(ListingKey::Groups(ws.clone())),
+        );
+        reads.items.retain(|item| match item {
+            Item::Repository(_) => !repos,
+            Item::Project(_) => !projects,
+        });
+        if groups {
+            reads.group_members.clear();
+        }
+    }
+    out
+}
+
+/// How a targeted refresh runs.
+#[derive(Debug, Clone)]
+pub struct TargetedOptions {
+    /// Where the refresh reads the time.
+    pub clock: Arc<dyn Clock>,
+    /// The run's lease and heartbeat.
+    pub lease: LeaseSettings,
+    /// Holds back a replace that would remove most of a listing.
+    pub mass_change: MassChangeGuard,
+}
+
+impl Default for TargetedOptions {
+    fn default() -> Self {
+        TargetedOptions {
+            clock: Arc::new(SystemClock),
+            lease: LeaseSettings::default(),
+            mass_change: MassChangeGuard::default(),
+        }
+    }
+}
+
+/// What a targeted refresh did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TargetedReport {
+    /// The sync run it was recorded as (`None` when every workspace was held).
+    pub run: Option<i64>,
+    /// Targets asked for, before merging.
+    pub targets: usize,
+    /// Reads they came to after merging (listings and single items).
+    pub reads: u64,
+    /// Listings and single items read and stored.
+    pub stored: u64,
+    /// Requests sent to Bitbucket.
+    pub requests_used: u64,
+    /// Facts inserted.
+    pub inserted: u64,
+    /// Facts whose attributes changed.
+    pub updated: u64,
+    /// Facts that disappeared.
+    pub deleted: u64,
+    /// Drift events recorded.
+    pub drift: u64,
+    /// Reads that failed (stored facts stay).
+    pub failures: Vec<Failure>,
+    /// Reads the rolling hour could not pay for now: read them again later.
+    pub deferred: Vec<String>,
+    /// Workspaces another live run holds: their targets were not read.
+    pub held: Vec<Held>,
+    /// Listings whose mass removal was held back.
+    pub mass_changes_held: Vec<HeldListing>,
+}
+
+impl TargetedReport {
+    /// Whether everything asked for was read and stored (nothing failed, deferred or held).
+    pub fn is_complete(&self) -> bool {
+        self.failures.is_empty()
+            && self.deferred.is_empty()
+            && self.held.is_empty()
+            && self.mass_changes_held.is_empty()
+    }
+}
+
+/// Reads the listings `targets` name (merged) and stores them as a sync run.
+#[instrument(skip_all, fields(targets = targets.len()))]
+pub async fn refresh(
+    store: &dyn Store,
+    client: &BitbucketClient,
+    targets: &[Target],
+    options: &TargetedOptions,
+) -> Result<TargetedReport, SyncError> {
+    let mut report = TargetedReport {
+        targets: targets.len(),
+        ..TargetedReport::default()
+    };
+    let merged = merge(targets);
+    if merged.is_empty() {
+        return Ok(report);
+    }
+    store.check_file()?;
+    let clock = options.clock.as_ref();
+    let requests_before = client.requests_used();
+    let workspaces: Vec<WorkspaceSlug> = merged.keys().cloned().collect();
+    let owner = RunOwner::generate();
+    let claim = lease::claim(store, clock, &owner, &workspaces, &options.lease).await?;
+    report.held = claim.held.iter().map(Held::from).collect();
+    for h in &claim.held {
+        info!(workspace = %h.workspace, run = %h.run, "held by another run; its targets wait");
+    }
+    let lease = Lease {
+        store,
+        client,
+        clock,
+        owner,
+        run: claim.run,
+        settings: options.lease,
+        requests_before,
+        flushed: AtomicU64::new(0),
+    };
+    let mut totals = Totals::default();
+    let work = async {
+        let mut limit = Limit::new(client);
+        for ws in &claim.claimed {
+            if let Some(reads) = merged.get(ws) {
+                read_workspace(
+                    store,
+                    client,
+                    options,
+                    &claim.run,
+                    ws,
+                    reads,
+                    &mut limit,
+                    &mut totals,
+                    &mut report,
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    };
+    match lease.hold_while(work).await {
+        Ok(()) => {}
+        Err(e @ SyncError::LeaseLost { .. }) => return Err(e),
+        Err(e) => {
+            lease.release().await;
+            return Err(e);
+        }
+    }
+    super::record_failures(store, clock, &report.failures).await?;
+    report.run = Some(claim.run.0);
+    report.requests_used = lease.requests_used();
+    report.inserted = totals.inserted;
+    report.updated = totals.updated;
+    report.deleted = totals.deleted;
+    report.drift = totals.drift;
+    report.mass_changes_held = totals.held;
+    let outcome = if report.is_complete() {
+        SyncOutcome::Complete
+    } else {
+        SyncOutcome::Partial
+    };
+    store
+        .finish_sync_run(
+            claim.run,
+            &SyncRunFinish {
+                finished_at: clock.now(),
+                outcome,
+                counts: serde_json::json!({
+                    "targeted": true,
+                    "targets": report.targets, "reads": report.reads, "stored": report.stored,
+                    "inserted": report.inserted, "updated": report.updated,
+                    "deleted": report.deleted, "drift": report.drift,
+                    "failures": report.failures.len(), "deferred": report.deferred.len(),
+                    "held": report.held,
+                }),
+                requests_used: report.requests_used,
+                minimum_requests: report.reads,
+            },
+        )
+        .await?;
+    info!(
+        requests = report.requests_used,
+        reads = report.reads,
+        drift = report.drift,
+        "targeted refresh finished"
+    );
+    Ok(report)
+}
+
+/// Reads one claimed workspace's merged targets: whole listings first (a new repository or
+/// project they find adds its permission listings), then single items, group members, and the
+/// permission listings last, within what the rolling hour allows now.
+#[allow(clippy::too_many_arguments)]
+async fn read_workspace(
+    store: &dyn Store,
+    client: &BitbucketClient,
+    options: &TargetedOptions,
+    run: &crate::store::SyncRunId,
+    ws: &WorkspaceSlug,
+    reads: &Reads,
+    limit: &mut Limit,
+    totals: &mut Totals,
+    report: &mut TargetedReport,
+) -> Result<(), SyncError> {
+    let done = HashSet::new();
+    let bar = ProgressBar::hidden();
+    // Changes of grants in flight are the connector's own: not drift here either.
+    let expected = crate::grants::expected_changes(store).await?;
+    let mut failures = Vec::new();
+    let mut ctx = WorkspaceRun {
+        store,
+        client,
+        clock: options.clock.as_ref(),
+        ws,
+        run: *run,
+        done: &done,
+        totals,
+        failures: &mut failures,
+        limit,
+        bar: &bar,
+        max_in_flight: client.budget().settings().max_in_flight.max(1),
+        fresh: HashSet::new(),
+        new_scopes: HashSet::new(),
+        guard: options.mass_change,
+        swept: false,
+        pending: Vec::new(),
+        expected: &expected,
+    };
+    let mut permissions = reads.permissions.clone();
+    report.reads += (reads.structural.len() + reads.items.len() + reads.group_members.len()) as u64;
+
+    for key in &reads.structural {
+        let cost = last_cost(store, key).await?;
+        if ctx.limit.left() < cost {
+            report.deferred.push(key.to_string());
+            continue;
+        }
+        if let Some(new) = read_structural(&mut ctx, key).await? {
+            report.stored += 1;
+            permissions.extend(new);
+        }
+    }
+    for item in &reads.items {
+        if ctx.limit.left() < 1 {
+            report.deferred.push(item_label(item));
+            continue;
+        }
+        match merge_item(&mut ctx, item).await? {
+            ItemRead::Stored { gone } => {
+                report.stored += 1;
+                // A repository or project that is gone took its permissions with it: reading
+                // them would only meet a 404.
+                if gone {
+                    let [users, groups] = match item {
+                        Item::Repository(r) => repo_listings(r.clone()),
+                        Item::Project(p) => project_listings(p.clone()),
+                    };
+                    permissions.remove(&users);
+                    permissions.remove(&groups);
+                }
+            }
+            ItemRead::Failed => {}
+        }
+    }
+    for group in &reads.group_members {
+        if ctx.limit.left() < 1 {
+            report.deferred.push(format!("group:{ws}/{group}:members"));
+            continue;
+        }
+        if read_group_members(&mut ctx, group).await? {
+            report.stored += 1;
+        }
+    }
+
+    report.reads += permissions.len() as u64;
+    let mut candidates = Vec::with_capacity(permissions.len());
+    for key in permissions {
+        let freshness = store.listing_freshness(&key).await?;
+        candidates.push(Candidate {
+            cost: freshness.as_ref().map_or(1, |f| f.cost_requests.max(1)),
+            last_read: freshness.map(|f| f.read_at),
+            priority: Priority::Stale,
+            key,
+        });
+    }
+    let planned = super::plan::plan(candidates, ctx.limit.left());
+    report
+        .deferred
+        .extend(planned.deferred.iter().map(|c| c.key.to_string()));
+    report.stored += ctx.read_permissions(planned.read).await?;
+    drop(ctx);
+    report.failures.append(&mut failures);
+    Ok(())
+}
+
+/// The requests a listing cost when last read completely (one when never read).
+async fn last_cost(store: &dyn Store, key: &ListingKey) -> Result<u64, SyncError> {
+    Ok(store
+        .listing_freshness(key)
+        .await?
+        .map_or(1, |f| f.cost_requests.max(1)))
+}
+
+fn item_label(item: &Item) -> String {
+    match item {
+        Item::Repository(r) => format!("repository {r}"),
+        Item::Project(p) => format!("project {p}"),
+    }
+}
+
+/// Reads and stores one whole structural listing. Returns the permission listings of the
+/// repositories or projects it found new (their first read is drift), or `None` when the read
+/// failed.
+async fn read_structural(
+    ctx: &mut WorkspaceRun<'_>,
+    key: &ListingKey,
+) -> Result<Option<Vec<ListingKey>>, SyncError> {
+    let c = ctx.client;
+    let ws = ctx.ws.as_str();
+    let slug = ctx.ws.clone();
+    let outcome = match key {
+        ListingKey::WorkspaceMembers(_) => {
+            let read = c.workspaces().permissions(ws).collect_all().await;
+            ctx.store_listing(key.clone(), Some(read), |m| {
+                Some(Fact::WorkspaceMember {
+                    account: m.user.to_domain()?,
+                    role: workspace_role(m.permission.as_ref()),
+                })
+            })
+            .await?
+        }
+        ListingKey::Projects(_) => {
+            let read = c.projects(ws).list().collect_all().await;
+            ctx.store_listing(key.clone(), Some(read), |p: &Project| {
+                project_fact(p.to_domain(&slug)?)
+            })
+            .await?
+        }
+        ListingKey::Repositories(_) => {
+            let read = c.repositories(ws).list(None).collect_all().await;
+            ctx.store_listing(key.clone(), Some(read), |r: &Repository| {
+                repo_fact(r.to_domain(&slug)?)
+            })
+            .await?
+        }
+        ListingKey::Groups(_) => {
+            return match c.groups_v1(ws).list().await {
+                Ok(list) => {
+                    ctx.store_groups(key.clone(), list).await?;
+                    Ok(Some(Vec::new()))
+                }
+                Err(e) => {
+                    ctx.fail(key, &e);
+                    Ok(None)
+                }
+            };
+        }
+        other => {
+            warn!(listing = %other, "not a structural listing; skipped");
+            return Ok(None);
+        }
+    };
+    let Some(outcome) = outcome else {
+        return Ok(None);
+    };
+    let before = ctx.new_scopes.len();
+    ctx.note_new(&outcome, new_repo_listings);
+    ctx.note_new(&outcome, new_project_listings);
+    let new = if ctx.new_scopes.len() > before {
+        new_listings(&outcome)
+    } else {
+        Vec::new()
+    };
+    Ok(Some(new))
+}
+
+/// The permission listings of the repositories and projects a replace found new.
+fn new_listings(outcome: &ReplaceOutcome) -> Vec<ListingKey> {
+    outcome
+        .drift
+        .iter()
+        .filter(|e| e.before.is_none())
+        .filter_map(|e| new_repo_listings(&e.key).or_else(|| new_project_listings(&e.key)))
+        .flatten()
+        .collect()
+}
+
+/// What reading a single item came to.
+enum ItemRead {
+    /// Merged and stored; `gone` when Bitbucket no longer has it.
+    Stored { gone: bool },
+    /// The read failed; stored facts stay.
+    Failed,
+}
+
+/// Reads one repository or project (one request) and stores its listing with that item
+/// replaced, added or (when Bitbucket answers 404) removed, as a partial listing.
+async fn merge_item(ctx: &mut WorkspaceRun<'_>, item: &Item) -> Result<ItemRead, SyncError> {
+    let ws = ctx.ws.clone();
+    let c = ctx.client;
+    let (key, read, stored) = match item {
+        Item::Repository(r) => (
+            ListingKey::Repositories(ws.clone()),
+            c.repositories(ws.as_str())
+                .get(r.slug.as_str())
+                .await
+                .map(|w| w.to_domain(&ws).and_then(repo_fact)),
+            ctx.store
+                .repositories(&ws)
+                .await?
+                .into_iter()
+                .filter_map(repo_fact)
+                .collect::<Vec<_>>(),
+        ),
+        Item::Project(p) => (
+            ListingKey::Projects(ws.clone()),
+            c.projects(ws.as_str())
+                .get(p.key.as_str())
+                .await
+                .map(|w| w.to_domain(&ws).and_then(project_fact)),
+            ctx.store
+                .projects(&ws)
+                .await?
+                .into_iter()
+                .filter_map(project_fact)
+                .collect(),
+        ),
+    };
+    // The stored listing without the item: the item's fresh state (if any) joins it.
+    let (mine, mut facts): (Vec<Fact>, Vec<Fact>) =
+        stored.into_iter().partition(|f| is_item(f, item));
+    let known = !mine.is_empty();
+    let gone = match read {
+        Ok(fact) => {
+            let gone = fact.is_none();
+            facts.extend(fact);
+            gone
+        }
+        Err(e) if e.kind == ErrorKind::NotFound => true,
+        Err(e) => {
+            ctx.fail(&key, &item_error(item, e));
+            return Ok(ItemRead::Failed);
+        }
+    };
+    if gone && !known {
+        // Nothing stored and nothing there: no change to write.
+        return Ok(ItemRead::Stored { gone });
+    }
+    let mut request = ctx.request(key.clone(), facts, 1);
+    request.partial = true;
+    let outcome = ctx.store.replace_listing(request).await?;
+    ctx.totals.add(&key, &outcome);
+    // A repository or project that appeared since the listing was read: its permissions'
+    // first read is drift, not a baseline.
+    ctx.note_new(&outcome, new_repo_listings);
+    ctx.note_new(&outcome, new_project_listings);
+    Ok(ItemRead::Stored { gone })
+}
+
+/// Whether a stored fact is the item's.
+fn is_item(fact: &Fact, item: &Item) -> bool {
+    match (fact, item) {
+        (Fact::Repository { slug, .. }, Item::Repository(r)) => *slug == r.slug,
+        (Fact::Project { key, .. }, Item::Project(p)) => *key == p.key,
+        _ => false,
+    }
+}
+
+/// The item's read error, naming the item (the listing key names only the workspace).
+fn item_error(item: &Item, e: ApiError) -> ApiError {
+    ApiError::local(
+        e.kind,
+        "(targeted refresh)",
+        format!("{}: {e}", item_label(item)),
+    )
+}
+
+/// Reads one group's members (one request). A group Bitbucket no longer has is settled by
+/// the groups listing (one request too), which removes it with its members.
+async fn read_group_members(
+    ctx: &mut WorkspaceRun<'_>,
+    group: &GroupSlug,
+) -> Result<bool, SyncError> {
+    let ws = ctx.ws.clone();
+    let key = ListingKey::GroupMembers {
+        workspace: ws.clone(),
+        group: group.clone(),
+    };
+    match ctx
+        .client
+        .groups_v1(ws.as_str())
+        .members(group.as_str())
+        .await
+    {
+        Ok(members) => {
+            let pages = pages_for(members.len() as u64, PAGE_SIZE).max(1);
+            let facts = members
+                .iter()
+                .filter_map(|m| m.to_domain())
+                .map(|account| Fact::GroupMember { account })
+                .collect();
+            ctx.replace(key, facts, pages).await?;
+            Ok(true)
+        }
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            Ok(read_structural(ctx, &ListingKey::Groups(ws))
+                .await?
+                .is_some())
+        }
+        Err(e) => {
+            ctx.fail(&key, &e);
+            Ok(false)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ws() -> WorkspaceSlug {
+        WorkspaceSlug::parse("acme".to_owned()).unwrap()
+    }
+
+    fn repo(slug: &str) -> RepoRef {
+        RepoRef {
+            workspace: ws(),
+            slug: crate::domain::RepoSlug::parse(slug.to_owned()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn duplicates_merge_into_one_read() {
+        let merged = merge(&[
+            Target::RepositoryUsers(repo("api")),
+            Target::Repository(repo("api")),
+            Target::RepositoryUsers(repo("api")),
+            Target::RepositoryGroups(repo("api")),
+        ]);
+        let reads = &merged[&ws()];
+        assert_eq!(reads.items.len(), 1);
+        assert_eq!(
+            reads.permissions,
+            repo_listings(repo("api")).into_iter().collect()
+        );
+    }
+
+    #[test]
+    fn a_whole_listing_covers_its_single_items_and_groups_cover_members() {
+        let group = GroupSlug::parse("devs".to_owned()).unwrap();
+        let merged = merge(&[
+            Target::Repository(repo("api")),
+            Target::Repositories(ws()),
+            Target::GroupMembers {
+                workspace: ws(),
+                group,
+            },
+            Target::Groups(ws()),
+        ]);
+        let reads = &merged[&ws()];
+        assert!(reads.items.is_empty(), "{reads:?}");
+        assert!(reads.group_members.is_empty(), "{reads:?}");
+        assert_eq!(reads.structural.len(), 2);
+        // The repository's permissions are still read: the listing does not carry them.
+        assert_eq!(reads.permissions.len(), 2);
+    }
+}
