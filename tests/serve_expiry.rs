@@ -406,7 +406,8 @@ async fn when_one_of_two_serve_processes_is_killed_the_other_finishes_its_expiri
             takeover.as_secs_f64(),
             killed.elapsed().as_secs_f64()
         );
-        assert!(takeover < Duration::from_secs(10), "takeover took {takeover:?}");
+        // A bound against a stalled takeover, not a speed target (a busy 2-core machine).
+        assert!(takeover < Duration::from_secs(30), "takeover took {takeover:?}");
 
         assert_each_ended_once(store.as_ref(), &sim, &grants).await;
         let (puts, deletes) = writes(&sim);

@@ -37,9 +37,11 @@ pub struct PassReport {
 }
 
 impl PassReport {
-    fn add(&mut self, outcome: &Result<Grant, GrantError>) {
+    fn add(&mut self, outcome: &Result<Option<Grant>, GrantError>) {
         match outcome {
-            Ok(g) => match g.state {
+            // Finished by another worker whose claim this one outlived: not counted twice.
+            Ok(None) => {}
+            Ok(Some(g)) => match g.state {
                 GrantState::Ended => {
                     self.ended += 1;
                     if let Some(end) = g.expires_at {
@@ -93,7 +95,7 @@ impl Engine<'_> {
                 })
                 .await?;
             let count = claimed.len();
-            let outcomes: Vec<Result<Grant, GrantError>> = stream::iter(claimed)
+            let outcomes: Vec<Result<Option<Grant>, GrantError>> = stream::iter(claimed)
                 .map(|grant| self.finish_claimed(grant))
                 .buffer_unordered(self.settings.max_in_flight.max(1))
                 .collect()
@@ -110,15 +112,16 @@ impl Engine<'_> {
         }
     }
 
-    async fn finish_claimed(&self, grant: Grant) -> Result<Grant, GrantError> {
+    /// Finishes a claimed grant; `None` when another worker had already finished it.
+    async fn finish_claimed(&self, grant: Grant) -> Result<Option<Grant>, GrantError> {
         let slot = grant.slot();
         self.with_slot(&slot, async {
             // Another worker may have finished it between the claim and the slot's lease.
             let grant = self.reread(&grant).await?;
             match grant.state {
-                GrantState::Pending => self.apply_pending(&grant, None, false).await,
-                GrantState::Ending => self.finish_ending(&grant).await,
-                _ => Ok(grant),
+                GrantState::Pending => self.apply_pending(&grant, None, false).await.map(Some),
+                GrantState::Ending => self.finish_ending(&grant).await.map(Some),
+                _ => Ok(None),
             }
         })
         .await
