@@ -1,7 +1,7 @@
 //! `serve` in-process against the simulator, on a manual clock: a scheduled sync and what
 //! `/metrics`, `/readyz` and `/healthz` then say (the metrics parse as Prometheus text and
-//! their request counters match the simulator's own), the audit and expiry jobs counted as
-//! skipped until their code is in the build, and two instances on one PostgreSQL keeping the
+//! their request counters match the simulator's own), the expiry job counted as a success (the
+//! audit job as skipped until its code is in the build), and two instances on one PostgreSQL keeping the
 //! token's hourly budget between them.
 
 #[macro_use]
@@ -150,13 +150,17 @@ async fn metrics_parse_and_match_what_happened(url: String) {
         );
     }
     let runs = "bitbucket_access_job_runs_total";
-    // Not in this build: skipped, never a success.
+    // The expiry catch-up pass ran (no grant was due): a success, and nothing ended late.
     assert_eq!(
-        sum(&samples, runs, &[("job", "expiry"), ("outcome", "skipped")]),
+        sum(&samples, runs, &[("job", "expiry"), ("outcome", "success")]),
         1.0
     );
     assert_eq!(
-        sum(&samples, runs, &[("job", "expiry"), ("outcome", "success")]),
+        sum(
+            &samples,
+            "bitbucket_access_expiry_lateness_seconds_count",
+            &[]
+        ),
         0.0
     );
     assert_eq!(

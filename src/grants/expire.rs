@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::time::Duration as StdDuration;
 
+use chrono::Duration;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
@@ -29,13 +30,24 @@ pub struct PassReport {
     pub retry_later: u32,
     /// Grants that failed otherwise (the errors are logged).
     pub errors: u32,
+    /// For each grant ended at its expiry: how long after its end the restore was recorded
+    /// (what `serve` reports as expiry lateness). Not part of the printed report.
+    #[serde(skip)]
+    pub lateness: Vec<Duration>,
 }
 
 impl PassReport {
-    fn add(&mut self, outcome: &Result<Grant, GrantError>) {
+    fn add(&mut self, outcome: &Result<Option<Grant>, GrantError>) {
         match outcome {
-            Ok(g) => match g.state {
-                GrantState::Ended => self.ended += 1,
+            // Finished by another worker whose claim this one outlived: not counted twice.
+            Ok(None) => {}
+            Ok(Some(g)) => match g.state {
+                GrantState::Ended => {
+                    self.ended += 1;
+                    if let Some(end) = g.expires_at {
+                        self.lateness.push(g.updated_at - end);
+                    }
+                }
                 GrantState::Revoked => self.revoked += 1,
                 GrantState::Active | GrantState::Satisfied => self.applied += 1,
                 GrantState::Conflict => self.conflicts += 1,
@@ -83,7 +95,7 @@ impl Engine<'_> {
                 })
                 .await?;
             let count = claimed.len();
-            let outcomes: Vec<Result<Grant, GrantError>> = stream::iter(claimed)
+            let outcomes: Vec<Result<Option<Grant>, GrantError>> = stream::iter(claimed)
                 .map(|grant| self.finish_claimed(grant))
                 .buffer_unordered(self.settings.max_in_flight.max(1))
                 .collect()
@@ -100,15 +112,16 @@ impl Engine<'_> {
         }
     }
 
-    async fn finish_claimed(&self, grant: Grant) -> Result<Grant, GrantError> {
+    /// Finishes a claimed grant; `None` when another worker had already finished it.
+    async fn finish_claimed(&self, grant: Grant) -> Result<Option<Grant>, GrantError> {
         let slot = grant.slot();
         self.with_slot(&slot, async {
             // Another worker may have finished it between the claim and the slot's lease.
             let grant = self.reread(&grant).await?;
             match grant.state {
-                GrantState::Pending => self.apply_pending(&grant, None, false).await,
-                GrantState::Ending => self.finish_ending(&grant).await,
-                _ => Ok(grant),
+                GrantState::Pending => self.apply_pending(&grant, None, false).await.map(Some),
+                GrantState::Ending => self.finish_ending(&grant).await.map(Some),
+                _ => Ok(None),
             }
         })
         .await
@@ -116,6 +129,16 @@ impl Engine<'_> {
 
     /// Runs passes until `shutdown` completes. On SQLite only one watcher may run.
     pub async fn watch(&self, shutdown: impl Future<Output = ()>) -> Result<(), WatchError> {
+        self.watch_reporting(shutdown, |_| {}).await
+    }
+
+    /// [`Engine::watch`], handing each pass's report to `on_pass` (`serve` feeds its metrics).
+    /// `shutdown` is only heeded between passes: a pass under way finishes its restores.
+    pub async fn watch_reporting(
+        &self,
+        shutdown: impl Future<Output = ()>,
+        mut on_pass: impl FnMut(&PassReport),
+    ) -> Result<(), WatchError> {
         let single = self.store.backend() == Backend::Sqlite;
         if single {
             self.renew_watcher().await?;
@@ -127,9 +150,10 @@ impl Engine<'_> {
                     break Err(e);
                 }
             }
-            if let Err(e) = self.expire_pass().await {
+            match self.expire_pass().await {
+                Ok(report) => on_pass(&report),
                 // A store that failed once may answer the next time; the loop keeps going.
-                tracing::warn!(error = %e, "an expiry pass failed");
+                Err(e) => tracing::warn!(error = %e, "an expiry pass failed"),
             }
             let wait = match self.store.next_grant_event().await {
                 Ok(Some(at)) => (at - self.now())

@@ -5,13 +5,15 @@
 //! on the one long-lived Bitbucket client whose budget also counts other processes' requests
 //! through the store) and the identity refresh (through [`crate::identity`], when it is due).
 //!
-//! # Adapters for the grants and audit work
-//! The audit report and the expiry pass live in modules that are not in this build yet. Each has
-//! one adapter function below, [`run_audit`] and [`run_expiry`], clearly marked: the integrator
-//! points them at that code when it lands. Until then they report [`JobOutcome::Skipped`]
-//! ("not available in this build"), which `/metrics` counts as skipped, never as success.
-//! [`super::metrics::Metrics::observe_expiry_lateness`] and
-//! [`super::metrics::Metrics::set_audit_findings`] are where those adapters report what they did.
+//! The expiry job is the catch-up pass behind the watch loop of [`super::expiry`]: it ends
+//! what is overdue or left unfinished, and observes each ended grant's lateness.
+//!
+//! # Adapter for the audit work
+//! The audit report lives in a module that is not in this build yet. [`run_audit`], clearly
+//! marked, is the one function the integrator points at that code when it lands. Until then it
+//! reports [`JobOutcome::Skipped`] ("not available in this build"), which `/metrics` counts as
+//! skipped, never as success. [`super::metrics::Metrics::set_audit_findings`] is where it
+//! reports the findings by kind.
 
 use std::fmt;
 use std::sync::Arc;
@@ -235,9 +237,9 @@ impl Jobs {
 }
 
 // ===================================================================================
-// ADAPTERS — the integrator points these two functions at the audit (issue 13) and
-// grants expiry (issue 12) code when it lands. Nothing else in `serve` needs to change:
-// the scheduler, leases, retries, `/readyz` and `/metrics` already handle both jobs.
+// ADAPTER — the integrator points this function at the audit (issue 13) code when it
+// lands. Nothing else in `serve` needs to change: the scheduler, leases, retries, `/readyz`
+// and `/metrics` already handle the job.
 // ===================================================================================
 
 /// ADAPTER (audit, issue 13): write the audit report to `audit_policy.report_dir` and report
@@ -252,15 +254,42 @@ pub async fn run_audit(ctx: &Jobs) -> Result<JobOutcome, JobError> {
     })
 }
 
-/// ADAPTER (grants expiry, issue 12): apply every grant due at `ctx.clock.now()` (each exactly
-/// once: the store's compare-and-set `transition_grant`), and for each one applied feed
-/// `ctx.metrics.observe_expiry_lateness(now - expires_at)`.
-///
-/// Not available in this build: reported as skipped (never as success).
+/// The expiry job: the catch-up pass behind the watch loop (see [`super::expiry`]). It claims
+/// every grant overdue or left pending or ending, finishes each exactly once (the store's claims
+/// and slot leases), and observes the lateness of each grant it ended.
 pub async fn run_expiry(ctx: &Jobs) -> Result<JobOutcome, JobError> {
-    let _ = ctx;
-    info!("expiry: not available in this build");
-    Ok(JobOutcome::Skipped {
-        reason: "not available in this build".into(),
+    let settings = super::expiry::engine_settings(&ctx.config, ctx.sync_lease.lease);
+    let report = super::expiry::run_pass(
+        ctx.store.as_ref(),
+        &ctx.client,
+        ctx.clock.as_ref(),
+        settings,
+        &ctx.metrics,
+    )
+    .await?;
+    if report.total() == 0 {
+        return Ok(JobOutcome::Done {
+            detail: "no grant was due".into(),
+        });
+    }
+    info!(
+        ended = report.ended,
+        revoked = report.revoked,
+        applied = report.applied,
+        conflicts = report.conflicts,
+        retry_later = report.retry_later,
+        errors = report.errors,
+        "expiry catch-up pass"
+    );
+    Ok(JobOutcome::Done {
+        detail: format!(
+            "{} ended, {} revoked, {} applied, {} conflicts, {} to retry, {} errors",
+            report.ended,
+            report.revoked,
+            report.applied,
+            report.conflicts,
+            report.retry_later,
+            report.errors
+        ),
     })
 }

@@ -4,7 +4,7 @@
 //! Two kinds of figures:
 //! - **recorded** as things happen, in [`Metrics`]: job runs by outcome, sync durations and
 //!   outcomes per workspace, Jira requests (each identity pass has its own short-lived client),
-//!   expiry lateness (a histogram the expiry adapter feeds) and audit findings by kind (a gauge
+//!   expiry lateness (a histogram the expiry loop and pass feed) and audit findings by kind (a gauge
 //!   the audit adapter sets);
 //! - **read at scrape time** into a [`Scrape`]: Bitbucket requests by endpoint and status and
 //!   the budget left (from the one long-lived client's budget), grants by state, the last
@@ -177,7 +177,7 @@ impl Metrics {
         }
     }
 
-    /// The expiry adapter reports how late a grant ended (its application time less its
+    /// The expiry loop and pass report how late a grant ended (its application time less its
     /// expiry), once per grant applied.
     pub fn observe_expiry_lateness(&self, seconds: f64) {
         self.lock().expiry_lateness.observe(seconds.max(0.0));

@@ -2,8 +2,9 @@
 //! refresh, audit, expiry) on one machine or several sharing a PostgreSQL store, and answers
 //! `/healthz`, `/readyz` and `/metrics` on `server.listen`.
 //!
-//! - [`jobs`]: the [`Job`] values and the runner that knows how to run each (the audit and
-//!   expiry adapters are there).
+//! - [`jobs`]: the [`Job`] values and the runner that knows how to run each (the audit
+//!   adapter is there).
+//! - [`expiry`]: the grants watch loop as a task of its own, and the catch-up pass's setup.
 //! - [`scheduler`]: cron times on the injected clock, lanes, retries with backoff, the board of
 //!   job states.
 //! - [`lease`]: a job runs on one instance at a time (`job_leases`, compare-and-set, expiring
@@ -13,13 +14,16 @@
 //! Shutdown: [`Running::shutdown`] stops taking work at once, lets the job in hand finish for
 //! up to the grace period, then abandons it. Abandoning never leaves a half-applied change: the
 //! store commits each step in its own transaction (a dropped one rolls back), and a sync run
-//! abandoned midway is resumed by the next sync once its lease passes.
+//! abandoned midway is resumed by the next sync once its lease passes. The expiry watch loop
+//! gets the same grace: it stops between passes, and a grant whose restore is abandoned stays
+//! ending, finished by the next pass once its claim lapses.
 //!
 //! The request budget: every sync job uses the one Bitbucket client of the process, whose
 //! budget learns other processes' requests from the store at each run's heartbeats; and syncs
 //! run one instance at a time (one lease for the sync lane), so each run starts knowing what
 //! the others spent.
 
+pub mod expiry;
 pub mod health;
 pub mod jobs;
 pub mod lease;
@@ -115,6 +119,7 @@ pub struct Running {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
     scheduler: tokio::task::JoinHandle<()>,
+    expiry: tokio::task::JoinHandle<()>,
     server: tokio::task::JoinHandle<()>,
     instance: lease::InstanceGuard,
     board: Arc<Board>,
@@ -165,6 +170,14 @@ pub async fn start(
     let addr = listener.local_addr().unwrap_or(options.listen);
     let metrics = Arc::new(Metrics::default());
     let budget = Arc::clone(client.budget());
+    let watch_task = expiry::WatchTask {
+        store: Arc::clone(&store),
+        client: client.clone(),
+        clock: Arc::clone(&clock),
+        settings: expiry::engine_settings(&config, options.lease.lease),
+        metrics: Arc::clone(&metrics),
+        retry: options.lease.lease,
+    };
     let runner = Arc::new(Jobs {
         store: Arc::clone(&store),
         client: client.clone(),
@@ -224,6 +237,7 @@ pub async fn start(
     let (stop, stopped) = watch::channel(false);
     let scheduler_stop = stopped.clone();
     let scheduler = tokio::spawn(async move { scheduler.run(scheduler_stop).await });
+    let expiry = expiry::spawn_watch(watch_task, stopped.clone());
     let mut server_stop = stopped;
     // One listener: health and metrics, then the HTTP API (issue 15).
     let app = router(state).merge(api);
@@ -242,6 +256,7 @@ pub async fn start(
         addr,
         stop,
         scheduler,
+        expiry,
         server,
         instance,
         board,
@@ -276,13 +291,26 @@ impl Running {
             info!(jobs = ?running, grace_s = self.grace.as_secs(), "shutting down: letting the running job finish");
         }
         let mut scheduler = self.scheduler;
-        let abandoned = match tokio::time::timeout(self.grace, &mut scheduler).await {
+        let mut expiry = self.expiry;
+        // The watch loop finishes the pass under way (its restores are recorded) within the
+        // same grace as the scheduler's job.
+        let both = async { tokio::join!(&mut scheduler, &mut expiry) };
+        let abandoned = match tokio::time::timeout(self.grace, both).await {
             Ok(_) => Vec::new(),
             Err(_) => {
-                let abandoned = self.board.running();
-                warn!(jobs = ?abandoned, "shutdown grace passed: abandoning the running job (a sync run is resumed by the next sync)");
-                scheduler.abort();
-                let _ = scheduler.await;
+                let mut abandoned = self.board.running();
+                if !expiry.is_finished() {
+                    abandoned.push("expiry watch loop".to_owned());
+                }
+                warn!(jobs = ?abandoned, "shutdown grace passed: abandoning the running job (a sync run is resumed by the next sync, an ending grant is finished by the next expiry pass)");
+                // A task that finished within the grace was polled to its end by the join
+                // above and must not be awaited again.
+                for task in [scheduler, expiry] {
+                    if !task.is_finished() {
+                        task.abort();
+                        let _ = task.await;
+                    }
+                }
                 abandoned
             }
         };
