@@ -15,13 +15,14 @@ use std::sync::Arc;
 
 /// Every configured secret in every form it travels in.
 pub fn scrubber(config: &Config) -> Scrubber {
-    let bitbucket = Scrubber::new().with_basic(&config.email, config.app_token.expose_secret());
-    match &config.jira {
-        Some(jira) => {
-            bitbucket.merge(&Scrubber::new().with_basic(&jira.user, jira.key.expose_secret()))
-        }
-        None => bitbucket,
+    let mut all = Scrubber::new().with_basic(&config.email, config.app_token.expose_secret());
+    if let Some(jira) = &config.jira {
+        all = all.merge(&Scrubber::new().with_basic(&jira.user, jira.key.expose_secret()));
     }
+    if let Some(admin) = &config.atlassian_admin {
+        all = all.merge(&Scrubber::new().with_bearer(admin.api_key.expose_secret()));
+    }
+    all
 }
 
 /// The Bitbucket client for the config's account, with its request budget and the default

@@ -31,8 +31,9 @@ pub use raw::{RawConfig, ReportFormat};
 pub use schema::{is_valid as schema_accepts, SCHEMA_JSON};
 pub use secret::{MAX_EMAIL_LEN, MAX_SECRET_FILE_BYTES, MAX_TOKEN_LEN};
 pub use types::{
-    ApiSettings, AuditPolicy, Config, CronSchedule, GrantPolicy, IdentitySettings, JiraCredentials,
-    MassChangeLimits, RequestBudget, Schedules, ServerSettings,
+    ApiSettings, AtlassianAdmin, AuditPolicy, Config, CronSchedule, GrantPolicy, IdentitySettings,
+    JiraCredentials, MassChangeLimits, RequestBudget, Schedules, ServerSettings, DEFAULT_ADMIN_URL,
+    DEFAULT_ORG_POLL_INTERVAL,
 };
 
 use secrecy::SecretString;
@@ -154,6 +155,7 @@ impl Config {
             api: ApiSettings::with_bitbucket_url(bitbucket_url),
             server: ServerSettings::default(),
             identity: IdentitySettings::default(),
+            atlassian_admin: None,
         }
     }
 
