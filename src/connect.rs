@@ -94,3 +94,21 @@ pub async fn jira_connect(
     let budget = Arc::new(Budget::new(settings.budget));
     Some(crate::jira::connect(settings, &gateway, retry, budget, scrubber(config)).await)
 }
+
+/// The Organizations API client, when the config has `atlassian_admin`, with the configured
+/// timeouts and its own budget (the organization's limits are not Bitbucket's).
+pub fn org_client_with(
+    config: &Config,
+    retry: RetryPolicy,
+) -> Option<Result<crate::org::OrgClient, crate::org::OrgError>> {
+    config.atlassian_admin.as_ref().map(|admin| {
+        let mut settings = crate::org::OrgSettings::new(
+            admin.url.clone(),
+            admin.org_id.clone(),
+            admin.api_key.clone(),
+        );
+        settings.connect_timeout = config.api.connect_timeout;
+        settings.read_timeout = config.api.read_timeout;
+        crate::org::OrgClient::new(settings, retry, scrubber(config))
+    })
+}

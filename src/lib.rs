@@ -15,6 +15,7 @@ pub mod http;
 pub mod identity;
 pub mod jira;
 pub mod manifest;
+pub mod org;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
