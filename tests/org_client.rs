@@ -202,3 +202,14 @@ async fn without_guard_no_bitbucket_event_is_listed() {
         .expect("events");
     assert!(page.events.is_empty());
 }
+
+#[test]
+fn every_action_the_simulator_emits_is_one_the_connector_knows() {
+    for (_, action) in ACTIONS {
+        assert!(
+            bitbucket_access::org::events::is_known(action),
+            "{action} would be refreshed conservatively"
+        );
+    }
+    assert!(!bitbucket_access::org::events::is_known(UNKNOWN_ACTION));
+}

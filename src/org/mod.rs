@@ -10,6 +10,7 @@
 //! Only this module knows the Organizations API's JSON (`wire.rs`); callers see [`OrgEvent`],
 //! [`ManagedUser`] and [`Organization`].
 
+pub mod events;
 mod wire;
 
 use std::sync::Arc;
