@@ -7,7 +7,8 @@
 
 use crate::domain::{
     effective_access_for_account, effective_access_for_repository, AccountId, EffectiveAccess,
-    RepoLevel, RepoSlug, SourcedLevel, WorkspaceSlug,
+    Grant, GrantState, GrantTarget, Principal, RepoLevel, RepoSlug, Source, SourcedLevel,
+    WorkspaceSlug,
 };
 use crate::store::{ListingFailure, ListingKey, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -33,6 +34,41 @@ pub struct AccessRow {
     /// it (`group developers: write`).
     #[serde(serialize_with = "serialize_sources")]
     pub sources: Vec<SourcedLevel>,
+    /// Grants in force behind a source (the index into `sources`): "why does she have write?"
+    /// answered with the grant, who asked for it, the ticket and the end.
+    pub grants: Vec<GrantNote>,
+}
+
+/// A grant in force that gives a source of a row its level.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GrantNote {
+    /// Which source of the row (index into `sources`).
+    pub source: usize,
+    /// The grant's id.
+    pub grant_id: i64,
+    /// Who asked for it.
+    pub requested_by: String,
+    /// The ticket.
+    pub ticket: Option<String>,
+    /// When it ends (`None`: standing).
+    pub ends_at: Option<DateTime<Utc>>,
+}
+
+impl GrantNote {
+    fn describe(&self) -> String {
+        format!(
+            "grant {} by {}{}, {}",
+            self.grant_id,
+            self.requested_by,
+            self.ticket
+                .as_deref()
+                .map_or_else(String::new, |t| format!(" ({t})")),
+            self.ends_at.map_or_else(
+                || "no end".to_owned(),
+                |e| format!("ends {}", e.format("%Y-%m-%d %H:%M UTC"))
+            )
+        )
+    }
 }
 
 fn serialize_sources<S: serde::Serializer>(
@@ -49,7 +85,14 @@ fn describe(source: &SourcedLevel) -> String {
 impl AccessRow {
     /// The sources as people read them: `group developers: write`.
     pub fn why(&self) -> Vec<String> {
-        self.sources.iter().map(describe).collect()
+        self.sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| match self.grants.iter().find(|g| g.source == i) {
+                Some(g) => format!("{} [{}]", describe(s), g.describe()),
+                None => describe(s),
+            })
+            .collect()
     }
 }
 
@@ -151,8 +194,78 @@ fn rows(
                 account_id: e.account_id.to_string(),
                 level: e.level,
                 sources: e.sources,
+                grants: Vec::new(),
             }
         })
+        .collect()
+}
+
+/// Names, on each row, the active grants behind its sources: a grant to the account (or to a
+/// group it is in) on the repository (or its project) at the level the source gives.
+fn note_grants(rows: &mut [AccessRow], facts_projects: &HashMap<String, String>, grants: &[Grant]) {
+    for row in rows {
+        for (i, sourced) in row.sources.iter().enumerate() {
+            let project = facts_projects.get(&format!("{}/{}", row.workspace, row.repository));
+            let found = grants.iter().filter(|g| {
+                g.state == GrantState::Active
+                    && g.target.workspace().as_str() == row.workspace
+                    && g.level
+                        .repo_level()
+                        .or_else(|| g.level.project_level().map(|p| p.repo_level()))
+                        == Some(sourced.level)
+                    && match (&sourced.source, &g.principal, &g.target) {
+                        (
+                            Source::Direct,
+                            Principal::User { account_id },
+                            GrantTarget::Repository { repository },
+                        ) => {
+                            account_id.as_str() == row.account_id
+                                && repository.slug.as_str() == row.repository
+                        }
+                        (
+                            Source::Group { slug },
+                            Principal::Group { slug: g },
+                            GrantTarget::Repository { repository },
+                        ) => slug == g && repository.slug.as_str() == row.repository,
+                        (
+                            Source::Project { key },
+                            Principal::User { account_id },
+                            GrantTarget::Project { project: p },
+                        ) => {
+                            account_id.as_str() == row.account_id
+                                && p.key == *key
+                                && project == Some(&key.to_string())
+                        }
+                        (
+                            Source::ProjectGroup { key, group },
+                            Principal::Group { slug },
+                            GrantTarget::Project { project: p },
+                        ) => slug == group && p.key == *key && project == Some(&key.to_string()),
+                        _ => false,
+                    }
+            });
+            if let Some(g) = found.max_by_key(|g| g.id) {
+                row.grants.push(GrantNote {
+                    source: i,
+                    grant_id: g.id.0,
+                    requested_by: g.requested_by.clone(),
+                    ticket: g.ticket.clone(),
+                    ends_at: g.expires_at,
+                });
+            }
+        }
+    }
+}
+
+/// Every repository's project, as `ws/repo` → project key.
+fn repo_projects(
+    ws: &WorkspaceSlug,
+    facts: &crate::domain::WorkspaceFacts,
+) -> HashMap<String, String> {
+    facts
+        .repositories
+        .iter()
+        .filter_map(|r| Some((format!("{ws}/{}", r.slug), r.project.as_ref()?.to_string())))
         .collect()
 }
 
@@ -214,6 +327,11 @@ pub async fn for_repository(
     .await?;
     let names = names(store).await?;
     let mut out = rows(&ws, effective_access_for_repository(&facts, &repo), &names);
+    note_grants(
+        &mut out,
+        &repo_projects(&ws, &facts),
+        &store.active_grants().await?,
+    );
     out.sort_by(|a, b| {
         b.level
             .cmp(&a.level)
@@ -242,13 +360,16 @@ pub async fn for_account(
     let names = names(store).await?;
     let mut out = Vec::new();
     let mut whole = Completeness::default();
+    let grants = store.active_grants().await?;
     for ws in store.workspaces().await? {
         let facts = store.workspace_facts(&ws.slug).await?;
-        out.extend(rows(
+        let mut found = rows(
             &ws.slug,
             effective_access_for_account(&facts, &account.account_id),
             &names,
-        ));
+        );
+        note_grants(&mut found, &repo_projects(&ws.slug, &facts), &grants);
+        out.extend(found);
         // Any listing of a workspace can give the account access.
         whole.add(completeness(store, &ws.slug, |_| true).await?);
     }

@@ -338,3 +338,19 @@ fn the_mass_change_guard_is_configured_within_its_bounds() {
         "the error names the field and the real bound"
     );
 }
+
+#[test]
+fn grant_policy_on_conflict_defaults_to_keep_and_names_a_bad_value() {
+    use bitbucket_access::config::OnConflict;
+    let default = from_text(&with(r#""grant_policy": {}"#)).expect("accepted");
+    assert_eq!(default.grant_policy.on_conflict, OnConflict::Keep);
+    let enforce =
+        from_text(&with(r#""grant_policy": {"on_conflict": "enforce"}"#)).expect("accepted");
+    assert_eq!(enforce.grant_policy.on_conflict, OnConflict::Enforce);
+    let refused = problems(&with(r#""grant_policy": {"on_conflict": "overwrite"}"#));
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].starts_with("/grant_policy/on_conflict:"),
+        "{refused:?}"
+    );
+}

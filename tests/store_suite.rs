@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use bitbucket_access::domain::{
     effective_access, Account, AccountId, AccountKind, AccountType, EntityKind, FactKey,
-    GrantState, GrantTarget, GroupSlug, Identity, IdentitySource, NewGrant, Principal, ProjectKey,
-    ProjectLevel, ProjectRef, RepoLevel, RepoRef, RepoSlug, Source, WorkspaceRole, WorkspaceSlug,
+    GrantLevel, GrantState, GrantTarget, GroupSlug, Identity, IdentitySource, NewGrant, Principal,
+    ProjectKey, ProjectLevel, ProjectRef, RepoLevel, RepoRef, RepoSlug, Source, WorkspaceRole,
+    WorkspaceSlug,
 };
 use bitbucket_access::store::{
     open, AuditFilter, AuditKind, ExpectedChange, Fact, ListingKey, NewAuditEntry, ReplaceListing,
@@ -466,9 +467,10 @@ async fn grants_roundtrip_and_expire_once(url: String) {
         },
         target: GrantTarget::Repository {
             repository: repo("payments-api"),
-            level: RepoLevel::Write,
-            baseline: Some(RepoLevel::Read),
         },
+        level: GrantLevel::Write,
+        baseline: Some(GrantLevel::Read),
+        planned: Some(GrantLevel::Write),
         requested_by: "alice@acme.com".to_owned(),
         reason: Some("incident".to_owned()),
         ticket: Some("SEC-123".to_owned()),
@@ -500,16 +502,16 @@ async fn grants_roundtrip_and_expire_once(url: String) {
 
     // Two instances race to expire it: exactly one wins.
     let first = s
-        .transition_grant(grant.id, GrantState::Active, GrantState::Expired, t(481))
+        .transition_grant(grant.id, GrantState::Active, GrantState::Ended, t(481))
         .await
         .expect("expire");
     let second = s
-        .transition_grant(grant.id, GrantState::Active, GrantState::Expired, t(481))
+        .transition_grant(grant.id, GrantState::Active, GrantState::Ended, t(481))
         .await
         .expect("expire again");
     assert!(first && !second);
     let stored = s.grant(grant.id).await.expect("get").expect("exists");
-    assert_eq!(stored.state, GrantState::Expired);
+    assert_eq!(stored.state, GrantState::Ended);
     assert_eq!(stored.updated_at, t(481));
 
     let project_grant = s
@@ -522,9 +524,10 @@ async fn grants_roundtrip_and_expire_once(url: String) {
                     workspace: ws(),
                     key: ProjectKey::parse("PAY").expect("key"),
                 },
-                level: ProjectLevel::CreateRepo,
-                baseline: None,
             },
+            level: GrantLevel::CreateRepo,
+            baseline: None,
+            planned: Some(GrantLevel::CreateRepo),
             expires_at: None,
             ..new
         })

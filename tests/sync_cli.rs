@@ -298,12 +298,16 @@ async fn demo_runs_the_whole_loop_and_shows_the_drift() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    for step in 1..=7 {
+    for step in 1..=9 {
         assert!(
             stdout.contains(&format!("== {step}. ")),
             "step {step}:\n{stdout}"
         );
     }
+    assert!(
+        stdout.contains("is ended; Bitbucket holds read for"),
+        "the demo's grant restores the read:\n{stdout}"
+    );
     let drift: Vec<&str> = stdout
         .lines()
         .filter(|l| l.trim_start().starts_with("drift: "))

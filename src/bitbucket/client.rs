@@ -4,7 +4,7 @@
 //! [`crate::http::Transport`].
 
 use super::error::{ApiError, AuthMethod, ErrorKind};
-use crate::http::budget::{Budget, BudgetSettings};
+use crate::http::budget::{Budget, BudgetSettings, RequestClass};
 use crate::http::retry::RetryPolicy;
 use crate::http::{
     Credentials, Failure, HttpError, Limits, Request, Scrubber, Transport, TransportSettings,
@@ -163,6 +163,7 @@ impl ClientBuilder {
                 transport,
                 auth_method: auth.method(),
             }),
+            class: RequestClass::Sync,
         })
     }
 }
@@ -172,6 +173,8 @@ impl ClientBuilder {
 #[derive(Clone)]
 pub struct BitbucketClient {
     pub(crate) inner: Arc<Inner>,
+    /// The budget class of every request of this handle (see [`BitbucketClient::for_grants`]).
+    class: RequestClass,
 }
 
 pub(crate) struct Inner {
@@ -223,6 +226,16 @@ impl BitbucketClient {
             budget: None,
             limits: Limits::default(),
             scrubber: Scrubber::new(),
+        }
+    }
+
+    /// A handle on the same client whose requests are admitted as [`RequestClass::Grant`]: they
+    /// may use the budget's reserve and have their own concurrency slots, so a running sync
+    /// never delays a grant or a restore.
+    pub fn for_grants(&self) -> BitbucketClient {
+        BitbucketClient {
+            inner: Arc::clone(&self.inner),
+            class: RequestClass::Grant,
         }
     }
 
@@ -339,6 +352,7 @@ impl BitbucketClient {
             endpoint: call.endpoint,
             url: call.url,
             body: call.body,
+            class: self.class,
         };
         match self.inner.transport.send(request).await {
             Ok(body) => Ok(Answer { body }),

@@ -88,7 +88,7 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
 
 /// Resolves an email to an account id the way identity matching does (the store's matches, then
 /// Bitbucket's member email filter, then Jira's user search) and says which source answered.
-async fn resolve(config: &Config, store: &dyn Store, email: &str) -> Result<String, u8> {
+pub(super) async fn resolve(config: &Config, store: &dyn Store, email: &str) -> Result<String, u8> {
     let bitbucket = crate::connect::bitbucket_client(config).ok();
     let workspaces = super::identities::workspaces(config, store)
         .await

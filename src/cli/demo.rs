@@ -3,6 +3,7 @@
 //! It starts the simulator in-process with a small seeded world, points a fresh SQLite store at
 //! it, syncs, explains the access of one repository, makes a change "out of band" (as a person
 //! in Bitbucket's UI would), syncs again and shows the drift that the second sync recorded.
+//! Last, it grants a 10-second write over a standing read and shows the read restored.
 
 use super::access::render_rows;
 use super::identities::{identity_rows, render_rows as render_identities, IdentityRow};
@@ -197,9 +198,120 @@ async fn demo(args: &Args) -> Result<(), String> {
         })
         .collect();
     print!("{}", render_rows(Format::Table, &rows));
+
+    grant_on_standing_read(&sim, store.as_ref(), &client, &ws, &repo, &member).await?;
     println!(
         "\nDone. Point a config at your own workspace and run `bitbucket-access doctor` next."
     );
+    Ok(())
+}
+
+/// Step 9: a 10-second write on top of a standing read, shown, expired by the watch loop, and
+/// the read shown restored.
+async fn grant_on_standing_read(
+    sim: &SimHandle,
+    store: &dyn crate::store::Store,
+    client: &crate::bitbucket::BitbucketClient,
+    ws: &str,
+    repo: &str,
+    skip: &str,
+) -> Result<(), String> {
+    use crate::domain::{GrantLevel, GrantTarget, Principal, RepoRef};
+    let other = sim
+        .with_world(|w: &mut World| {
+            let workspace = w.workspaces.get(ws)?;
+            let id = workspace
+                .members
+                .iter()
+                .find(|(id, m)| m.role == Role::Member && id.as_str() != skip)
+                .map(|(id, _)| id.clone())?;
+            w.set_repo_user_permission(ws, repo, &id, Some(Level::Read))
+                .ok()?;
+            Some(id)
+        })
+        .ok_or("the generated world has no second plain member")?;
+    step(
+        9,
+        &format!("Grant {other} write on {ws}/{repo} for 10 seconds, over a standing read"),
+    );
+    let clock = crate::clock::SystemClock;
+    let mut settings = crate::grants::EngineSettings::new("demo");
+    settings.actor = "expiry".to_owned();
+    let engine = crate::grants::Engine::new(store, client, &clock, settings);
+    let plan = crate::grants::GrantPlan {
+        principal: Principal::User {
+            account_id: AccountId::parse(other.clone()).map_err(|e| e.to_string())?,
+        },
+        target: GrantTarget::Repository {
+            repository: RepoRef {
+                workspace: crate::domain::WorkspaceSlug::parse(ws.to_owned())
+                    .map_err(|e| e.to_string())?,
+                slug: crate::domain::RepoSlug::parse(repo.to_owned()).map_err(|e| e.to_string())?,
+            },
+        },
+        level: GrantLevel::Write,
+        expires_at: Some(chrono::Utc::now() + chrono::Duration::seconds(10)),
+        requested_by: "demo@example.com".to_owned(),
+        reason: Some("the demo".to_owned()),
+        ticket: Some("DEMO-1".to_owned()),
+    };
+    let grant = engine.grant(&plan).await.map_err(|e| e.to_string())?;
+    print!(
+        "{}",
+        super::grants::render_grants(Format::Table, std::slice::from_ref(&grant))
+    );
+    show_account(store, ws, repo, &other, "now").await?;
+    println!("   waiting for the expiry (`expire --watch` runs the same loop)...");
+    let id = grant.id;
+    engine
+        .watch(async {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                match store.grant(id).await {
+                    Ok(Some(g)) if g.state.is_final() => break,
+                    Err(_) => break,
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let ended = store
+        .grant(id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the grant disappeared")?;
+    let level = sim.with_world(|w: &mut World| {
+        w.workspaces[ws].repositories[repo]
+            .user_permissions
+            .get(&other)
+            .map_or("none", |l| l.as_str())
+    });
+    println!(
+        "   grant {id} is {}; Bitbucket holds {level} for {other}: the read is restored",
+        ended.state
+    );
+    show_account(store, ws, repo, &other, "after the expiry").await
+}
+
+/// The access rows of one account on one repository.
+async fn show_account(
+    store: &dyn crate::store::Store,
+    ws: &str,
+    repo: &str,
+    account: &str,
+    when: &str,
+) -> Result<(), String> {
+    let answer = crate::access::for_repository(store, &format!("{ws}/{repo}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let rows: Vec<_> = answer
+        .rows
+        .into_iter()
+        .filter(|r| r.account_id == account)
+        .collect();
+    println!("   {when}:");
+    print!("{}", render_rows(Format::Table, &rows));
     Ok(())
 }
 

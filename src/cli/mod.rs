@@ -7,10 +7,12 @@
 mod access;
 mod demo;
 mod doctor;
+mod grants;
 pub mod identities;
 mod manifest;
 mod migrate;
 pub mod output;
+mod serve;
 mod sync;
 mod validate;
 
@@ -57,10 +59,23 @@ pub enum Command {
     Migrate(migrate::Args),
     /// Read the managed workspaces' access into the store, within the request budget.
     Sync(sync::Args),
+    /// Run the scheduled jobs (sync, identity refresh, audit, expiry) with /healthz, /readyz
+    /// and /metrics on server.listen, until SIGTERM or SIGINT.
+    Serve(serve::Args),
     /// Explain effective access from the store: `access repo WS/REPO`, `access user ID|EMAIL`.
     Access(access::Args),
     /// Every account with the person's email, its source and conflicts; refresh or import.
     Identities(identities::Args),
+    /// Give a user or group a level on a repository or project (or a place in a group), for a
+    /// while; what stood before comes back at the end.
+    Grant(grants::GrantArgs),
+    /// End a grant early (`revoke GRANT_ID`), or remove a standing permission the connector did
+    /// not create (`revoke --user U --repo WS/REPO`).
+    Revoke(grants::RevokeArgs),
+    /// List grants: in force and unfinished by default, `--active`, or `--all`.
+    Grants(grants::ListArgs),
+    /// End the grants that are due (one pass), or keep doing so with `--watch`.
+    Expire(grants::ExpireArgs),
     /// Try everything on a built-in simulated Bitbucket, no account or config needed.
     Demo(demo::Args),
 }
@@ -73,8 +88,13 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Doctor(args) => doctor::run(&cli, args).await,
         Command::Migrate(args) => migrate::run(&cli, args).await,
         Command::Sync(args) => sync::run(&cli, args).await,
+        Command::Serve(args) => serve::run(&cli, args).await,
         Command::Access(args) => access::run(&cli, args).await,
         Command::Identities(args) => identities::run(&cli, args).await,
+        Command::Grant(args) => grants::run_grant(&cli, args).await,
+        Command::Revoke(args) => grants::run_revoke(&cli, args).await,
+        Command::Grants(args) => grants::run_list(&cli, args).await,
+        Command::Expire(args) => grants::run_expire(&cli, args).await,
         Command::Demo(args) => demo::run(&cli, args).await,
     };
     ExitCode::from(code)
@@ -88,6 +108,33 @@ pub fn load_config(cli: &Cli) -> Result<Config, u8> {
         Err(error) => {
             report_config_error(&cli.config, &error);
             Err(EXIT_USAGE)
+        }
+    }
+}
+
+/// Opens the store read-write and builds the Bitbucket client (for `sync` and `serve`), or
+/// prints why not and returns the exit code.
+pub async fn open_store_and_client(
+    config: &Config,
+) -> Result<
+    (
+        std::sync::Arc<dyn crate::store::Store>,
+        crate::bitbucket::BitbucketClient,
+    ),
+    u8,
+> {
+    let store = match crate::store::open(config.database_url.expose_url()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot open the store: {e}");
+            return Err(EXIT_FAILURE);
+        }
+    };
+    match crate::connect::bitbucket_client(config) {
+        Ok(client) => Ok((store, client)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(EXIT_FAILURE)
         }
     }
 }

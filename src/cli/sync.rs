@@ -1,6 +1,6 @@
 //! `bitbucket-access sync`: reads the managed workspaces into the store.
 
-use super::{load_config, Cli, EXIT_FAILURE, EXIT_OK};
+use super::{load_config, open_store_and_client, Cli, EXIT_FAILURE, EXIT_OK};
 use crate::store::MassChangeGuard;
 use crate::sync::{format_age, SyncOptions, SyncReport};
 use std::io::IsTerminal;
@@ -41,19 +41,9 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let store = match crate::store::open(config.database_url.expose_url()).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot open the store: {e}");
-            return EXIT_FAILURE;
-        }
-    };
-    let client = match crate::connect::bitbucket_client(&config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_FAILURE;
-        }
+    let (store, client) = match open_store_and_client(&config).await {
+        Ok(both) => both,
+        Err(code) => return code,
     };
     let workspaces = if args.workspaces.is_empty() {
         config.workspaces.clone()

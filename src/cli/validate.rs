@@ -58,10 +58,11 @@ pub fn summary(config: &Config) -> Vec<(&'static str, String)> {
         (
             "schedules:",
             format!(
-                "sync \"{}\", audit \"{}\", expiry \"{}\" (UTC)",
+                "sync \"{}\", audit \"{}\", expiry \"{}\" ({})",
                 config.schedules.sync.expression(),
                 config.schedules.audit.expression(),
-                config.schedules.expiry.expression()
+                config.schedules.expiry.expression(),
+                config.schedules.time_zone
             ),
         ),
         (

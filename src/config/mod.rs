@@ -32,8 +32,8 @@ pub use schema::{is_valid as schema_accepts, SCHEMA_JSON};
 pub use secret::{MAX_EMAIL_LEN, MAX_SECRET_FILE_BYTES, MAX_TOKEN_LEN};
 pub use types::{
     ApiSettings, AtlassianAdmin, AuditPolicy, Config, CronSchedule, GrantPolicy, IdentitySettings,
-    JiraCredentials, MassChangeLimits, RequestBudget, Schedules, ServerSettings, DEFAULT_ADMIN_URL,
-    DEFAULT_ORG_POLL_INTERVAL,
+    JiraCredentials, MassChangeLimits, OnConflict, RequestBudget, ScheduleZone, Schedules,
+    ServerSettings, DEFAULT_ADMIN_URL, DEFAULT_ORG_POLL_INTERVAL,
 };
 
 use secrecy::SecretString;

@@ -245,6 +245,8 @@ pub struct RawSchedules {
     pub(super) audit: Option<String>,
     #[serde(default, deserialize_with = "present")]
     pub(super) expiry: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub(super) time_zone: Option<String>,
 }
 
 /// `grant_policy`.
@@ -261,6 +263,8 @@ pub struct RawGrantPolicy {
     pub(super) allow_standing_grants: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     pub(super) require_ticket: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    pub(super) on_conflict: Option<super::types::OnConflict>,
 }
 
 /// `audit_policy`.

@@ -12,8 +12,8 @@ use super::raw::{
 use super::secret;
 use super::types::{
     ApiSettings, AtlassianAdmin, AuditPolicy, Config, CronSchedule, GrantPolicy, IdentitySettings,
-    JiraCredentials, MassChangeLimits, RequestBudget, Schedules, ServerSettings, DEFAULT_ADMIN_URL,
-    DEFAULT_IDENTITY_REFRESH, DEFAULT_ORG_POLL_INTERVAL,
+    JiraCredentials, MassChangeLimits, RequestBudget, ScheduleZone, Schedules, ServerSettings,
+    DEFAULT_ADMIN_URL, DEFAULT_IDENTITY_REFRESH, DEFAULT_ORG_POLL_INTERVAL,
 };
 use super::{DEFAULT_BITBUCKET_URL, MAX_DURATION};
 use secrecy::SecretString;
@@ -337,10 +337,21 @@ impl<'a> Builder<'a> {
         let sync = self.cron("/schedules/sync", raw.sync, &defaults.sync);
         let audit = self.cron("/schedules/audit", raw.audit, &defaults.audit);
         let expiry = self.cron("/schedules/expiry", raw.expiry, &defaults.expiry);
+        let time_zone = match raw.time_zone {
+            None => Some(defaults.time_zone),
+            Some(text) => match ScheduleZone::parse(&text) {
+                Ok(zone) => Some(zone),
+                Err(message) => {
+                    self.problem("/schedules/time_zone", message);
+                    None
+                }
+            },
+        };
         Some(Schedules {
             sync: sync?,
             audit: audit?,
             expiry: expiry?,
+            time_zone: time_zone?,
         })
     }
 
@@ -418,6 +429,7 @@ impl<'a> Builder<'a> {
                 .allow_standing_grants
                 .unwrap_or(defaults.allow_standing_grants),
             require_ticket: raw.require_ticket.unwrap_or(defaults.require_ticket),
+            on_conflict: raw.on_conflict.unwrap_or(defaults.on_conflict),
         })
     }
 

@@ -16,7 +16,10 @@ pub use access::{
     EffectiveAccess, GroupMembers, Source, SourcedLevel, WorkspaceFacts,
 };
 pub use drift::{DriftEvent, EntityKind, FactKey};
-pub use grant::{Grant, GrantId, GrantState, GrantTarget, NewGrant};
+pub use grant::{
+    raise_to, standing_level, EndKind, Grant, GrantId, GrantLevel, GrantState, GrantTarget,
+    NewGrant, SlotKey,
+};
 pub use identity::{
     match_identities, same_email, AccountType, Conflict, Identity, IdentityChange, IdentityRefresh,
     IdentitySource, JiraFact, MatchInput, MatchOutcome,

@@ -20,7 +20,9 @@
 //! - **Concurrency.** A semaphore per class keeps at most `max_in_flight` requests open.
 //! - **Accounting.** Counters per endpoint template tell the sync what it spent;
 //!   [`Budget::available`], [`Budget::try_reserve`] and [`Budget::time_until_available`] let it
-//!   plan a run; [`Budget::stats`] tells how many admissions waited for the window, and how long.
+//!   plan a run; [`Budget::stats`] tells how many admissions waited for the window, and how long;
+//!   [`Budget::outcome_counts`] tells how the attempts ended, by endpoint and status (the
+//!   transport records each one), for `serve`'s metrics.
 //! - **Other processes.** [`Budget::set_external_usage`] tells the budget how many requests
 //!   other processes spent on the same token in the current rolling hour; they count against
 //!   the limits until a window after they were reported.
@@ -105,6 +107,8 @@ struct State {
     reserved: u64,
     /// Requests admitted since the budget was created, per `METHOD template`.
     counts: BTreeMap<String, u64>,
+    /// Attempts that ended, per (`METHOD template`, status or failure kind).
+    outcomes: BTreeMap<(String, String), u64>,
     stats: BudgetStats,
     /// Requests other processes spent in the rolling hour, as last reported, and when.
     external: u64,
@@ -170,6 +174,7 @@ impl Budget {
                 window: VecDeque::new(),
                 reserved: 0,
                 counts: BTreeMap::new(),
+                outcomes: BTreeMap::new(),
                 stats: BudgetStats::default(),
                 external: 0,
                 external_at: Instant::now(),
@@ -459,6 +464,21 @@ impl Budget {
     /// Requests admitted per `METHOD template`, retries included.
     pub fn request_counts(&self) -> BTreeMap<String, u64> {
         self.lock().counts.clone()
+    }
+
+    /// Records how one admitted attempt of `key` (`METHOD template`) ended: an HTTP status
+    /// code, or a failure kind such as `timeout` when no answer came.
+    pub fn record_outcome(&self, key: &str, outcome: &str) {
+        let mut state = self.lock();
+        *state
+            .outcomes
+            .entry((key.to_owned(), outcome.to_owned()))
+            .or_insert(0) += 1;
+    }
+
+    /// Attempts that ended, per (`METHOD template`, status code or failure kind).
+    pub fn outcome_counts(&self) -> BTreeMap<(String, String), u64> {
+        self.lock().outcomes.clone()
     }
 }
 

@@ -22,7 +22,7 @@
 //! or port than the base URL is refused before anything is sent.
 
 use super::auth::Credentials;
-use super::budget::Budget;
+use super::budget::{Budget, RequestClass};
 use super::error::{Failure, HttpError};
 use super::retry::{parse_retry_after, RetryPolicy};
 use super::scrub::Scrubber;
@@ -103,6 +103,8 @@ pub struct Request {
     pub url: Url,
     /// A JSON body, if any.
     pub body: Option<serde_json::Value>,
+    /// The budget class it is admitted as (grants and restores may use the reserve).
+    pub class: RequestClass,
 }
 
 impl Request {
@@ -113,6 +115,7 @@ impl Request {
             endpoint,
             url,
             body: None,
+            class: RequestClass::Sync,
         }
     }
 }
@@ -144,7 +147,7 @@ impl std::fmt::Debug for Transport {
 
 /// The outcome of one attempt that got an answer.
 enum Answer {
-    Success(Vec<u8>),
+    Success(StatusCode, Vec<u8>),
     Status {
         status: StatusCode,
         retry_after: Option<Duration>,
@@ -308,14 +311,18 @@ impl Transport {
         let mut spent = Duration::ZERO;
         let mut waited = Duration::ZERO;
         loop {
-            let admission = self.budget.admit(&key).await.map_err(|e| {
-                error(
-                    attempt,
-                    Failure::Budget {
-                        message: e.to_string(),
-                    },
-                )
-            })?;
+            let admission = self
+                .budget
+                .admit_as(&key, request.class)
+                .await
+                .map_err(|e| {
+                    error(
+                        attempt,
+                        Failure::Budget {
+                            message: e.to_string(),
+                        },
+                    )
+                })?;
             attempt += 1;
             let limit = self.attempt_timeout.min(total.saturating_sub(spent));
             let started = Instant::now();
@@ -324,6 +331,7 @@ impl Transport {
             spent += started.elapsed();
             let current = tracing::Span::current();
             current.record("attempts", attempt);
+            self.budget.record_outcome(&key, &outcome_label(&outcome));
             let (failure, retryable, retry_after) = match outcome {
                 Err(_) => {
                     let message = if limit < self.attempt_timeout {
@@ -344,7 +352,7 @@ impl Transport {
                         None,
                     )
                 }
-                Ok(Ok(Answer::Success(body))) => {
+                Ok(Ok(Answer::Success(_, body))) => {
                     current.record("status", 200u16);
                     return Ok(body);
                 }
@@ -421,7 +429,7 @@ impl Transport {
                 }
                 body.extend_from_slice(&chunk);
             }
-            return Ok(Answer::Success(body));
+            return Ok(Answer::Success(status, body));
         }
         let retry_after = response
             .headers()
@@ -466,6 +474,19 @@ impl Transport {
         } else {
             Failure::Transport { message }
         }
+    }
+}
+
+/// How an attempt ended, as `serve`'s request metrics label it: the HTTP status code of an
+/// answer, else the kind of failure.
+fn outcome_label(outcome: &Result<Result<Answer, Failure>, tokio::time::error::Elapsed>) -> String {
+    match outcome {
+        Err(_) => "timeout".to_owned(),
+        Ok(Ok(Answer::Success(status, _))) | Ok(Ok(Answer::Status { status, .. })) => {
+            status.as_u16().to_string()
+        }
+        Ok(Err(Failure::Timeout { .. })) => "timeout".to_owned(),
+        Ok(Err(_)) => "error".to_owned(),
     }
 }
 

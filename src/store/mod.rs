@@ -34,7 +34,9 @@
 
 mod error;
 mod file;
+mod grant_types;
 mod health;
+mod job_leases;
 mod key;
 mod listing;
 mod open;
@@ -43,6 +45,7 @@ mod run_types;
 mod sqlite;
 mod types;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -50,13 +53,15 @@ use futures::future::BoxFuture;
 
 use crate::domain::{
     Account, AccountId, Grant, GrantId, GrantState, Group, GroupMembers, Identity, IdentityRefresh,
-    NewGrant, Project, ProjectPermission, Repository, RepositoryPermission, Workspace,
+    NewGrant, Project, ProjectPermission, Repository, RepositoryPermission, SlotKey, Workspace,
     WorkspaceFacts, WorkspaceMember, WorkspaceSlug,
 };
 
 pub use crate::config::{redact_url, Backend, DatabaseUrl};
 pub use error::StoreError;
+pub use grant_types::{GrantClaim, GrantFilter, GrantRecord, GrantSlot, GrantStep, SlotChange};
 pub use health::{check_health, StoreHealth};
+pub use job_leases::{JobLease, JobLeaseRequest, LeaseClaim};
 use open::Pool;
 pub use open::{open, open_read_only, open_with, OpenMode, SqlStore, CONNECT_TIMEOUT};
 pub use run_types::{ClaimOutcome, ClaimRequest, Heartbeat, HeldWorkspace, RunOwner};
@@ -271,6 +276,36 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// resumed run can skip them.
     fn completed_listings(&self, run: SyncRunId) -> StoreFuture<'_, Vec<ListingKey>>;
 
+    // ----- Job leases (`serve`) -----
+
+    /// Takes a job's lease when nobody holds it, its lease has passed, or the caller already
+    /// holds it (compare-and-set: two processes never both take it); else says who holds it.
+    fn acquire_job_lease<'a>(&'a self, request: &'a JobLeaseRequest)
+        -> StoreFuture<'a, LeaseClaim>;
+
+    /// Renews a lease the caller holds; `false`, changing nothing, when it holds it no more.
+    fn renew_job_lease<'a>(&'a self, request: &'a JobLeaseRequest) -> StoreFuture<'a, bool>;
+
+    /// Ends a lease the caller holds (at `at`), so another process may take it at once.
+    fn release_job_lease<'a>(
+        &'a self,
+        job: &'a str,
+        holder: &'a str,
+        at: DateTime<Utc>,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Every job lease, held or passed, by job name.
+    fn job_leases(&self) -> StoreFuture<'_, Vec<JobLease>>;
+
+    /// The number of grants in each state (states as stored, so a new state shows up as is).
+    fn grant_counts(&self) -> StoreFuture<'_, BTreeMap<String, u64>>;
+
+    /// When each workspace's last finished sync run ended (among the recent runs).
+    fn last_sync_by_workspace(&self) -> StoreFuture<'_, BTreeMap<WorkspaceSlug, DateTime<Utc>>>;
+
+    /// When each workspace's oldest stored listing was read.
+    fn oldest_read_by_workspace(&self) -> StoreFuture<'_, BTreeMap<WorkspaceSlug, DateTime<Utc>>>;
+
     // ----- Grants -----
 
     /// Records a grant and returns it with its id.
@@ -289,11 +324,67 @@ pub trait Store: Send + Sync + fmt::Debug {
         at: DateTime<Utc>,
     ) -> StoreFuture<'_, bool>;
 
-    /// Every grant in state `active`.
+    /// Every grant in force (active or satisfied).
     fn active_grants(&self) -> StoreFuture<'_, Vec<Grant>>;
 
-    /// Active grants whose expiry is at or before `now`.
+    /// Grants in force whose expiry is at or before `now`.
     fn grants_due(&self, now: DateTime<Utc>) -> StoreFuture<'_, Vec<Grant>>;
+
+    /// Records a grant with its audit entries (and a freshly read slot baseline) in one
+    /// transaction.
+    fn record_grant<'a>(&'a self, record: &'a GrantRecord) -> StoreFuture<'a, Grant>;
+
+    /// Applies one step of a grant if it is still in `step.from`: its state, the slot's level and
+    /// explicit-permission fact, and its audit entries, in one transaction. Returns whether it
+    /// moved.
+    fn step_grant<'a>(&'a self, step: &'a GrantStep) -> StoreFuture<'a, bool>;
+
+    /// Records a change to a slot made outside any grant, with its audit entries.
+    fn record_slot_change<'a>(
+        &'a self,
+        change: &'a SlotChange,
+        at: DateTime<Utc>,
+    ) -> StoreFuture<'a, ()>;
+
+    /// One slot's baseline, level and lease.
+    fn grant_slot<'a>(&'a self, slot: &'a SlotKey) -> StoreFuture<'a, Option<GrantSlot>>;
+
+    /// Takes the slot's lease if it is free, lapsed at `now`, or already `owner`'s.
+    fn lock_grant_slot<'a>(
+        &'a self,
+        slot: &'a SlotKey,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Gives the slot's lease back (if `owner` holds it).
+    fn unlock_grant_slot<'a>(&'a self, slot: &'a SlotKey, owner: &'a str) -> StoreFuture<'a, ()>;
+
+    /// The slot's grants that are not over (pending, in force, ending), oldest first.
+    fn slot_grants<'a>(&'a self, slot: &'a SlotKey) -> StoreFuture<'a, Vec<Grant>>;
+
+    /// Claims the grants to act on now (see [`GrantClaim`]); on PostgreSQL with
+    /// `FOR UPDATE SKIP LOCKED`, so two workers never claim one grant.
+    fn claim_grants<'a>(&'a self, claim: &'a GrantClaim) -> StoreFuture<'a, Vec<Grant>>;
+
+    /// When the next grant falls due (an end, a lapsed claim, a retry), if any.
+    fn next_grant_event(&self) -> StoreFuture<'_, Option<DateTime<Utc>>>;
+
+    /// Grants matching the filter, oldest first.
+    fn list_grants<'a>(&'a self, filter: &'a GrantFilter) -> StoreFuture<'a, Vec<Grant>>;
+
+    /// Registers `owner` as the expiry watcher until `until`; returns the other holder when one
+    /// holds a lease that has not lapsed.
+    fn acquire_grant_watcher<'a>(
+        &'a self,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreFuture<'a, Option<String>>;
+
+    /// Removes `owner`'s watcher registration.
+    fn release_grant_watcher<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, ()>;
 
     // ----- Audit -----
 
@@ -553,6 +644,42 @@ impl Store for SqlStore {
         dispatch!(self, completed_listings(run))
     }
 
+    fn acquire_job_lease<'a>(
+        &'a self,
+        request: &'a JobLeaseRequest,
+    ) -> StoreFuture<'a, LeaseClaim> {
+        dispatch!(self, acquire_job_lease(request))
+    }
+
+    fn renew_job_lease<'a>(&'a self, request: &'a JobLeaseRequest) -> StoreFuture<'a, bool> {
+        dispatch!(self, renew_job_lease(request))
+    }
+
+    fn release_job_lease<'a>(
+        &'a self,
+        job: &'a str,
+        holder: &'a str,
+        at: DateTime<Utc>,
+    ) -> StoreFuture<'a, ()> {
+        dispatch!(self, release_job_lease(job, holder, at))
+    }
+
+    fn job_leases(&self) -> StoreFuture<'_, Vec<JobLease>> {
+        dispatch!(self, job_leases())
+    }
+
+    fn grant_counts(&self) -> StoreFuture<'_, BTreeMap<String, u64>> {
+        dispatch!(self, grant_counts())
+    }
+
+    fn last_sync_by_workspace(&self) -> StoreFuture<'_, BTreeMap<WorkspaceSlug, DateTime<Utc>>> {
+        dispatch!(self, last_sync_by_workspace())
+    }
+
+    fn oldest_read_by_workspace(&self) -> StoreFuture<'_, BTreeMap<WorkspaceSlug, DateTime<Utc>>> {
+        dispatch!(self, oldest_read_by_workspace())
+    }
+
     fn insert_grant<'a>(&'a self, grant: &'a NewGrant) -> StoreFuture<'a, Grant> {
         dispatch!(self, insert_grant(grant))
     }
@@ -572,11 +699,74 @@ impl Store for SqlStore {
     }
 
     fn active_grants(&self) -> StoreFuture<'_, Vec<Grant>> {
-        dispatch!(self, grants_in_state(GrantState::Active, None))
+        dispatch!(self, grants_in_state(GrantState::IN_FORCE, None))
     }
 
     fn grants_due(&self, now: DateTime<Utc>) -> StoreFuture<'_, Vec<Grant>> {
-        dispatch!(self, grants_in_state(GrantState::Active, Some(now)))
+        dispatch!(self, grants_in_state(GrantState::IN_FORCE, Some(now)))
+    }
+
+    fn record_grant<'a>(&'a self, record: &'a GrantRecord) -> StoreFuture<'a, Grant> {
+        dispatch!(self, record_grant(record))
+    }
+
+    fn step_grant<'a>(&'a self, step: &'a GrantStep) -> StoreFuture<'a, bool> {
+        dispatch!(self, step_grant(step))
+    }
+
+    fn record_slot_change<'a>(
+        &'a self,
+        change: &'a SlotChange,
+        at: DateTime<Utc>,
+    ) -> StoreFuture<'a, ()> {
+        dispatch!(self, record_slot_change(change, at))
+    }
+
+    fn grant_slot<'a>(&'a self, slot: &'a SlotKey) -> StoreFuture<'a, Option<GrantSlot>> {
+        dispatch!(self, grant_slot(slot))
+    }
+
+    fn lock_grant_slot<'a>(
+        &'a self,
+        slot: &'a SlotKey,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreFuture<'a, bool> {
+        dispatch!(self, lock_grant_slot(slot, owner, now, until))
+    }
+
+    fn unlock_grant_slot<'a>(&'a self, slot: &'a SlotKey, owner: &'a str) -> StoreFuture<'a, ()> {
+        dispatch!(self, unlock_grant_slot(slot, owner))
+    }
+
+    fn slot_grants<'a>(&'a self, slot: &'a SlotKey) -> StoreFuture<'a, Vec<Grant>> {
+        dispatch!(self, slot_grants(slot))
+    }
+
+    fn claim_grants<'a>(&'a self, claim: &'a GrantClaim) -> StoreFuture<'a, Vec<Grant>> {
+        dispatch!(self, claim_grants(claim))
+    }
+
+    fn next_grant_event(&self) -> StoreFuture<'_, Option<DateTime<Utc>>> {
+        dispatch!(self, next_grant_event())
+    }
+
+    fn list_grants<'a>(&'a self, filter: &'a GrantFilter) -> StoreFuture<'a, Vec<Grant>> {
+        dispatch!(self, list_grants(filter))
+    }
+
+    fn acquire_grant_watcher<'a>(
+        &'a self,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreFuture<'a, Option<String>> {
+        dispatch!(self, acquire_grant_watcher(owner, now, until))
+    }
+
+    fn release_grant_watcher<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, ()> {
+        dispatch!(self, release_grant_watcher(owner))
     }
 
     fn append_audit<'a>(&'a self, entry: &'a NewAuditEntry) -> StoreFuture<'a, AuditId> {

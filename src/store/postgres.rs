@@ -37,6 +37,7 @@ async fn lock_listings(tx: &mut Tx, listings: &[String]) -> Result<(), StoreErro
     Ok(())
 }
 include!("runs.rs");
+include!("sql/job_leases.rs");
 
 /// Connects to the PostgreSQL database the URL names. The mode changes nothing here: a
 /// read-only command simply never writes, and [`super::open_with`] checks the schema version.

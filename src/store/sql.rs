@@ -17,13 +17,15 @@ use chrono::{DateTime, Utc};
 use sqlx::{Pool, QueryBuilder, Row, Transaction};
 
 use crate::domain::{
-    Account, AccountId, AccountType, DriftEvent, Grant, GrantId, GrantState, GrantTarget, Group,
+    Account, AccountId, AccountType, DriftEvent, EndKind, Grant, GrantId, GrantLevel, GrantState,
+    GrantTarget, Group, SlotKey,
     GroupMembers, GroupSlug, Identity, IdentityRefresh, IdentitySource, NewGrant, Principal,
     Project, ProjectKey, ProjectLevel,
     ProjectPermission, ProjectRef, RepoLevel, RepoRef, RepoSlug, Repository, RepositoryPermission,
     Workspace, WorkspaceFacts, WorkspaceMember, WorkspaceRole, WorkspaceSlug,
 };
 use crate::store::error::StoreError;
+use crate::store::grant_types::{GrantClaim, GrantFilter, GrantRecord, GrantSlot, GrantStep, SlotChange};
 use crate::store::listing::{self, ColKind, ColVal, Rows, Scope, TableSpec};
 use crate::store::types::{
     AuditEntry, AuditFilter, AuditId, AuditKind, HeldChange, ListingFailure, ListingFreshness,

@@ -37,6 +37,7 @@ async fn lock_listings(_tx: &mut Tx, _listings: &[String]) -> Result<(), StoreEr
     Ok(())
 }
 include!("runs.rs");
+include!("sql/job_leases.rs");
 
 /// Opens the SQLite file the URL names: in [`OpenMode::ReadWrite`] creating it (and its
 /// folder) if missing, in [`OpenMode::ReadOnly`] read-only and only if it exists. Returns the

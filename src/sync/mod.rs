@@ -234,6 +234,7 @@ async fn read_claimed(
     let mut limit = Limit::new(client);
     let bars = progress::bars(options.progress);
     let active = permissions::active_grant_targets(store).await?;
+    let expected = crate::grants::expected_changes(store).await?;
 
     let mut totals = Totals::default();
     let mut failures = Vec::new();
@@ -262,6 +263,7 @@ async fn read_claimed(
             guard: options.mass_change,
             swept: false,
             pending: Vec::new(),
+            expected: &expected,
         };
         if !options.wait && ctx.limit.left() < STRUCTURAL_LISTINGS {
             // Reading the structure now would sit in the budget waiting for the window.

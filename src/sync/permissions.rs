@@ -59,10 +59,12 @@ pub(super) async fn active_grant_targets(
 ) -> Result<HashSet<ListingKey>, SyncError> {
     let mut out = HashSet::new();
     for grant in store.active_grants().await? {
-        out.extend(match grant.target {
-            GrantTarget::Repository { repository, .. } => repo_listings(repository),
-            GrantTarget::Project { project, .. } => project_listings(project),
-        });
+        match grant.target {
+            GrantTarget::Repository { repository } => out.extend(repo_listings(repository)),
+            GrantTarget::Project { project } => out.extend(project_listings(project)),
+            // Memberships are read with the groups, not in the permission listings.
+            GrantTarget::GroupMembership { .. } => {}
+        }
     }
     Ok(out)
 }

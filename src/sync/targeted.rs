@@ -392,6 +392,8 @@ async fn read_workspace(
 ) -> Result<(), SyncError> {
     let done = HashSet::new();
     let bar = ProgressBar::hidden();
+    // Changes of grants in flight are the connector's own: not drift here either.
+    let expected = crate::grants::expected_changes(store).await?;
     let mut failures = Vec::new();
     let mut ctx = WorkspaceRun {
         store,
@@ -410,6 +412,7 @@ async fn read_workspace(
         guard: options.mass_change,
         swept: false,
         pending: Vec::new(),
+        expected: &expected,
     };
     let mut permissions = reads.permissions.clone();
     report.reads += (reads.structural.len() + reads.items.len() + reads.group_members.len()) as u64;

@@ -7,7 +7,7 @@
 //! budget never has to hold a request back. Without `--wait` the rest is deferred to a later
 //! run; with it, the run sleeps until the window has freed enough requests and reads on.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use indicatif::ProgressBar;
@@ -21,7 +21,8 @@ use crate::bitbucket::{ApiError, BitbucketClient};
 use crate::clock::Clock;
 use crate::domain::{FactKey, WorkspaceSlug};
 use crate::store::{
-    Fact, ListingKey, MassChangeGuard, ReplaceListing, ReplaceOutcome, Store, StoreError, SyncRunId,
+    ExpectedChange, Fact, ListingKey, MassChangeGuard, ReplaceListing, ReplaceOutcome, Store,
+    StoreError, SyncRunId,
 };
 
 /// The requests this run may still send: the smaller of the client's budget (which leaves out
@@ -102,6 +103,8 @@ pub(super) struct WorkspaceRun<'a> {
     /// Complete listings read but not yet written (the sweep's): the next permission read
     /// writes them while it reads.
     pub pending: Vec<ReplaceListing>,
+    /// Changes of grants in flight, by listing: the connector's own, not drift.
+    pub expected: &'a HashMap<ListingKey, Vec<ExpectedChange>>,
 }
 
 impl WorkspaceRun<'_> {
@@ -112,6 +115,7 @@ impl WorkspaceRun<'_> {
         request.run = Some(self.run);
         request.baseline_is_drift = self.new_scopes.contains(&request.key);
         request.guard = Some(self.guard);
+        request.expected = self.expected.get(&request.key).cloned().unwrap_or_default();
         request
     }
 

@@ -13,7 +13,7 @@ use bitbucket_access::bitbucket::{
     Auth, BitbucketClient, BudgetSettings, ClientSettings, RetryPolicy,
 };
 use bitbucket_access::domain::{
-    effective_access, AccountId, GrantState, GrantTarget, NewGrant, Principal, RepoLevel, RepoRef,
+    effective_access, AccountId, GrantLevel, GrantState, GrantTarget, NewGrant, Principal, RepoRef,
     Source, WorkspaceSlug,
 };
 use bitbucket_access::store::{ListingKey, Store, SyncRunId};
@@ -438,9 +438,10 @@ pub async fn grant_write_for_an_hour(store: &dyn Store, repository: &RepoRef, ac
             },
             target: GrantTarget::Repository {
                 repository: repository.clone(),
-                level: RepoLevel::Write,
-                baseline: None,
             },
+            level: GrantLevel::Write,
+            baseline: None,
+            planned: Some(GrantLevel::Write),
             requested_by: "test@example.com".into(),
             reason: None,
             ticket: None,
