@@ -16,6 +16,7 @@ fn env(name: &str) -> Option<String> {
         "JIRA_TOKEN" => Some("jira-from-env".into()),
         "PGPASSWORD" => Some("pg-secret".into()),
         "SERVER_TOKEN" => Some("srv-from-env".into()),
+        "ORG_API_KEY" => Some("org-from-env".into()),
         _ => None,
     }
 }
