@@ -15,13 +15,14 @@ use std::sync::Arc;
 
 /// Every configured secret in every form it travels in.
 pub fn scrubber(config: &Config) -> Scrubber {
-    let bitbucket = Scrubber::new().with_basic(&config.email, config.app_token.expose_secret());
-    match &config.jira {
-        Some(jira) => {
-            bitbucket.merge(&Scrubber::new().with_basic(&jira.user, jira.key.expose_secret()))
-        }
-        None => bitbucket,
+    let mut all = Scrubber::new().with_basic(&config.email, config.app_token.expose_secret());
+    if let Some(jira) = &config.jira {
+        all = all.merge(&Scrubber::new().with_basic(&jira.user, jira.key.expose_secret()));
     }
+    if let Some(admin) = &config.atlassian_admin {
+        all = all.merge(&Scrubber::new().with_bearer(admin.api_key.expose_secret()));
+    }
+    all
 }
 
 /// The Bitbucket client for the config's account, with its request budget and the default
@@ -92,4 +93,22 @@ pub async fn jira_connect(
     let gateway = config.jira.as_ref()?.gateway_url.clone();
     let budget = Arc::new(Budget::new(settings.budget));
     Some(crate::jira::connect(settings, &gateway, retry, budget, scrubber(config)).await)
+}
+
+/// The Organizations API client, when the config has `atlassian_admin`, with the configured
+/// timeouts and its own budget (the organization's limits are not Bitbucket's).
+pub fn org_client_with(
+    config: &Config,
+    retry: RetryPolicy,
+) -> Option<Result<crate::org::OrgClient, crate::org::OrgError>> {
+    config.atlassian_admin.as_ref().map(|admin| {
+        let mut settings = crate::org::OrgSettings::new(
+            admin.url.clone(),
+            admin.org_id.clone(),
+            admin.api_key.clone(),
+        );
+        settings.connect_timeout = config.api.connect_timeout;
+        settings.read_timeout = config.api.read_timeout;
+        crate::org::OrgClient::new(settings, retry, scrubber(config))
+    })
 }

@@ -18,6 +18,7 @@ pub mod http;
 pub mod identity;
 pub mod jira;
 pub mod manifest;
+pub mod org;
 pub mod serve;
 pub mod store;
 pub mod sync;

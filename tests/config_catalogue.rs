@@ -16,6 +16,7 @@ fn env(name: &str) -> Option<String> {
         "JIRA_TOKEN" => Some("jira-from-env".into()),
         "PGPASSWORD" => Some("pg-secret".into()),
         "SERVER_TOKEN" => Some("srv-from-env".into()),
+        "ORG_API_KEY" => Some("org-from-env".into()),
         _ => None,
     }
 }
@@ -85,7 +86,7 @@ fn a_bad_token_is_reported_together_with_a_schema_problem() {
         problems(r#"{"email": "svc@acme.com", "app_token": "tok\r\n", "colour": "blue"}"#),
         [
             "/app_token: contains a line break, tab, space, NUL or other control character; a token is printable ASCII, so check for a stray newline or a copy from a terminal",
-            "/colour: unknown field (allowed here: api, app_token, app_token_file, audit_policy, database_url, email, grant_policy, identity, jira_credentials, mass_change_guard, request_budget, schedules, server, workspaces)",
+            "/colour: unknown field (allowed here: api, app_token, app_token_file, atlassian_admin, audit_policy, database_url, email, grant_policy, identity, jira_credentials, mass_change_guard, request_budget, schedules, server, workspaces)",
         ]
     );
 }

@@ -175,6 +175,16 @@ impl SimHandle {
         self.shared.bb_url.clone()
     }
 
+    /// The simulated Atlassian organization: its settings, events and faults.
+    pub fn org(&self) -> &api::org::OrgState {
+        &self.shared.org
+    }
+
+    /// The Organizations API's base (`{url}/admin`), as `atlassian_admin.url` takes it.
+    pub fn org_url(&self) -> String {
+        format!("{}/admin", self.shared.jira_url)
+    }
+
     /// Base URL of the Jira site (`{url}/rest/api/3/...`).
     pub fn jira_url(&self) -> String {
         self.shared.jira_url.clone()

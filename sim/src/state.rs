@@ -210,6 +210,8 @@ pub struct Shared {
     /// Account ids Jira's `users/search` leaves out (found only by `user/bulk`), as real
     /// sites leave out some accounts of their listing.
     pub jira_unlisted: RwLock<std::collections::BTreeSet<String>>,
+    /// The Atlassian organization the workspaces are linked to (Organizations API).
+    pub org: crate::api::org::OrgState,
     counters: Mutex<HashMap<String, u64>>,
     total: AtomicU64,
     windows: Mutex<HashMap<String, Window>>,
@@ -224,6 +226,7 @@ impl Shared {
     /// Builds the state.
     pub fn new(world: World, opts: SimOptions, bb_url: String, jira_url: String) -> Self {
         let seed = world.seed;
+        let org = crate::api::org::OrgState::for_world(&world);
         Shared {
             world: RwLock::new(world),
             creds: RwLock::new(Credentials::default()),
@@ -233,6 +236,7 @@ impl Shared {
             shutdown: Arc::new(AtomicBool::new(false)),
             faults: Faults::new(seed),
             jira_unlisted: RwLock::new(std::collections::BTreeSet::new()),
+            org,
             counters: Mutex::new(HashMap::new()),
             total: AtomicU64::new(0),
             windows: Mutex::new(HashMap::new()),

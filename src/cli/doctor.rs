@@ -7,6 +7,7 @@
 //! the account e-mail and never a token.
 
 use super::{load_config, Cli, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
+use crate::clock::SystemClock;
 use crate::connect;
 use crate::doctor::{self, CapabilityState, DoctorReport, Problem};
 use crate::http::RetryPolicy;
@@ -70,6 +71,10 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
     let mut report = doctor::run(&config, &bitbucket, jira.as_ref()).await;
     if let (Some(check), Some(route)) = (report.jira.as_mut(), route) {
         check.route = Some(route.to_string());
+    }
+    if let Err(error) = doctor::org::run(&mut report, &config, &SystemClock).await {
+        eprintln!("error: cannot set up the Organizations API client: {error}");
+        return EXIT_USAGE;
     }
     let printed = match args.format {
         Format::Table => Ok(render_table(&report, config.api.bitbucket_url.as_str())),
@@ -222,6 +227,20 @@ pub fn render_table(report: &DoctorReport, bitbucket_url: &str) -> String {
                 "\nJira {}: FAILED: {}",
                 jira.url,
                 jira.error.as_deref().unwrap_or("refused")
+            );
+        }
+    }
+
+    if let Some(org) = &report.org {
+        let state = if org.ok { "OK" } else { "FAILED" };
+        let _ = writeln!(out, "\nAtlassian organization {}: {state}", org.org_id);
+        if org.ok {
+            let _ = writeln!(out, "  linked workspaces     {}", org.linked.join(", "));
+            let _ = writeln!(out, "  not linked            {}", org.unlinked.join(", "));
+            let _ = writeln!(
+                out,
+                "  Bitbucket events seen {}",
+                yes_no(org.bitbucket_events)
             );
         }
     }

@@ -31,9 +31,9 @@ pub use raw::{ApiRole, RawConfig, ReportFormat};
 pub use schema::{is_valid as schema_accepts, SCHEMA_JSON};
 pub use secret::{MAX_EMAIL_LEN, MAX_SECRET_FILE_BYTES, MAX_TOKEN_LEN};
 pub use types::{
-    ApiSettings, ApiToken, AuditPolicy, Config, CronSchedule, GrantPolicy, IdentitySettings,
-    JiraCredentials, MassChangeLimits, OnConflict, RequestBudget, ScheduleZone, Schedules,
-    ServerSettings, LEGACY_TOKEN_NAME,
+    ApiSettings, ApiToken, AtlassianAdmin, AuditPolicy, Config, CronSchedule, GrantPolicy,
+    IdentitySettings, JiraCredentials, MassChangeLimits, OnConflict, RequestBudget, ScheduleZone,
+    Schedules, ServerSettings, DEFAULT_ADMIN_URL, DEFAULT_ORG_POLL_INTERVAL, LEGACY_TOKEN_NAME,
 };
 
 use secrecy::SecretString;
@@ -155,6 +155,7 @@ impl Config {
             api: ApiSettings::with_bitbucket_url(bitbucket_url),
             server: ServerSettings::default(),
             identity: IdentitySettings::default(),
+            atlassian_admin: None,
         }
     }
 

@@ -143,6 +143,8 @@ struct RawConfigFields {
     server: Option<RawServer>,
     #[serde(default, deserialize_with = "object")]
     identity: Option<RawIdentity>,
+    #[serde(default, deserialize_with = "object")]
+    atlassian_admin: Option<RawAtlassianAdmin>,
 }
 
 /// The whole config file.
@@ -162,6 +164,7 @@ pub struct RawConfig {
     pub(super) api: Option<RawApi>,
     pub(super) server: Option<RawServer>,
     pub(super) identity: Option<RawIdentity>,
+    pub(super) atlassian_admin: Option<RawAtlassianAdmin>,
 }
 
 fn exactly_one(
@@ -201,6 +204,7 @@ impl TryFrom<Map<String, Value>> for RawConfig {
             api: f.api,
             server: f.server,
             identity: f.identity,
+            atlassian_admin: f.atlassian_admin,
         })
     }
 }
@@ -422,4 +426,41 @@ pub struct RawIdentity {
     pub(super) overrides_file: Option<NonEmpty>,
     #[serde(default, deserialize_with = "present")]
     pub(super) refresh_interval: Option<HumanDuration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAtlassianAdminFields {
+    org_id: NonEmpty,
+    #[serde(default, deserialize_with = "present")]
+    api_key: Option<NonEmpty>,
+    #[serde(default, deserialize_with = "present")]
+    api_key_file: Option<NonEmpty>,
+    #[serde(default, deserialize_with = "present")]
+    url: Option<NonEmpty>,
+    #[serde(default, deserialize_with = "present")]
+    poll_interval: Option<HumanDuration>,
+}
+
+/// `atlassian_admin`: the organization API key of the Atlassian organization.
+#[derive(Deserialize)]
+#[serde(try_from = "RawAtlassianAdminFields")]
+pub struct RawAtlassianAdmin {
+    pub(super) org_id: String,
+    pub(super) api_key: SecretSource,
+    pub(super) url: Option<String>,
+    pub(super) poll_interval: Option<HumanDuration>,
+}
+
+impl TryFrom<RawAtlassianAdminFields> for RawAtlassianAdmin {
+    type Error = String;
+
+    fn try_from(f: RawAtlassianAdminFields) -> Result<Self, Self::Error> {
+        Ok(RawAtlassianAdmin {
+            org_id: f.org_id.0,
+            api_key: exactly_one(f.api_key, f.api_key_file, ("api_key", "api_key_file"))?,
+            url: f.url.map(|u| u.0),
+            poll_interval: f.poll_interval,
+        })
+    }
 }

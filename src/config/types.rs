@@ -43,6 +43,37 @@ pub struct Config {
     pub server: ServerSettings,
     /// Identity matching.
     pub identity: IdentitySettings,
+    /// The Atlassian organization (Organizations API), when configured.
+    pub atlassian_admin: Option<AtlassianAdmin>,
+}
+
+/// The Organizations REST API's default base.
+pub const DEFAULT_ADMIN_URL: &str = "https://api.atlassian.com/admin";
+
+/// How often `serve` polls the organization's events, unless `poll_interval` says.
+pub const DEFAULT_ORG_POLL_INTERVAL: Duration = Duration::from_secs(60);
+
+/// `atlassian_admin`: an organization API key (Bearer) and where to use it.
+pub struct AtlassianAdmin {
+    /// The organization's id (from admin.atlassian.com).
+    pub org_id: String,
+    /// The organization API key.
+    pub api_key: SecretString,
+    /// The API's base, `https://api.atlassian.com/admin` unless a proxy or test says.
+    pub url: Url,
+    /// How often the events stream is polled.
+    pub poll_interval: Duration,
+}
+
+impl fmt::Debug for AtlassianAdmin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AtlassianAdmin")
+            .field("org_id", &self.org_id)
+            .field("api_key", &"[redacted]")
+            .field("url", &self.url.as_str())
+            .field("poll_interval", &self.poll_interval)
+            .finish()
+    }
 }
 
 /// Jira Cloud credentials (Basic `user:key`).
@@ -404,6 +435,7 @@ impl fmt::Debug for Config {
             .field("api", &self.api)
             .field("server", &self.server)
             .field("identity", &self.identity)
+            .field("atlassian_admin", &self.atlassian_admin)
             .finish()
     }
 }

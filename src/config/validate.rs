@@ -6,14 +6,15 @@ use super::database_url::{DatabaseUrl, DEFAULT_DATABASE_URL};
 use super::duration::{format_duration, HumanDuration};
 use super::error::Problem;
 use super::raw::{
-    RawApi, RawAuditPolicy, RawConfig, RawGrantPolicy, RawIdentity, RawJira, RawMassChangeGuard,
-    RawRequestBudget, RawSchedules, RawServer, SecretSource,
+    RawApi, RawAtlassianAdmin, RawAuditPolicy, RawConfig, RawGrantPolicy, RawIdentity, RawJira,
+    RawMassChangeGuard, RawRequestBudget, RawSchedules, RawServer, SecretSource,
 };
 use super::secret;
 use super::types::{
-    ApiSettings, ApiToken, AuditPolicy, Config, CronSchedule, GrantPolicy, IdentitySettings,
-    JiraCredentials, MassChangeLimits, RequestBudget, ScheduleZone, Schedules, ServerSettings,
-    DEFAULT_IDENTITY_REFRESH, LEGACY_TOKEN_NAME,
+    ApiSettings, ApiToken, AtlassianAdmin, AuditPolicy, Config, CronSchedule, GrantPolicy,
+    IdentitySettings, JiraCredentials, MassChangeLimits, RequestBudget, ScheduleZone, Schedules,
+    ServerSettings, DEFAULT_ADMIN_URL, DEFAULT_IDENTITY_REFRESH, DEFAULT_ORG_POLL_INTERVAL,
+    LEGACY_TOKEN_NAME,
 };
 use super::{DEFAULT_BITBUCKET_URL, MAX_DURATION};
 use secrecy::SecretString;
@@ -82,6 +83,7 @@ impl<'a> Builder<'a> {
             "/app_token_file",
             "/jira_credentials/key_file",
             "/server/api_token_file",
+            "/atlassian_admin/api_key_file",
         ] {
             if let Some(file) = value.pointer(file_pointer).and_then(Value::as_str) {
                 self.secret(SecretSource::File(file.to_string()), file_pointer);
@@ -118,6 +120,12 @@ impl<'a> Builder<'a> {
         if let Some(raw) = section::<RawIdentity>(value, "identity") {
             self.identity(Some(raw));
         }
+        if let Some(url) = value
+            .pointer("/atlassian_admin/url")
+            .and_then(Value::as_str)
+        {
+            self.base_url("/atlassian_admin/url", url, "the Organizations API");
+        }
     }
 
     pub(super) fn config(&mut self, raw: RawConfig) -> Option<Config> {
@@ -134,6 +142,7 @@ impl<'a> Builder<'a> {
         let api = self.api(raw.api);
         let server = self.server(raw.server);
         let identity = self.identity(raw.identity);
+        let atlassian_admin = raw.atlassian_admin.map(|a| self.atlassian_admin(a));
         Some(Config {
             source: None,
             email: email?,
@@ -152,6 +161,10 @@ impl<'a> Builder<'a> {
             api: api?,
             server: server?,
             identity: identity?,
+            atlassian_admin: match atlassian_admin {
+                Some(a) => Some(a?),
+                None => None,
+            },
         })
     }
 
@@ -617,6 +630,39 @@ impl<'a> Builder<'a> {
             api_token: api_token?,
             tokens: tokens?,
             webhook_secret: webhook_secret?,
+        })
+    }
+
+    fn atlassian_admin(&mut self, raw: RawAtlassianAdmin) -> Option<AtlassianAdmin> {
+        let api_key = self.secret(raw.api_key, "/atlassian_admin/api_key_file");
+        let url = match raw.url {
+            Some(text) => self.base_url("/atlassian_admin/url", &text, "the Organizations API"),
+            None => Url::parse(DEFAULT_ADMIN_URL).ok(),
+        };
+        let poll_interval = self.nonzero(
+            "/atlassian_admin/poll_interval",
+            raw.poll_interval,
+            DEFAULT_ORG_POLL_INTERVAL,
+        );
+        // The id is a path segment of every request: a slash or space would change the path.
+        let org_id = if raw
+            .org_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            Some(raw.org_id)
+        } else {
+            self.problem(
+                "/atlassian_admin/org_id",
+                "must be the organization id from admin.atlassian.com (letters, digits, '-' and '_'); copy it from the admin URL admin.atlassian.com/o/{org_id}",
+            );
+            None
+        };
+        Some(AtlassianAdmin {
+            org_id: org_id?,
+            api_key: api_key?,
+            url: url?,
+            poll_interval: poll_interval?,
         })
     }
 

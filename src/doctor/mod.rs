@@ -40,6 +40,7 @@ use std::collections::BTreeSet;
 /// An account id no Atlassian account can have, used by the non-mutating write probes.
 pub const PROBE_ACCOUNT: &str = "{00000000-0000-4000-8000-000000000000}";
 
+pub mod org;
 mod report;
 mod scopes;
 
@@ -213,6 +214,7 @@ pub async fn run(
         workspaces,
         capabilities,
         jira: jira_check,
+        org: None,
         budget,
         store,
         problems,

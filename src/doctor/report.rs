@@ -15,6 +15,9 @@ pub struct DoctorReport {
     pub capabilities: Vec<CapabilityCheck>,
     /// The Jira credentials, when configured.
     pub jira: Option<JiraCheck>,
+    /// The Atlassian organization checks, when `atlassian_admin` is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org: Option<super::org::OrgCheck>,
     /// The request budget the connector will keep to.
     pub budget: BudgetCheck,
     /// The configured store: does it answer, take writes, and have every migration.

@@ -133,6 +133,7 @@ pub fn router(s: Arc<Shared>) -> Router {
         .merge(api.clone())
         .nest(GATEWAY_PREFIX, api)
         .route_layer(axum::middleware::from_fn_with_state(s.clone(), gate))
+        .merge(super::org::router(s.clone()))
         .route("/_edge/tenant_info", get(tenant_info))
         .fallback(|| async {
             jira_error(StatusCode::NOT_FOUND, "Resource not found").into_response()

@@ -8,6 +8,7 @@
 
 mod gate;
 pub mod jira;
+pub mod org;
 pub mod render;
 pub mod v1;
 pub mod v2;
