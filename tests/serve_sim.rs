@@ -1,7 +1,6 @@
 //! `serve` in-process against the simulator, on a manual clock: a scheduled sync and what
 //! `/metrics`, `/readyz` and `/healthz` then say (the metrics parse as Prometheus text and
-//! their request counters match the simulator's own), the expiry job counted as a success (the
-//! audit job as skipped until its code is in the build), and two instances on one PostgreSQL keeping the
+//! their request counters match the simulator's own), the expiry job counted as a success, and two instances on one PostgreSQL keeping the
 //! token's hourly budget between them.
 
 #[macro_use]

@@ -8,13 +8,10 @@
 //! The expiry job is the catch-up pass behind the watch loop of [`super::expiry`]: it ends
 //! what is overdue or left unfinished, and observes each ended grant's lateness.
 //!
-//! # Adapter for the audit work
-//! The audit report lives in a module that is not in this build yet. [`run_audit`], clearly
-//! marked, is the one function the integrator points at that code when it lands. Until then it
-//! reports [`JobOutcome::Skipped`] ("not available in this build"), which `/metrics` counts as
-//! skipped, never as success. [`super::metrics::Metrics::set_audit_findings`] is where it
-//! reports the findings by kind.
+//! The audit job writes the report of `src/audit` (as `bitbucket-access audit` does, in the
+//! configured formats and folder) and sets the findings by kind in `/metrics`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -107,6 +104,9 @@ pub enum JobError {
     /// The identity refresh failed; the matches stay as they were.
     #[error("identity matching failed, matches unchanged: {0}")]
     Identity(String),
+    /// The audit could not be built or written; earlier reports stay.
+    #[error("the audit failed: {0}")]
+    Audit(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -236,21 +236,40 @@ impl Jobs {
     }
 }
 
-// ===================================================================================
-// ADAPTER — the integrator points this function at the audit (issue 13) code when it
-// lands. Nothing else in `serve` needs to change: the scheduler, leases, retries, `/readyz`
-// and `/metrics` already handle the job.
-// ===================================================================================
-
-/// ADAPTER (audit, issue 13): write the audit report to `audit_policy.report_dir` and report
-/// the findings by kind with `ctx.metrics.set_audit_findings(..)`.
-///
-/// Not available in this build: reported as skipped (never as success).
+/// The audit job: builds the report from the store (every configured workspace), writes it in
+/// `audit_policy.report_formats` to `audit_policy.report_dir`, stores it in the audit history
+/// (chained to the previous report), and reports its findings by kind to `/metrics`.
 pub async fn run_audit(ctx: &Jobs) -> Result<JobOutcome, JobError> {
-    let _ = ctx;
-    info!("audit: not available in this build");
-    Ok(JobOutcome::Skipped {
-        reason: "not available in this build".into(),
+    use crate::cli::audit::{produce, settings, OutputFormat};
+    let policy = &ctx.config.audit_policy;
+    let formats: Vec<OutputFormat> = policy
+        .report_formats
+        .iter()
+        .map(|f| OutputFormat::from(*f))
+        .collect();
+    let settings = settings(&ctx.config, Vec::new());
+    let (report, files) = produce(
+        ctx.store.as_ref(),
+        ctx.clock.as_ref(),
+        &settings,
+        &policy.report_dir,
+        &formats,
+    )
+    .await
+    .map_err(JobError::Audit)?;
+    let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
+    for finding in &report.findings {
+        *by_kind.entry(finding.kind.as_str().to_owned()).or_default() += 1;
+    }
+    let findings = report.findings.len();
+    ctx.metrics.set_audit_findings(by_kind);
+    info!(findings, files = files.len(), dir = %policy.report_dir.display(), "audit written");
+    Ok(JobOutcome::Done {
+        detail: format!(
+            "{findings} finding(s), {} file(s) in {}",
+            files.len(),
+            policy.report_dir.display()
+        ),
     })
 }
 
