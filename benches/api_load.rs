@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bitbucket_access::api::{router, ApiState, Deliveries, Syncs, WorkspaceSyncRefresh};
+use bitbucket_access::api::{router, ApiState, Deliveries, Syncs, TargetedSyncRefresh};
 use bitbucket_access::bitbucket::{Auth, BitbucketClient, BudgetSettings, ClientSettings};
 use bitbucket_access::clock::SystemClock;
 use bitbucket_access::config::Config;
@@ -103,10 +103,14 @@ async fn run() -> bool {
     let syncs = Syncs::new(None, Arc::new(SystemClock));
     let state = Arc::new(ApiState {
         store: Arc::clone(&store),
-        client,
+        client: client.clone(),
         config,
         clock: Arc::new(SystemClock),
-        refresh: Arc::new(WorkspaceSyncRefresh(Arc::clone(&syncs))),
+        refresh: Arc::new(TargetedSyncRefresh {
+            store: Arc::clone(&store),
+            client,
+            clock: Arc::new(SystemClock),
+        }),
         deliveries: Deliveries::default(),
         syncs,
     });

@@ -34,7 +34,7 @@ use crate::store::Store;
 
 pub use auth::{Caller, Tokens};
 pub use errors::ApiError;
-pub use syncs::{Syncs, TargetedSyncRefresh, WorkspaceSyncRefresh};
+pub use syncs::{Syncs, TargetedSyncRefresh};
 pub use webhooks::{Deliveries, RefreshTarget, TargetedRefresh};
 
 /// The largest request body accepted.

@@ -189,23 +189,6 @@ pub async fn show(
     })
 }
 
-/// The webhook refresh until the targeted refresh (`sync::targeted`) is on this branch: a
-/// delivery queues a sync of the workspace it names, which reads the new or changed repository
-/// or project within seconds instead of at the next scheduled sync.
-pub struct WorkspaceSyncRefresh(pub Arc<Syncs>);
-
-impl super::TargetedRefresh for WorkspaceSyncRefresh {
-    fn schedule(&self, target: super::RefreshTarget) {
-        let workspace = match &target {
-            super::RefreshTarget::Repository(r) => &r.workspace,
-            super::RefreshTarget::Project(p) => &p.workspace,
-        };
-        if self.0.enqueue(workspace, "webhook").is_none() {
-            tracing::warn!(target = ?target, "this process runs no syncs; the next sync reads the change");
-        }
-    }
-}
-
 /// The webhook refresh `serve` uses: a delivery reads only the repository or project it names
 /// and that one's permission listings (`sync::targeted`, three requests), not the workspace.
 pub struct TargetedSyncRefresh {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bitbucket_access::api::{
-    router, ApiState, Deliveries, RefreshTarget, Syncs, TargetedRefresh, WorkspaceSyncRefresh,
+    router, ApiState, Deliveries, RefreshTarget, Syncs, TargetedRefresh, TargetedSyncRefresh,
 };
 use bitbucket_access::clock::{ManualClock, SystemClock};
 use bitbucket_access::config::Config;
@@ -95,7 +95,11 @@ impl Api {
             Arc::new(SystemClock),
         );
         let refresh: Arc<dyn TargetedRefresh> = if refreshing {
-            Arc::new(WorkspaceSyncRefresh(Arc::clone(&syncs)))
+            Arc::new(TargetedSyncRefresh {
+                store: Arc::clone(&store),
+                client: client(&sim, 4),
+                clock: Arc::new(SystemClock),
+            })
         } else {
             refreshes.clone()
         };
