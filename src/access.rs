@@ -13,7 +13,7 @@ use crate::domain::{
 use crate::store::{ListingFailure, ListingKey, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 /// One account's effective level on one repository, with its sources.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -298,8 +298,9 @@ async fn completeness(
     Ok(out)
 }
 
-/// The effective access of every account on every repository of one workspace (the audit's
-/// matrix), sorted by repository then account, with the completeness of the whole workspace.
+/// The effective access of every account on every repository of one workspace, sorted by
+/// repository then account, with the completeness of the whole workspace. The audit's matrix
+/// is the same rows, a batch of repositories at a time ([`for_repositories`]).
 pub async fn for_workspace(
     store: &dyn Store,
     ws: &WorkspaceSlug,
@@ -310,6 +311,40 @@ pub async fn for_workspace(
         rows: rows(ws, effective_access(facts), names),
         completeness: completeness(store, ws, |_| true).await?,
     })
+}
+
+/// The completeness of every listing of a workspace (what a workspace-wide answer rests on).
+pub async fn workspace_completeness(
+    store: &dyn Store,
+    ws: &WorkspaceSlug,
+) -> Result<Completeness, StoreError> {
+    completeness(store, ws, |_| true).await
+}
+
+/// A workspace's repositories in batches of at most `per_batch` (at least one), in the order
+/// [`for_workspace`] lists its rows: the batches of [`for_repositories`].
+pub fn repository_batches(facts: &WorkspaceFacts, per_batch: usize) -> Vec<BTreeSet<RepoSlug>> {
+    let slugs: Vec<RepoSlug> = facts.repository_slugs().into_iter().collect();
+    slugs
+        .chunks(per_batch.max(1))
+        .map(|batch| batch.iter().cloned().collect())
+        .collect()
+}
+
+/// The effective access on a batch of a workspace's repositories, sorted by repository then
+/// account: the rows [`for_workspace`] gives for them, computed from these repositories' facts
+/// only, so the audit can stream a large workspace's matrix one batch at a time.
+pub fn for_repositories(
+    ws: &WorkspaceSlug,
+    facts: &WorkspaceFacts,
+    repositories: &BTreeSet<RepoSlug>,
+    names: &AccountNames,
+) -> Vec<AccessRow> {
+    rows(
+        ws,
+        effective_access(&facts.restricted_to(repositories)),
+        names,
+    )
 }
 
 /// Who can reach `ws/repo` and why, strongest first.

@@ -9,7 +9,7 @@ mod audit_support;
 mod sync_support;
 
 use audit_support::*;
-use bitbucket_access::audit::{self, FindingKind, GrantCategory, Report};
+use bitbucket_access::audit::{self, Audit, FindingKind, GrantCategory, Report};
 use bitbucket_access::clock::Clock;
 use bitbucket_access::domain::{AccountId, AccountType, Identity, IdentitySource};
 use bitbucket_sim::Level;
@@ -19,6 +19,7 @@ use std::collections::BTreeSet;
 on_both_backends!(
     every_section_holds_what_the_world_has,
     a_second_report_names_the_first_and_lists_new_and_resolved_findings,
+    a_report_streamed_in_batches_equals_the_one_batch_report,
 );
 
 fn schema() -> jsonschema::Validator {
@@ -31,7 +32,7 @@ fn schema() -> jsonschema::Validator {
 }
 
 /// Validates a report's JSON (as the JSON renderer writes it) against the schema.
-pub fn assert_valid(report: &Report) {
+pub fn assert_valid(report: &Audit) {
     let value: serde_json::Value =
         serde_json::from_str(&audit::render_json::render(report)).expect("JSON");
     let validator = schema();
@@ -64,8 +65,9 @@ async fn every_section_holds_what_the_world_has(url: String) {
     assert_eq!(r.findings[0].severity, audit::Severity::Critical);
 
     // Matrix: account, person, repository, level, sources.
-    let row = r
-        .access_matrix
+    let matrix: Vec<audit::MatrixRow> = r.matrix.rows().collect();
+    assert_eq!(matrix.len() as u64, r.summary.access_rows);
+    let row = matrix
         .iter()
         .find(|m| *m.repository == *w.repo && *m.account_id == *w.direct_admin)
         .expect("the direct admin's row");
@@ -75,7 +77,7 @@ async fn every_section_holds_what_the_world_has(url: String) {
         row.sources.iter().any(|s| &**s == "direct: admin"),
         "{row:?}"
     );
-    assert!(r.access_matrix.iter().any(|m| &*m.repository == PUBLIC_REPO
+    assert!(matrix.iter().any(|m| &*m.repository == PUBLIC_REPO
         && m.sources.iter().any(|s| &**s == "public repository: read")));
 
     // Administrators of the workspace, the project and the repository.
@@ -223,9 +225,20 @@ async fn every_section_holds_what_the_world_has(url: String) {
 async fn a_second_report_names_the_first_and_lists_new_and_resolved_findings(url: String) {
     let w = build(&url, 7302).await;
     let first = report(&w).await;
-    audit::record(w.store.as_ref(), &first, Vec::new())
+    let files = vec![bitbucket_access::store::ReportFile {
+        path: "/reports/audit-first.json".to_owned(),
+        sha256: first.sha256.clone(),
+    }];
+    audit::record(w.store.as_ref(), &first, files.clone())
         .await
         .expect("store the first report");
+    // The newest stored report, as readers outside the audit (the HTTP API) get it.
+    let latest = audit::latest(w.store.as_ref())
+        .await
+        .expect("read")
+        .expect("a stored report");
+    assert_eq!(latest.report, first.report);
+    assert_eq!(latest.file(".json"), Some(&files[0]));
 
     // The contractor becomes a company account; someone changes another permission.
     w.store
@@ -291,4 +304,107 @@ async fn a_second_report_names_the_first_and_lists_new_and_resolved_findings(url
     assert!(!second_report.changes.new.contains(&public));
     assert!(second_report.findings.iter().any(|f| f.id == public));
     assert_valid(&second_report);
+}
+
+/// Every file of the audit in `dir`, by name.
+fn written(audit: &Audit, dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    use bitbucket_access::cli::audit::{write_report, OutputFormat};
+    let formats = [
+        OutputFormat::Json,
+        OutputFormat::Csv,
+        OutputFormat::Md,
+        OutputFormat::Html,
+    ];
+    write_report(audit, dir, &formats)
+        .expect("write")
+        .into_iter()
+        .map(|f| {
+            let bytes = std::fs::read(&f.path).expect("read back");
+            assert_eq!(
+                bitbucket_access::store::chain::sha256_hex(&bytes),
+                f.sha256,
+                "{}",
+                f.path
+            );
+            let name = std::path::Path::new(&f.path)
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            (name, bytes)
+        })
+        .collect()
+}
+
+async fn a_report_streamed_in_batches_equals_the_one_batch_report(url: String) {
+    let w = build(&url, 7303).await;
+    let settings = settings(&w.ws);
+    let whole = audit::build_in_batches(w.store.as_ref(), &w.clock, &settings, usize::MAX)
+        .await
+        .expect("audit in one batch");
+    let batched = audit::build_in_batches(w.store.as_ref(), &w.clock, &settings, 1)
+        .await
+        .expect("audit a repository at a time");
+    assert_eq!(whole.matrix.batches().count(), 1);
+    assert!(batched.matrix.batches().count() >= 3);
+
+    // The same report: counts, administrators, findings, the matrix's hash, the report's hash.
+    assert_eq!(batched.report, whole.report);
+    let rows: Vec<audit::MatrixRow> = whole.matrix.rows().collect();
+    assert_eq!(batched.matrix.rows().collect::<Vec<_>>(), rows);
+    assert_eq!(rows.len() as u64, whole.summary.access_rows);
+
+    // The same bytes in every file, each holding every row.
+    let (a, b) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let one = written(&whole, a.path());
+    let many = written(&batched, b.path());
+    assert_eq!(one.len(), 3 + audit::render_csv::SECTIONS.len());
+    assert_eq!(one, many);
+    let text = |suffix: &str| -> String {
+        let (_, bytes) = one.iter().find(|(n, _)| n.ends_with(suffix)).expect(suffix);
+        String::from_utf8(bytes.clone()).expect("UTF-8")
+    };
+
+    // The JSON file holds every row, and they hash to the report's access_matrix_sha256,
+    // which the report's own hash covers.
+    let json: serde_json::Value = serde_json::from_str(&text(".json")).expect("JSON");
+    assert_eq!(
+        json["access_matrix"],
+        serde_json::to_value(&rows).expect("rows")
+    );
+    // (The rows' own order of members: a parsed `Value` would sort them.)
+    let compact = serde_json::to_string(&rows).expect("compact");
+    assert_eq!(
+        bitbucket_access::store::chain::sha256_hex(compact.as_bytes()),
+        whole.access_matrix_sha256
+    );
+    assert_eq!(
+        json["access_matrix_sha256"],
+        whole.access_matrix_sha256.as_str()
+    );
+    assert_eq!(json["sha256"], whole.sha256.as_str());
+    let csv_rows = text("-access_matrix.csv").lines().count() - 1;
+    assert_eq!(csv_rows, rows.len());
+    assert!(text(".md").contains(&format!("| {} |", rows[rows.len() - 1].sources.join(", "))));
+
+    // A page capped below the matrix's size says so, and holds only the rows it shows.
+    let mut page = Vec::new();
+    audit::render_html::write_capped(&whole, whole.matrix.rows(), 2, &mut page).expect("page");
+    let page = String::from_utf8(page).expect("UTF-8");
+    assert!(
+        page.contains(&format!("shows the first 2 of the {} rows", rows.len())),
+        "the page must say it is capped"
+    );
+    let access_table = page
+        .split("id=\"access\"")
+        .nth(1)
+        .expect("the access table");
+    assert_eq!(access_table.matches("<tr class=").count(), 2);
+    assert!(
+        !text(".html").contains("access-capped"),
+        "a small matrix is shown whole"
+    );
 }

@@ -1,5 +1,6 @@
 //! Stored reports: the previous report a new one names and compares with (new and resolved
-//! findings), and storing a report with its audit-log entry.
+//! findings), storing a report with its audit-log entry, and the newest stored report with the
+//! files it was written to ([`latest`], for readers outside the audit such as the HTTP API).
 
 use std::collections::BTreeSet;
 
@@ -65,6 +66,43 @@ pub(super) fn changes(current: &[Finding], previous: Option<&[Finding]>) -> Chan
             .cloned()
             .collect(),
     }
+}
+
+/// The newest stored report: its content (every section but the matrix's rows) and the files
+/// it was written to, where the matrix's rows are.
+#[derive(Debug, Clone)]
+pub struct LatestReport {
+    /// Its store id.
+    pub id: AuditRunId,
+    /// The report as stored.
+    pub report: Report,
+    /// The files it was written to, each with the SHA-256 recorded for it (the file may have
+    /// been moved or altered since: `audit verify` tells).
+    pub files: Vec<ReportFile>,
+}
+
+impl LatestReport {
+    /// The file whose name ends with `suffix`: `.json`, `.md`, `.html`, or `-<section>.csv`
+    /// (one of [`super::render_csv::SECTIONS`]).
+    pub fn file(&self, suffix: &str) -> Option<&ReportFile> {
+        self.files.iter().find(|f| f.path.ends_with(suffix))
+    }
+}
+
+/// Reads the newest stored report with its files; `None` when no audit was stored.
+pub async fn latest(store: &dyn Store) -> Result<Option<LatestReport>, AuditError> {
+    let Some(AuditRun { id, run }) = store.last_audit_run().await? else {
+        return Ok(None);
+    };
+    let report = Report::parse(&run.content).map_err(|e| AuditError::PreviousReport {
+        id: id.0,
+        detail: e.to_string(),
+    })?;
+    Ok(Some(LatestReport {
+        id,
+        report,
+        files: run.files,
+    }))
 }
 
 /// Stores a sealed report with the files it was written to, and records it in the audit log.

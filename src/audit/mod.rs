@@ -1,18 +1,23 @@
 //! Permission audits: the report identity teams and auditors use, with tamper-evident history.
 //!
-//! [`build`] reads the store (never Bitbucket) and assembles a [`Report`]: the effective access
-//! matrix (from [`crate::access`], the domain's rules), administrators, identity findings, drift
-//! since the previous report, grants, policy findings and the freshness of the facts. Every
-//! finding has a stable snake_case [`FindingKind`], a [`Severity`] and its subjects. The report
-//! names the previous stored report's SHA-256 and lists new and resolved findings;
-//! [`history::record`] stores it. The renderers (`render_*`) turn one report into JSON, CSV (one
-//! file per section), Markdown and a self-contained HTML page. [`verify`] checks the audit log's
-//! hash chain and every stored report.
+//! [`build`] reads the store (never Bitbucket) and assembles an [`Audit`]: a [`Report`] with the
+//! administrators, identity findings, drift since the previous report, grants, policy findings
+//! and the freshness of the facts, and the effective access [`Matrix`] (from [`crate::access`],
+//! the domain's rules), which is never held whole: its rows are computed a batch of
+//! repositories at a time, once for the report's counts, findings and the matrix's hash, and
+//! again while the files are written. Every finding has a stable snake_case [`FindingKind`], a
+//! [`Severity`] and its subjects. The report names the previous stored report's SHA-256 and
+//! lists new and resolved findings; [`history::record`] stores it (without the matrix's rows)
+//! and [`history::latest`] reads the newest stored one back with its files. The renderers
+//! (`render_*`) write an audit as JSON, CSV (one file per section), Markdown and a
+//! self-contained HTML page, taking the matrix's rows as they come. [`verify`] checks the audit
+//! log's hash chain and every stored report.
 //!
 //! Time comes only from the [`Clock`] passed in.
 
 mod cells;
 pub mod history;
+mod matrix;
 mod model;
 pub mod render_csv;
 pub mod render_html;
@@ -22,14 +27,15 @@ mod sections_access;
 mod sections_history;
 pub mod verify;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use crate::clock::Clock;
 use crate::config::{AuditPolicy, GrantPolicy};
 use crate::domain::{Identity, WorkspaceSlug};
 use crate::store::{AuditFilter, AuditKind, GrantFilter, Store, StoreError};
 
-pub use history::record;
+pub use history::{latest, record, LatestReport};
+pub use matrix::{Matrix, DEFAULT_REPOSITORIES_PER_BATCH};
 pub use model::{
     AdminRow, AdminScope, Changes, DriftRow, DriftSection, FailedListing, Finding, FindingKind,
     Freshness, GrantCategory, GrantRow, MatrixRow, PolicyUsed, PreviousReport, Report, Severity,
@@ -118,12 +124,43 @@ async fn workspaces(
         .collect()
 }
 
+/// A built audit: the sealed report (every section but the matrix's rows, with the matrix's
+/// hash) and the matrix, whose rows are computed again, a batch at a time, as they are written.
+/// Derefs to its [`Report`].
+#[derive(Debug)]
+pub struct Audit {
+    /// The report.
+    pub report: Report,
+    /// The effective access matrix, streamed.
+    pub matrix: Matrix,
+}
+
+impl std::ops::Deref for Audit {
+    type Target = Report;
+
+    fn deref(&self) -> &Report {
+        &self.report
+    }
+}
+
 /// Builds a sealed report from the store. Stores nothing: see [`record`].
 pub async fn build(
     store: &dyn Store,
     clock: &dyn Clock,
     settings: &AuditSettings,
-) -> Result<Report, AuditError> {
+) -> Result<Audit, AuditError> {
+    build_in_batches(store, clock, settings, DEFAULT_REPOSITORIES_PER_BATCH).await
+}
+
+/// [`build`] with the matrix computed `repositories_per_batch` repositories at a time. The
+/// report does not depend on the batch size (a test holds this); only the memory a batch takes
+/// does.
+pub async fn build_in_batches(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    settings: &AuditSettings,
+    repositories_per_batch: usize,
+) -> Result<Audit, AuditError> {
     // Microseconds: the precision both backends keep, so the stored time equals the report's.
     let now = clock.now();
     let now = chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
@@ -140,34 +177,33 @@ pub async fn build(
         .map(|i| (i.account_id.to_string(), i))
         .collect();
 
-    let mut findings = Vec::new();
-    let mut matrix = Vec::new();
-    let mut administrators = Vec::new();
+    // One store read per workspace; the facts stay for the matrix's second pass (the files)
+    // and for the grants section.
+    let mut matrix = Matrix::new(names, repositories_per_batch);
+    let mut access = sections_access::AccessSections::new();
     let mut completeness = Vec::new();
-    let mut facts_by_ws = BTreeMap::new();
-    let mut interner = model::Interner::default();
     for ws in &slugs {
         let facts = store.workspace_facts(ws).await?;
-        let answer = crate::access::for_workspace(store, ws, &facts, &names).await?;
-        let section = sections_access::workspace_sections(
-            ws,
-            &facts,
-            answer.rows,
-            &names,
-            &settings.policy,
-            &mut interner,
-        );
-        matrix.extend(section.matrix);
-        administrators.extend(section.administrators);
-        findings.extend(section.findings);
-        completeness.push((ws.clone(), answer.completeness));
-        facts_by_ws.insert(ws.clone(), facts);
+        completeness.push((
+            ws.clone(),
+            crate::access::workspace_completeness(store, ws).await?,
+        ));
+        access.workspace(ws, &facts, matrix.names(), &settings.policy);
+        for repositories in matrix.batches_of(&facts) {
+            let rows = matrix.access_rows(ws, &facts, &repositories);
+            access.batch(
+                ws,
+                &facts,
+                &repositories,
+                &rows,
+                matrix.names(),
+                &settings.policy,
+            );
+        }
+        matrix.push(ws.clone(), facts);
     }
-    findings.extend(sections_access::identity_findings(
-        &matrix,
-        &identities,
-        &settings.policy,
-    ));
+    let mut findings = std::mem::take(&mut access.findings);
+    findings.extend(access.identity_findings(&identities, &settings.policy));
 
     let drift_entries = store
         .list_audit(&AuditFilter {
@@ -182,9 +218,8 @@ pub async fn build(
 
     let grants = store.list_grants(&GrantFilter::default()).await?;
     let (grant_rows, grant_findings) =
-        sections_history::grants(&grants, previous_at, now, &policy, &facts_by_ws);
+        sections_history::grants(&grants, previous_at, now, &policy, matrix.facts());
     findings.extend(grant_findings);
-    drop(facts_by_ws);
 
     let runs = store.sync_runs_behind(&slugs).await?;
     let (freshness, freshness_findings) = sections_history::freshness(completeness, runs, now);
@@ -198,7 +233,8 @@ pub async fn build(
     });
     findings.dedup_by(|a, b| a.id == b.id);
     let changes = history::changes(&findings, previous.as_ref().map(|p| p.findings.as_slice()));
-    let summary = summary(&findings, &matrix);
+    let summary = summary(&findings, access.access_rows, access.accounts_with_access());
+    let administrators = std::mem::take(&mut access.administrators);
     let mut report = Report {
         report_version: REPORT_VERSION,
         generated_at: now,
@@ -208,7 +244,7 @@ pub async fn build(
         summary,
         findings,
         changes,
-        access_matrix: matrix,
+        access_matrix_sha256: access.matrix_sha256(),
         administrators,
         drift: DriftSection {
             since: previous_at,
@@ -219,18 +255,14 @@ pub async fn build(
         sha256: String::new(),
     };
     report.seal();
-    Ok(report)
+    Ok(Audit { report, matrix })
 }
 
-fn summary(findings: &[Finding], matrix: &[MatrixRow]) -> Summary {
+fn summary(findings: &[Finding], access_rows: u64, accounts_with_access: u64) -> Summary {
     let mut s = Summary {
         findings: findings.len() as u64,
-        access_rows: matrix.len() as u64,
-        accounts_with_access: matrix
-            .iter()
-            .map(|r| &*r.account_id)
-            .collect::<BTreeSet<_>>()
-            .len() as u64,
+        access_rows,
+        accounts_with_access,
         ..Summary::default()
     };
     for f in findings {

@@ -1,14 +1,18 @@
 //! The audit report as data: its sections, its findings with stable kinds, and how it hashes.
 //!
-//! The report's `sha256` is the SHA-256 (lower-case hex) of the report's compact JSON without
-//! its last member, `sha256`: the members in the order the report writes them (the schema's
-//! order), no whitespace. The stored form of a report is exactly those bytes with
-//! `,"sha256":"<hash>"` put back before the closing brace, so anyone can check a stored report by
-//! removing that member and hashing the rest. The hash is computed while serialising, straight
-//! into the digest, so a large report is never held twice. Every renderer starts from this one
-//! value, so every format shows the same hash.
+//! The effective access matrix is the one section too large to hold: a [`Report`] holds every
+//! other section and the matrix's own hash, `access_matrix_sha256` (the SHA-256 of the matrix's
+//! compact JSON array); the rows themselves are streamed from the facts into the files (see
+//! [`super::Matrix`]). The report's `sha256` is the SHA-256 (lower-case hex) of the report's
+//! compact JSON without the matrix's rows and without its last member, `sha256`: the members in
+//! the order the report writes them (the schema's order, `access_matrix` left out), no
+//! whitespace. So the report's hash covers the matrix through `access_matrix_sha256`, and a
+//! stored report can be checked without its rows. The stored form of a report is exactly those
+//! bytes with `,"sha256":"<hash>"` put back before the closing brace, so anyone can check a
+//! stored report by removing that member and hashing the rest. Every renderer starts from this
+//! one value, so every format shows the same hash.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -18,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::store::chain::Sha256Writer;
 
 /// The version of the report's JSON shape (`schemas/audit-report.schema.json`).
-pub const REPORT_VERSION: u32 = 1;
+pub const REPORT_VERSION: u32 = 2;
 
 /// How much a finding matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -138,25 +142,9 @@ impl Finding {
     }
 }
 
-/// Text shared between rows: the matrix repeats the same workspaces, repositories, accounts,
-/// levels and sources on hundreds of thousands of rows, so each distinct text is kept once.
+/// Text of a matrix row: cloning a row (to hand one batch to several renderers) then copies
+/// no text.
 pub type Text = Arc<str>;
-
-/// Keeps one copy of each distinct [`Text`].
-#[derive(Debug, Default)]
-pub struct Interner(HashSet<Text>);
-
-impl Interner {
-    /// The shared copy of `text`.
-    pub fn get(&mut self, text: &str) -> Text {
-        if let Some(shared) = self.0.get(text) {
-            return shared.clone();
-        }
-        let shared: Text = Arc::from(text);
-        self.0.insert(shared.clone());
-        shared
-    }
-}
 
 /// Serde for [`Text`] as a plain string (serde's own support needs its `rc` feature).
 mod text {
@@ -462,7 +450,7 @@ pub struct Summary {
     pub accounts_with_access: u64,
 }
 
-/// A permission audit report.
+/// A permission audit report: every section but the matrix's rows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Report {
@@ -482,8 +470,9 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// New and resolved findings since the previous report.
     pub changes: Changes,
-    /// Effective access: account, person, repository, level, sources.
-    pub access_matrix: Vec<MatrixRow>,
+    /// SHA-256 of the effective access matrix's compact JSON array (its rows are streamed into
+    /// the files, not held here).
+    pub access_matrix_sha256: String,
     /// Administrators of every workspace, project and repository.
     pub administrators: Vec<AdminRow>,
     /// Drift since the previous report.
@@ -492,7 +481,7 @@ pub struct Report {
     pub grants: Vec<GrantRow>,
     /// The age of the facts and the sync runs behind them.
     pub freshness: Freshness,
-    /// SHA-256 of the canonical JSON without this field.
+    /// SHA-256 of the compact JSON without this field (and without the matrix's rows).
     pub sha256: String,
 }
 
@@ -507,7 +496,7 @@ struct Content<'a> {
     summary: &'a Summary,
     findings: &'a [Finding],
     changes: &'a Changes,
-    access_matrix: &'a [MatrixRow],
+    access_matrix_sha256: &'a str,
     administrators: &'a [AdminRow],
     drift: &'a DriftSection,
     grants: &'a [GrantRow],
@@ -525,7 +514,7 @@ impl Report {
             summary: &self.summary,
             findings: &self.findings,
             changes: &self.changes,
-            access_matrix: &self.access_matrix,
+            access_matrix_sha256: &self.access_matrix_sha256,
             administrators: &self.administrators,
             drift: &self.drift,
             grants: &self.grants,
@@ -533,7 +522,8 @@ impl Report {
         }
     }
 
-    /// The SHA-256 of the report's content (its compact JSON without `sha256`).
+    /// The SHA-256 of the report's content (its compact JSON without `sha256`; the matrix
+    /// counts through `access_matrix_sha256`).
     pub fn content_hash(&self) -> String {
         let mut writer = Sha256Writer::new(std::io::sink());
         // Writing into a sink cannot fail, and a report holds only serialisable values.
@@ -546,12 +536,13 @@ impl Report {
         self.sha256 = self.content_hash();
     }
 
-    /// The stored form: compact JSON, `sha256` last.
+    /// The stored form: compact JSON, `sha256` last, without the matrix's rows.
     pub fn stored_form(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// Reads a stored (or written) report back.
+    /// Reads a stored report back (the JSON file, which also holds the matrix's rows, does not
+    /// parse as one: read it as JSON).
     pub fn parse(text: &str) -> Result<Report, serde_json::Error> {
         serde_json::from_str(text)
     }

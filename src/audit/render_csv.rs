@@ -4,6 +4,10 @@
 use std::io::Write;
 
 use super::model::{MatrixRow, Report};
+use super::Audit;
+
+/// The section whose rows are streamed ([`write_matrix`]).
+pub const MATRIX_SECTION: &str = "access_matrix";
 
 /// The sections and their headers, in file order.
 pub const SECTIONS: &[(&str, &[&str])] = &[
@@ -80,6 +84,10 @@ fn rows(report: &Report, section: &str) -> Vec<Vec<String>> {
                 vec!["workspaces".into(), report.workspaces.join("; ")],
                 vec!["sha256".into(), report.sha256.clone()],
                 vec![
+                    "access_matrix_sha256".into(),
+                    report.access_matrix_sha256.clone(),
+                ],
+                vec![
                     "previous_sha256".into(),
                     opt(&report.previous.as_ref().map(|p| p.sha256.clone())),
                 ],
@@ -139,8 +147,6 @@ fn rows(report: &Report, section: &str) -> Vec<Vec<String>> {
             }));
             rows
         }
-        // The matrix is streamed by `write`: it is the one section too large to collect.
-        "access_matrix" => Vec::new(),
         "administrators" => report
             .administrators
             .iter()
@@ -228,46 +234,72 @@ fn rows(report: &Report, section: &str) -> Vec<Vec<String>> {
     }
 }
 
-fn matrix_record(r: &MatrixRow) -> Vec<String> {
-    vec![
-        r.workspace.to_string(),
-        r.repository.to_string(),
-        r.account_id.to_string(),
-        r.display_name.to_string(),
-        opt(&r.email),
-        r.level.to_string(),
-        r.sources.join("; "),
-    ]
+/// Writes one matrix row, borrowing its texts (the matrix is the section with the most rows).
+fn matrix_record<W: Write>(w: &mut csv::Writer<W>, r: &MatrixRow) -> Result<(), String> {
+    let sources = r.sources.join("; ");
+    w.write_record([
+        &*r.workspace,
+        &*r.repository,
+        &*r.account_id,
+        &*r.display_name,
+        r.email.as_deref().unwrap_or_default(),
+        &*r.level,
+        sources.as_str(),
+    ])
+    .map_err(|e| e.to_string())
 }
 
-/// Writes one section (one of [`SECTIONS`]) as CSV with its header.
-pub fn write(report: &Report, section: &str, out: &mut dyn Write) -> Result<(), String> {
-    let header = SECTIONS
+fn header(section: &str) -> Result<&'static [&'static str], String> {
+    SECTIONS
         .iter()
         .find(|(name, _)| *name == section)
         .map(|(_, header)| *header)
-        .ok_or_else(|| format!("no CSV section {section:?}"))?;
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record(header).map_err(|e| e.to_string())?;
-    if section == "access_matrix" {
-        for row in &report.access_matrix {
-            w.write_record(matrix_record(row))
-                .map_err(|e| e.to_string())?;
-        }
+        .ok_or_else(|| format!("no CSV section {section:?}"))
+}
+
+/// Writes one section (one of [`SECTIONS`], but the matrix: see [`write_matrix`]) as CSV with
+/// its header.
+pub fn write(report: &Report, section: &str, out: &mut dyn Write) -> Result<(), String> {
+    if section == MATRIX_SECTION {
+        return Err(format!(
+            "the CSV section {MATRIX_SECTION} is streamed: write it with write_matrix"
+        ));
     }
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(header(section)?)
+        .map_err(|e| e.to_string())?;
     for row in rows(report, section) {
         w.write_record(&row).map_err(|e| e.to_string())?;
     }
     w.flush().map_err(|e| e.to_string())
 }
 
-/// Every section as `(name, CSV text)`, in [`SECTIONS`] order.
-pub fn render(report: &Report) -> Result<Vec<(&'static str, String)>, String> {
+/// Writes the matrix section as CSV with its header, the rows from `rows` as they come.
+pub fn write_matrix(
+    rows: impl Iterator<Item = MatrixRow>,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(header(MATRIX_SECTION)?)
+        .map_err(|e| e.to_string())?;
+    for row in rows {
+        matrix_record(&mut w, &row)?;
+    }
+    w.flush().map_err(|e| e.to_string())
+}
+
+/// Every section of the audit as `(name, CSV text)`, in [`SECTIONS`] order (for tests and
+/// small audits: the texts are held whole).
+pub fn render(audit: &Audit) -> Result<Vec<(&'static str, String)>, String> {
     SECTIONS
         .iter()
         .map(|(name, _)| {
             let mut out = Vec::new();
-            write(report, name, &mut out)?;
+            if *name == MATRIX_SECTION {
+                write_matrix(audit.matrix.rows(), &mut out)?;
+            } else {
+                write(&audit.report, name, &mut out)?;
+            }
             Ok((*name, String::from_utf8(out).map_err(|e| e.to_string())?))
         })
         .collect()

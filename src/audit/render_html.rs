@@ -1,12 +1,21 @@
 //! The report as one self-contained HTML page: inline CSS and JavaScript, no external asset,
 //! no network. Every table can be filtered (a text box) and sorted (click a column header); the
 //! findings can also be filtered by severity and kind. Without JavaScript the page still shows
-//! every row.
+//! every row it holds.
+//!
+//! The effective access matrix of a large world (hundreds of thousands of rows) would make a
+//! page no browser can filter or sort, so the page holds at most [`HTML_MATRIX_ROWS`] of its
+//! rows, the first in report order (workspace, repository, account), and says so above the
+//! table; the JSON, CSV and Markdown files hold every row.
 
 use std::io::Write;
 
 use super::cells;
-use super::model::Report;
+use super::model::{MatrixRow, Report};
+use super::Audit;
+
+/// The most matrix rows the page holds.
+pub const HTML_MATRIX_ROWS: usize = 10_000;
 
 /// Escapes text for HTML content and attribute values.
 fn esc(text: &str) -> String {
@@ -86,6 +95,19 @@ const SCRIPT: &str = r#"
 })();
 "#;
 
+/// What a table shows above its rows.
+struct Head<'a> {
+    id: &'a str,
+    title: &'a str,
+    header: &'a [&'a str],
+    /// Rows in the table.
+    count: usize,
+    /// Drop-down filters: `(column, values)`.
+    selects: &'a [(usize, Vec<String>)],
+    /// A paragraph (HTML, escaped by the caller) under the title.
+    note: Option<&'a str>,
+}
+
 /// A filterable, sortable table; `rows` are `(row class, cells)`.
 fn table(
     out: &mut dyn Write,
@@ -95,7 +117,35 @@ fn table(
     rows: impl ExactSizeIterator<Item = (String, Vec<String>)>,
     selects: &[(usize, Vec<String>)],
 ) -> std::io::Result<()> {
+    let head = Head {
+        id,
+        title,
+        header,
+        count: rows.len(),
+        selects,
+        note: None,
+    };
+    table_of(out, &head, rows)
+}
+
+/// A table of `head.count` rows.
+fn table_of(
+    out: &mut dyn Write,
+    head: &Head<'_>,
+    rows: impl Iterator<Item = (String, Vec<String>)>,
+) -> std::io::Result<()> {
+    let Head {
+        id,
+        title,
+        header,
+        count,
+        selects,
+        note,
+    } = *head;
     writeln!(out, "<h2>{}</h2>", esc(title))?;
+    if let Some(note) = note {
+        writeln!(out, "{note}")?;
+    }
     write!(
         out,
         "<div class=\"controls\"><input type=\"search\" placeholder=\"Filter\" data-filter=\"{id}\" aria-label=\"Filter {title}\">",
@@ -115,8 +165,7 @@ fn table(
     }
     writeln!(
         out,
-        "<span class=\"count\" data-count=\"{id}\">{} rows</span></div>",
-        rows.len()
+        "<span class=\"count\" data-count=\"{id}\">{count} rows</span></div>"
     )?;
     write!(out, "<table class=\"report\" id=\"{id}\"><thead><tr>")?;
     for h in header {
@@ -134,16 +183,32 @@ fn table(
     Ok(())
 }
 
-/// The report as a self-contained HTML page, as text.
-pub fn render(r: &Report) -> String {
+/// The audit as a self-contained HTML page, as text (for tests and small audits: the text is
+/// held whole).
+pub fn render(audit: &Audit) -> String {
     let mut out = Vec::new();
     // Writing into memory cannot fail.
-    let _ = write(r, &mut out);
+    let _ = write(&audit.report, audit.matrix.rows(), &mut out);
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Writes the report as a self-contained HTML page.
-pub fn write(r: &Report, out: &mut dyn Write) -> std::io::Result<()> {
+/// Writes the report as a self-contained HTML page, with at most [`HTML_MATRIX_ROWS`] of the
+/// matrix's rows from `rows` (it reads no further).
+pub fn write(
+    r: &Report,
+    rows: impl Iterator<Item = MatrixRow>,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    write_capped(r, rows, HTML_MATRIX_ROWS, out)
+}
+
+/// [`write`] with at most `cap` matrix rows.
+pub fn write_capped(
+    r: &Report,
+    rows: impl Iterator<Item = MatrixRow>,
+    cap: usize,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     let title = format!("Permission audit, {}", r.generated_at.to_rfc3339());
     write!(
         out,
@@ -245,13 +310,31 @@ pub fn write(r: &Report, out: &mut dyn Write) -> std::io::Result<()> {
         r.freshness.sync_runs.iter().map(cells::sync_run).map(plain),
         &[],
     )?;
-    table(
+    let total = usize::try_from(r.summary.access_rows).unwrap_or(usize::MAX);
+    let shown = total.min(cap);
+    // Said above the table, where a reader looks: the page is not the whole matrix.
+    let note = (shown < total).then(|| {
+        format!(
+            "<p id=\"access-capped\">This page shows the first {shown} of the {total} rows of \
+             the effective access matrix (by workspace, repository and account); filtering and \
+             sorting apply to these rows. The JSON, CSV and Markdown files of this report hold \
+             every row (matrix SHA-256 <code>{}</code>).</p>",
+            esc(&r.access_matrix_sha256)
+        )
+    });
+    let head = Head {
+        id: "access",
+        title: "Effective access",
+        header: cells::MATRIX,
+        count: shown,
+        selects: &[(4, vec!["admin".into(), "write".into(), "read".into()])],
+        note: note.as_deref(),
+    };
+    table_of(
         out,
-        "access",
-        "Effective access",
-        cells::MATRIX,
-        r.access_matrix.iter().map(cells::matrix).map(plain),
-        &[(4, vec!["admin".into(), "write".into(), "read".into()])],
+        &head,
+        rows.take(shown)
+            .map(|row| (String::new(), cells::matrix(&row))),
     )?;
     write!(out, "<script>{SCRIPT}</script>\n</body></html>\n")?;
     Ok(())

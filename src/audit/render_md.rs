@@ -1,10 +1,11 @@
 //! The report as Markdown, for people and tickets: the summary and the findings first, then
-//! each section as a table.
+//! each section as a table, the effective access matrix last (its rows written as they come).
 
 use std::io::Write;
 
 use super::cells;
-use super::model::Report;
+use super::model::{MatrixRow, Report};
+use super::Audit;
 
 /// A table cell: pipes escaped, line breaks flattened.
 fn cell(text: &str) -> String {
@@ -33,16 +34,20 @@ fn table(
     Ok(())
 }
 
-/// The report as Markdown text.
-pub fn render(r: &Report) -> String {
+/// The audit as Markdown text (for tests and small audits: the text is held whole).
+pub fn render(audit: &Audit) -> String {
     let mut out = Vec::new();
     // Writing into memory cannot fail.
-    let _ = write(r, &mut out);
+    let _ = write(&audit.report, audit.matrix.rows(), &mut out);
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Writes the report as Markdown.
-pub fn write(r: &Report, out: &mut dyn Write) -> std::io::Result<()> {
+/// Writes the report as Markdown, the matrix's rows from `rows` (every row, in order).
+pub fn write(
+    r: &Report,
+    rows: impl Iterator<Item = MatrixRow>,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     writeln!(out, "# Permission audit, {}\n", r.generated_at.to_rfc3339())?;
     writeln!(out, "- Workspaces: {}", r.workspaces.join(", "))?;
     writeln!(out, "- Report SHA-256: `{}`", r.sha256)?;
@@ -142,10 +147,11 @@ pub fn write(r: &Report, out: &mut dyn Write) -> std::io::Result<()> {
     )?;
 
     writeln!(out, "## Effective access\n")?;
-    table(
+    writeln!(
         out,
-        cells::MATRIX,
-        r.access_matrix.iter().map(cells::matrix),
+        "{} rows; SHA-256 of the matrix: `{}`\n",
+        r.summary.access_rows, r.access_matrix_sha256
     )?;
+    table(out, cells::MATRIX, rows.map(|row| cells::matrix(&row)))?;
     Ok(())
 }

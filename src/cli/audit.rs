@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+pub use super::audit_files::{write_report, write_report_blocking};
 use super::{load_config, Cli, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 use crate::audit::{self, AuditError, AuditSettings, FindingKind, Report};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ReportFormat};
-use crate::store::chain::Sha256Writer;
 use crate::store::{OpenMode, ReportFile, Store};
 use crate::sync::SyncOptions;
 
@@ -81,58 +81,6 @@ pub fn settings(config: &Config, workspaces: Vec<String>) -> AuditSettings {
     }
 }
 
-/// Renders the report in each format and writes the files into `dir` (created if missing):
-/// `audit-<time>.json`, `.md`, `.html`, and `audit-<time>-<section>.csv`. Returns each file
-/// with the SHA-256 of its bytes.
-pub fn write_report(
-    report: &Report,
-    dir: &Path,
-    formats: &[OutputFormat],
-) -> Result<Vec<ReportFile>, String> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("cannot create the report folder {}: {e}", dir.display()))?;
-    let stem = format!("audit-{}", report.generated_at.format("%Y%m%dT%H%M%S%.6fZ"));
-    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    // Each file is rendered straight into the file and hashed on the way: a large report's
-    // texts are never held in memory.
-    let write = |name: String,
-                 render: &dyn Fn(&mut dyn std::io::Write) -> Result<(), String>|
-     -> Result<ReportFile, String> {
-        let path = dir.join(name);
-        let failed = |e: String| format!("cannot write {}: {e}", path.display());
-        let file = std::fs::File::create(&path).map_err(|e| failed(e.to_string()))?;
-        let mut out = Sha256Writer::new(std::io::BufWriter::new(file));
-        render(&mut out).map_err(failed)?;
-        let sha256 = out.finish().map_err(|e| failed(e.to_string()))?;
-        Ok(ReportFile {
-            path: path.display().to_string(),
-            sha256,
-        })
-    };
-    let mut files = Vec::new();
-    for format in formats {
-        match format {
-            OutputFormat::Json => files.push(write(format!("{stem}.json"), &|out| {
-                audit::render_json::write(report, out).map_err(|e| e.to_string())
-            })?),
-            OutputFormat::Md => files.push(write(format!("{stem}.md"), &|out| {
-                audit::render_md::write(report, out).map_err(|e| e.to_string())
-            })?),
-            OutputFormat::Html => files.push(write(format!("{stem}.html"), &|out| {
-                audit::render_html::write(report, out).map_err(|e| e.to_string())
-            })?),
-            OutputFormat::Csv => {
-                for (section, _) in audit::render_csv::SECTIONS {
-                    files.push(write(format!("{stem}-{section}.csv"), &|out| {
-                        audit::render_csv::write(report, section, out)
-                    })?);
-                }
-            }
-        }
-    }
-    Ok(files)
-}
-
 /// Builds, writes and stores a report; returns it with its files.
 pub async fn produce(
     store: &dyn Store,
@@ -141,14 +89,14 @@ pub async fn produce(
     dir: &Path,
     formats: &[OutputFormat],
 ) -> Result<(Report, Vec<ReportFile>), String> {
-    let report = audit::build(store, clock, settings)
+    let audit = audit::build(store, clock, settings)
         .await
         .map_err(|e| e.to_string())?;
-    let files = write_report(&report, dir, formats)?;
-    audit::record(store, &report, files.clone())
+    let (audit, files) = write_report_blocking(audit, dir.to_path_buf(), formats.to_vec()).await?;
+    audit::record(store, &audit.report, files.clone())
         .await
         .map_err(|e| e.to_string())?;
-    Ok((report, files))
+    Ok((audit.report, files))
 }
 
 /// The human summary of a written report.
@@ -247,7 +195,7 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
         .clone()
         .unwrap_or_else(|| config.audit_policy.report_dir.clone());
     let settings = settings(&config, args.workspaces.clone());
-    let report = match audit::build(store.as_ref(), &SystemClock, &settings).await {
+    let audit = match audit::build(store.as_ref(), &SystemClock, &settings).await {
         Ok(r) => r,
         Err(e @ AuditError::UnknownWorkspace { .. }) => {
             eprintln!("error: {e}");
@@ -258,13 +206,14 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    let files = match write_report(&report, &dir, &formats) {
-        Ok(f) => f,
+    let (audit, files) = match write_report_blocking(audit, dir, formats).await {
+        Ok(written) => written,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_FAILURE;
         }
     };
+    let report = audit.report;
     if let Err(e) = audit::record(store.as_ref(), &report, files.clone()).await {
         eprintln!("error: the report was written but could not be stored: {e}");
         return EXIT_FAILURE;

@@ -6,6 +6,7 @@
 
 mod access;
 pub mod audit;
+mod audit_files;
 mod demo;
 mod doctor;
 pub(crate) mod grants;

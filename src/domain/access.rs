@@ -52,6 +52,47 @@ pub struct WorkspaceFacts {
     pub repository_permissions: Vec<RepositoryPermission>,
 }
 
+impl WorkspaceFacts {
+    /// Every repository the facts name, listed or holding a permission, in slug order: the
+    /// order [`effective_access`] sorts its entries in.
+    pub fn repository_slugs(&self) -> BTreeSet<RepoSlug> {
+        self.repositories
+            .iter()
+            .map(|r| r.slug.clone())
+            .chain(
+                self.repository_permissions
+                    .iter()
+                    .map(|p| p.repository.clone()),
+            )
+            .collect()
+    }
+
+    /// The facts that bear on these repositories only: every member, group and project
+    /// permission (they apply through the repositories kept), the repositories and their own
+    /// permissions. [`effective_access`] of the result is the part of the whole workspace's
+    /// effective access on these repositories, so a large workspace can be computed a batch of
+    /// repositories at a time.
+    pub fn restricted_to(&self, repositories: &BTreeSet<RepoSlug>) -> WorkspaceFacts {
+        WorkspaceFacts {
+            members: self.members.clone(),
+            repositories: self
+                .repositories
+                .iter()
+                .filter(|r| repositories.contains(&r.slug))
+                .cloned()
+                .collect(),
+            groups: self.groups.clone(),
+            project_permissions: self.project_permissions.clone(),
+            repository_permissions: self
+                .repository_permissions
+                .iter()
+                .filter(|p| repositories.contains(&p.repository))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
 /// One reason an account can reach a repository.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -567,6 +608,16 @@ mod tests {
                 let later = after.iter().find(|e| e.repository == entry.repository && e.account_id == entry.account_id);
                 prop_assert!(later.is_some_and(|l| l.level >= entry.level));
             }
+        }
+
+        #[test]
+        fn batches_of_repositories_add_up_to_the_whole(facts in arb_facts(), size in 1usize..4) {
+            let slugs: Vec<RepoSlug> = facts.repository_slugs().into_iter().collect();
+            let batched: Vec<EffectiveAccess> = slugs
+                .chunks(size)
+                .flat_map(|batch| effective_access(&facts.restricted_to(&batch.iter().cloned().collect())))
+                .collect();
+            prop_assert_eq!(batched, effective_access(&facts));
         }
 
         #[test]

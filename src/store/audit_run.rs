@@ -31,7 +31,8 @@ pub struct NewAuditRun {
     pub previous_sha256: Option<String>,
     /// How many findings it holds.
     pub findings: u64,
-    /// The report's canonical JSON, `sha256` field included.
+    /// The report's canonical JSON, `sha256` field included (without the matrix's rows: they
+    /// are in the files).
     pub content: String,
     /// The files it was written to.
     pub files: Vec<ReportFile>,

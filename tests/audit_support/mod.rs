@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use crate::sync_support::*;
-use bitbucket_access::audit::{self, AuditSettings, Report};
+use bitbucket_access::audit::{self, Audit, AuditSettings};
 use bitbucket_access::clock::{Clock, ManualClock};
 use bitbucket_access::config::{AuditPolicy, Config, DatabaseUrl, GrantPolicy};
 use bitbucket_access::domain::{
@@ -307,7 +307,7 @@ pub async fn build(url: &str, seed: u64) -> AuditWorld {
 }
 
 /// Builds a report of the world with its settings.
-pub async fn report(world: &AuditWorld) -> Report {
+pub async fn report(world: &AuditWorld) -> Audit {
     audit::build(world.store.as_ref(), &world.clock, &settings(&world.ws))
         .await
         .expect("the audit runs")
