@@ -39,7 +39,7 @@ use super::{SyncError, PAGE_SIZE};
 use crate::bitbucket::convert::workspace_role;
 use crate::bitbucket::{ApiError, BitbucketClient, ErrorKind, Project, Repository};
 use crate::clock::{Clock, SystemClock};
-use crate::domain::{GroupSlug, ProjectRef, RepoRef, WorkspaceSlug};
+use crate::domain::{Attribution, GroupSlug, ProjectRef, RepoRef, WorkspaceSlug};
 use crate::store::{
     Fact, ListingKey, MassChangeGuard, ReplaceOutcome, RunOwner, Store, SyncOutcome, SyncRunFinish,
 };
@@ -91,6 +91,56 @@ impl Target {
             | Target::WorkspaceMembers(workspace)
             | Target::Repositories(workspace)
             | Target::Projects(workspace) => workspace,
+        }
+    }
+}
+
+impl Target {
+    /// Whether a refresh of this target reads `key` (so a change in it may be the target's
+    /// event's): its own listings, the whole listing a single item is merged into, the groups
+    /// listing a vanished group is settled by, and the permissions of the repositories or
+    /// projects a whole listing finds new.
+    pub fn covers(&self, key: &ListingKey) -> bool {
+        if key.workspace() != self.workspace() {
+            return false;
+        }
+        match (self, key) {
+            (Target::Repository(_), ListingKey::Repositories(_))
+            | (Target::Project(_), ListingKey::Projects(_))
+            | (Target::Repositories(_), ListingKey::Repositories(_))
+            | (Target::Projects(_), ListingKey::Projects(_))
+            | (Target::Groups(_), ListingKey::Groups(_) | ListingKey::GroupMembers { .. })
+            | (Target::GroupMembers { .. }, ListingKey::Groups(_))
+            | (Target::WorkspaceMembers(_), ListingKey::WorkspaceMembers(_)) => true,
+            (
+                Target::Repository(r) | Target::RepositoryUsers(r),
+                ListingKey::RepositoryUserPermissions(k),
+            )
+            | (
+                Target::Repository(r) | Target::RepositoryGroups(r),
+                ListingKey::RepositoryGroupPermissions(k),
+            ) => r == k,
+            (
+                Target::Project(p) | Target::ProjectUsers(p),
+                ListingKey::ProjectUserPermissions(k),
+            )
+            | (
+                Target::Project(p) | Target::ProjectGroups(p),
+                ListingKey::ProjectGroupPermissions(k),
+            ) => p == k,
+            (Target::GroupMembers { group, .. }, ListingKey::GroupMembers { group: g, .. }) => {
+                group == g
+            }
+            (
+                Target::Repositories(_),
+                ListingKey::RepositoryUserPermissions(_)
+                | ListingKey::RepositoryGroupPermissions(_),
+            )
+            | (
+                Target::Projects(_),
+                ListingKey::ProjectUserPermissions(_) | ListingKey::ProjectGroupPermissions(_),
+            ) => true,
+            _ => false,
         }
     }
 }
@@ -216,6 +266,10 @@ pub struct TargetedOptions {
     pub lease: LeaseSettings,
     /// Holds back a replace that would remove most of a listing.
     pub mass_change: MassChangeGuard,
+    /// The organization events the targets came from (empty for a webhook's refresh): the
+    /// drift a listing shows names the event that explains it, and the connector's own
+    /// changes are not drift.
+    pub attributions: Vec<(Target, Attribution)>,
 }
 
 impl Default for TargetedOptions {
@@ -224,6 +278,7 @@ impl Default for TargetedOptions {
             clock: Arc::new(SystemClock),
             lease: LeaseSettings::default(),
             mass_change: MassChangeGuard::default(),
+            attributions: Vec::new(),
         }
     }
 }
@@ -413,6 +468,7 @@ async fn read_workspace(
         swept: false,
         pending: Vec::new(),
         expected: &expected,
+        attributions: &options.attributions,
     };
     let mut permissions = reads.permissions.clone();
     report.reads += (reads.structural.len() + reads.items.len() + reads.group_members.len()) as u64;
