@@ -40,6 +40,7 @@ mod progress;
 mod report;
 mod structural;
 mod sweep;
+mod target;
 pub mod targeted;
 mod workspace;
 
