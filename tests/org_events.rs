@@ -27,6 +27,7 @@ on_both_backends!(
     an_unknown_action_is_refreshed_conservatively,
     the_connectors_own_change_is_not_drift,
     without_guard_or_link_no_event_arrives_and_sync_works_as_before,
+    events_on_one_listing_merge_and_each_change_names_its_own_actor,
 );
 
 async fn an_out_of_band_change_is_drift_with_its_actor_for_three_requests(url: String) {
@@ -274,4 +275,45 @@ async fn without_guard_or_link_no_event_arrives_and_sync_works_as_before(url: St
         1
     );
     assert_store_matches_world(store.as_ref(), &sim, &ws).await;
+}
+
+async fn events_on_one_listing_merge_and_each_change_names_its_own_actor(url: String) {
+    let (sim, store, ws) = synced(&url, 7307).await;
+    pass(&sim, store.as_ref(), &ws, "a").await;
+    let (repo, first) = repo_and_member(&sim, &ws, 0);
+    let first_actor = other_admin(&sim);
+    grant_as(&sim, first_actor.clone(), &ws, &repo, &first);
+    let second = sim.with_world(|w| {
+        let space = &w.workspaces[&ws];
+        space
+            .members
+            .iter()
+            .find(|(m, membership)| {
+                membership.role == bitbucket_sim::Role::Member
+                    && !space.repositories[&repo].user_permissions.contains_key(*m)
+            })
+            .map(|(m, _)| m.clone())
+            .expect("a second member")
+    });
+    let second_actor = bitbucket_sim::api::org::Actor {
+        id: "557058:second-admin".into(),
+        name: "Second Admin".into(),
+        api_token: false,
+    };
+    grant_as(&sim, second_actor.clone(), &ws, &repo, &second);
+    sim.reset_counters();
+    let report = pass(&sim, store.as_ref(), &ws, "a").await;
+    assert_eq!(report.applied, 2, "{report:#?}");
+    assert_eq!(
+        bitbucket_requests(&sim),
+        1,
+        "two events on one listing cost one read: {report:#?}"
+    );
+    for (member, actor) in [(&first, &first_actor), (&second, &second_actor)] {
+        let drift = drift_of(store.as_ref(), &ws, &repo, member).await;
+        assert_eq!(drift.len(), 1);
+        let by = &drift[0].entry.details["attribution"];
+        assert_eq!(by["actor_account_id"], actor.id.as_str(), "{by}");
+        assert_eq!(by["api_token"], actor.api_token, "{by}");
+    }
 }
