@@ -18,6 +18,7 @@
 //! changes its world out of band). Exit status non-zero when a target is missed.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bitbucket_access::bitbucket::{Auth, BitbucketClient, BudgetSettings, ClientSettings};
@@ -98,15 +99,17 @@ async fn bench() -> Result<Vec<String>, String> {
         groups: FULL.groups_per_workspace,
         ..WorldSpec::large(16)
     });
-    let sim = Sim::start(
-        world,
-        SimOptions {
-            rate_limit_per_hour: 1_000_000,
-            ..SimOptions::default()
-        },
-    )
-    .await
-    .map_err(|e| format!("the simulator did not start: {e}"))?;
+    let sim = Arc::new(
+        Sim::start(
+            world,
+            SimOptions {
+                rate_limit_per_hour: 1_000_000,
+                ..SimOptions::default()
+            },
+        )
+        .await
+        .map_err(|e| format!("the simulator did not start: {e}"))?,
+    );
     let admin = sim.admin_account_id();
     let managed: Vec<String> = sim.with_world(|w| {
         w.workspaces
@@ -169,20 +172,28 @@ async fn bench() -> Result<Vec<String>, String> {
     let interval = POLL / SCALE;
     let spacing = SPAN / SCALE / CHANGES as u32;
     let begin = Instant::now();
-    let change_task = async {
-        let mut made = BTreeMap::new();
-        for (i, (ws, repo, member)) in changes.iter().enumerate() {
-            tokio::time::sleep_until((begin + spacing * i as u32).into()).await;
-            sim.with_world_as(actor.clone(), |w| {
-                w.set_repo_user_permission(ws, repo, member, Some(Level::Admin))
-                    .expect("an out-of-band change");
-            });
-            made.insert(
-                format!("repository_user_permission {ws}/{repo} {member}"),
-                Instant::now(),
-            );
-        }
-        made
+    // The changes come from their own thread: the simulator compares its whole world with its
+    // last snapshot on each one (to credit its events), which must not stall the polling.
+    let changer = {
+        let sim = Arc::clone(&sim);
+        let changes = changes.clone();
+        let actor = actor.clone();
+        std::thread::spawn(move || {
+            let mut made = BTreeMap::new();
+            for (i, (ws, repo, member)) in changes.iter().enumerate() {
+                let at = begin + spacing * i as u32;
+                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                sim.with_world_as(actor.clone(), |w| {
+                    w.set_repo_user_permission(ws, repo, member, Some(Level::Admin))
+                        .expect("an out-of-band change");
+                });
+                made.insert(
+                    format!("repository_user_permission {ws}/{repo} {member}"),
+                    Instant::now(),
+                );
+            }
+            made
+        })
     };
     let poll_task = async {
         let mut passes = Passes::default();
@@ -221,8 +232,10 @@ async fn bench() -> Result<Vec<String>, String> {
         }
         Ok::<Passes, String>(passes)
     };
-    let (made, passes) = tokio::join!(change_task, poll_task);
-    let passes = passes?;
+    let passes = poll_task.await?;
+    let made = changer
+        .join()
+        .map_err(|_| "the change thread panicked".to_owned())?;
 
     let mut latencies: Vec<f64> = passes
         .found
