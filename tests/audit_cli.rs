@@ -41,7 +41,10 @@ const CSV_HEADERS: &[(&str, &str)] = &[
         "administrators",
         "scope,workspace,resource,account_id,display_name,email,via",
     ),
-    ("drift", "audit_id,observed_at,subject,before,after"),
+    (
+        "drift",
+        "audit_id,observed_at,subject,before,after,actor_account_id,actor_name,actor_api_token,event_id,event_time",
+    ),
     (
         "grants",
         "category,id,state,principal,resource_kind,resource,level,baseline,requested_by,ticket,starts_at,expires_at,updated_at",

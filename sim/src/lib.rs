@@ -314,6 +314,17 @@ impl SimHandle {
         f(&mut w)
     }
 
+    /// Runs `f` on the world as a change made by `actor` outside the connector (another
+    /// administrator's session or token): its organization audit-log events name `actor`.
+    /// Changes made before it with [`SimHandle::with_world`] keep the configured actor.
+    pub fn with_world_as<R>(&self, actor: api::org::Actor, f: impl FnOnce(&mut World) -> R) -> R {
+        let mut w = self.shared.write_world();
+        self.shared.org.before_change(&w);
+        let out = f(&mut w);
+        self.shared.org.observe_as(&w, actor);
+        out
+    }
+
     /// The simulator's own effective permissions for a workspace (what
     /// `/workspaces/{ws}/permissions/repositories` reports).
     pub fn effective_permissions(&self, workspace: &str) -> Vec<EffectivePermission> {

@@ -65,7 +65,14 @@ pub(super) fn grant(g: &GrantRow) -> Vec<String> {
 }
 
 /// Columns of a drift entry.
-pub(super) const DRIFT: &[&str] = &["entry", "observed", "subject", "before", "after"];
+pub(super) const DRIFT: &[&str] = &[
+    "entry",
+    "observed",
+    "subject",
+    "before",
+    "after",
+    "changed by",
+];
 
 /// A drift entry's cells.
 pub(super) fn drift(d: &DriftRow) -> Vec<String> {
@@ -75,7 +82,22 @@ pub(super) fn drift(d: &DriftRow) -> Vec<String> {
         d.subject.clone(),
         json(&d.before),
         json(&d.after),
+        changed_by(d),
     ]
+}
+
+/// Who made a drifted change, as people read it: name, account, how, and the event.
+pub(super) fn changed_by(d: &DriftRow) -> String {
+    d.changed_by.as_ref().map_or("-".to_owned(), |a| {
+        format!(
+            "{} ({}{}), event {} at {}",
+            a.name,
+            a.account_id,
+            if a.api_token { ", API token" } else { "" },
+            a.event_id,
+            a.event_time.to_rfc3339()
+        )
+    })
 }
 
 /// Columns of a sync run.

@@ -275,6 +275,26 @@ pub struct DriftRow {
     pub before: Option<serde_json::Value>,
     /// The observed value, `null` when the fact disappeared.
     pub after: Option<serde_json::Value>,
+    /// Who made the change, when an organization audit-log event led to it (absent when a
+    /// full read found it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<DriftActor>,
+}
+
+/// Who made a drifted change, from the organization audit-log event that led to its refresh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftActor {
+    /// The actor's Atlassian account id.
+    pub account_id: String,
+    /// The actor's display name.
+    pub name: String,
+    /// Whether an API token made the change (else a browser session).
+    pub api_token: bool,
+    /// The audit-log event's id.
+    pub event_id: String,
+    /// When the change happened, as the audit log says.
+    pub event_time: DateTime<Utc>,
 }
 
 /// Drift since the previous report.

@@ -43,7 +43,18 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
     ),
     (
         "drift",
-        &["audit_id", "observed_at", "subject", "before", "after"],
+        &[
+            "audit_id",
+            "observed_at",
+            "subject",
+            "before",
+            "after",
+            "actor_account_id",
+            "actor_name",
+            "actor_api_token",
+            "event_id",
+            "event_time",
+        ],
     ),
     (
         "grants",
@@ -167,12 +178,20 @@ fn rows(report: &Report, section: &str) -> Vec<Vec<String>> {
             .entries
             .iter()
             .map(|d| {
+                let by = |f: fn(&super::model::DriftActor) -> String| {
+                    d.changed_by.as_ref().map(f).unwrap_or_default()
+                };
                 vec![
                     d.audit_id.to_string(),
                     d.observed_at.to_rfc3339(),
                     d.subject.clone(),
                     json_cell(&d.before),
                     json_cell(&d.after),
+                    by(|a| a.account_id.clone()),
+                    by(|a| a.name.clone()),
+                    by(|a| a.api_token.to_string()),
+                    by(|a| a.event_id.clone()),
+                    by(|a| a.event_time.to_rfc3339()),
                 ]
             })
             .collect(),

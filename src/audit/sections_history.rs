@@ -12,8 +12,8 @@ use crate::domain::{
 use crate::store::{AuditEntry, SyncRun};
 
 use super::model::{
-    DriftRow, FailedListing, Finding, FindingKind, Freshness, GrantCategory, GrantRow, PolicyUsed,
-    SyncRunRef,
+    DriftActor, DriftRow, FailedListing, Finding, FindingKind, Freshness, GrantCategory, GrantRow,
+    PolicyUsed, SyncRunRef,
 };
 
 /// The workspace a drift entry is about, from the typed key the store keeps in its details.
@@ -33,6 +33,19 @@ fn drift_workspace(entry: &AuditEntry) -> Option<WorkspaceSlug> {
     })
 }
 
+/// Who made a drifted change, from the organization event the store kept with the entry.
+fn drift_actor(entry: &AuditEntry) -> Option<DriftActor> {
+    let a: crate::domain::Attribution =
+        serde_json::from_value(entry.entry.details.get("attribution")?.clone()).ok()?;
+    Some(DriftActor {
+        account_id: a.actor_account_id,
+        name: a.actor_name,
+        api_token: a.api_token,
+        event_id: a.event_id,
+        event_time: a.event_time,
+    })
+}
+
 /// The drift rows and findings of the audited workspaces.
 pub(super) fn drift(
     entries: Vec<AuditEntry>,
@@ -45,11 +58,16 @@ pub(super) fn drift(
         if drift_workspace(&e).is_some_and(|ws| !workspaces.contains(&ws)) {
             continue;
         }
+        let changed_by = drift_actor(&e);
+        let by = changed_by
+            .as_ref()
+            .map(|a| format!(" (by {} {}, event {})", a.name, a.account_id, a.event_id))
+            .unwrap_or_default();
         findings.push(Finding::new(
             FindingKind::Drift,
             vec![format!("audit_log:{}", e.id.0), e.entry.subject.clone()],
             format!(
-                "{} changed in Bitbucket at {}, not by the connector",
+                "{} changed in Bitbucket at {}, not by the connector{by}",
                 e.entry.subject,
                 e.entry.at.to_rfc3339()
             ),
@@ -60,6 +78,7 @@ pub(super) fn drift(
             subject: e.entry.subject,
             before: e.entry.before,
             after: e.entry.after,
+            changed_by,
         });
     }
     (rows, findings)

@@ -16,6 +16,7 @@ mod migrate;
 pub mod output;
 mod serve;
 mod sync;
+mod sync_events;
 mod validate;
 pub mod webhook;
 
@@ -95,6 +96,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Manifest(args) => manifest::run(&cli, args).await,
         Command::Doctor(args) => doctor::run(&cli, args).await,
         Command::Migrate(args) => migrate::run(&cli, args).await,
+        Command::Sync(args) if args.events => sync_events::run(&cli, args).await,
         Command::Sync(args) => sync::run(&cli, args).await,
         Command::Serve(args) => serve::run(&cli, args).await,
         Command::Access(args) => access::run(&cli, args).await,

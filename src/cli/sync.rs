@@ -30,6 +30,11 @@ pub struct Args {
     /// them to the next run. Ctrl-C stops the run; the next sync resumes it.
     #[arg(long)]
     pub wait: bool,
+    /// Apply the Atlassian organization's pending audit-log events once (needs
+    /// `atlassian_admin`): refresh only what they name, each drift record with who made it,
+    /// and print what was done.
+    #[arg(long, conflicts_with_all = ["wait", "max_requests"])]
+    pub events: bool,
 }
 
 /// Runs a sync. Exit 0 when every listing was read, 1 when some were deferred (the rolling hour

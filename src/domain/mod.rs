@@ -4,6 +4,7 @@
 //! and drift are testable, and the store and the clients only translate to and from these types.
 
 mod access;
+mod attribution;
 mod drift;
 mod grant;
 mod identity;
@@ -15,6 +16,7 @@ pub use access::{
     effective_access, effective_access_for_account, effective_access_for_repository,
     EffectiveAccess, GroupMembers, Source, SourcedLevel, WorkspaceFacts,
 };
+pub use attribution::{pick as pick_attribution, Attribution};
 pub use drift::{DriftEvent, EntityKind, FactKey};
 pub use grant::{
     raise_to, standing_level, EndKind, Grant, GrantId, GrantLevel, GrantState, GrantTarget,

@@ -226,6 +226,11 @@ impl OrgClient {
         })
     }
 
+    /// The organization's id.
+    pub fn org_id(&self) -> &str {
+        &self.org_id
+    }
+
     /// Requests sent so far (none of them Bitbucket's).
     pub fn requests_used(&self) -> u64 {
         self.transport.budget().requests_used()

@@ -116,6 +116,7 @@ struct Recorded {
     jira_requests: BTreeMap<(String, String), u64>,
     expiry_lateness: Histogram,
     audit_findings: BTreeMap<String, u64>,
+    org_events: BTreeMap<&'static str, u64>,
 }
 
 /// What `serve` records as it runs. Shared by the scheduler, the jobs and the HTTP server.
@@ -134,6 +135,7 @@ impl Default for Metrics {
                 jira_requests: BTreeMap::new(),
                 expiry_lateness: Histogram::new(&LATENESS_BUCKETS),
                 audit_findings: BTreeMap::new(),
+                org_events: BTreeMap::new(),
             }),
         }
     }
@@ -186,6 +188,37 @@ impl Metrics {
     /// The audit adapter sets the findings of the latest report, by kind (replacing the last).
     pub fn set_audit_findings(&self, by_kind: BTreeMap<String, u64>) {
         self.lock().audit_findings = by_kind;
+    }
+
+    /// Counts what one pass over the organization's events did: events applied, the
+    /// connector's own, unknown actions (refreshed conservatively), events elsewhere, drift
+    /// records, Bitbucket requests, and passes another instance held.
+    pub fn record_org_events(&self, report: &crate::sync::events::EventsReport) {
+        let mut r = self.lock();
+        let mut add = |outcome: &'static str, n: u64| {
+            *r.org_events.entry(outcome).or_insert(0) += n;
+        };
+        if report.held_by.is_some() {
+            add("pass_held", 1);
+            return;
+        }
+        add("pass", 1);
+        add("applied", report.applied);
+        add("own", report.own);
+        add("unknown_action", report.unknown.len() as u64);
+        add("elsewhere", report.elsewhere);
+        add("drift", report.drift());
+        add("bitbucket_requests", report.bitbucket_requests());
+    }
+
+    /// Counts a pass over the organization's events that failed.
+    pub fn record_org_events_failure(&self) {
+        *self.lock().org_events.entry("pass_failed").or_insert(0) += 1;
+    }
+
+    /// An organization events figure (`applied`, `unknown_action`, `drift`...).
+    pub fn org_events(&self, what: &str) -> u64 {
+        self.lock().org_events.get(what).copied().unwrap_or(0)
     }
 
     /// Runs of `job` that ended with `result`.
@@ -316,6 +349,15 @@ impl Metrics {
             if let Some(at) = job.next_run {
                 w.sample(&next, &[("job", &job.job)], at.timestamp() as f64);
             }
+        }
+
+        let events = w.family(
+            "org_events_total",
+            "Organization audit-log event passes and what they did, by kind (pass, pass_held, pass_failed, applied, own, unknown_action, elsewhere, drift, bitbucket_requests).",
+            Kind::Counter,
+        );
+        for (kind, n) in &r.org_events {
+            w.sample(&events, &[("kind", kind)], *n as f64);
         }
 
         let syncs = w.family(

@@ -28,6 +28,7 @@ pub mod health;
 pub mod jobs;
 pub mod lease;
 pub mod metrics;
+pub mod org_events;
 pub mod scheduler;
 
 pub use health::{router, ServeState};
@@ -120,6 +121,7 @@ pub struct Running {
     stop: watch::Sender<bool>,
     scheduler: tokio::task::JoinHandle<()>,
     expiry: tokio::task::JoinHandle<()>,
+    events: Option<tokio::task::JoinHandle<()>>,
     server: tokio::task::JoinHandle<()>,
     instance: lease::InstanceGuard,
     board: Arc<Board>,
@@ -178,6 +180,7 @@ pub async fn start(
         metrics: Arc::clone(&metrics),
         retry: options.lease.lease,
     };
+    let events_task = events_task(&config, &store, &client, &clock, &metrics, options.lease);
     let runner = Arc::new(Jobs {
         store: Arc::clone(&store),
         client: client.clone(),
@@ -238,6 +241,7 @@ pub async fn start(
     let scheduler_stop = stopped.clone();
     let scheduler = tokio::spawn(async move { scheduler.run(scheduler_stop).await });
     let expiry = expiry::spawn_watch(watch_task, stopped.clone());
+    let events = events_task.map(|task| org_events::spawn_events(task, stopped.clone()));
     let mut server_stop = stopped;
     // One listener: health and metrics, then the HTTP API (issue 15).
     let app = router(state).merge(api);
@@ -257,11 +261,56 @@ pub async fn start(
         stop,
         scheduler,
         expiry,
+        events,
         server,
         instance,
         board,
         metrics,
         grace: options.shutdown_grace,
+    })
+}
+
+/// The organization events task when `atlassian_admin` is configured; a client that cannot be
+/// built is logged and the full reads run as before.
+fn events_task(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    client: &BitbucketClient,
+    clock: &Arc<dyn Clock>,
+    metrics: &Arc<Metrics>,
+    lease: LeaseSettings,
+) -> Option<org_events::EventsTask> {
+    let admin = config.atlassian_admin.as_ref()?;
+    let org = match crate::connect::org_client_with(config, crate::http::RetryPolicy::default())? {
+        Ok(org) => org,
+        Err(e) => {
+            warn!(error = %e, "the organization events are not polled: the Organizations API client could not be built (atlassian_admin)");
+            return None;
+        }
+    };
+    let managed = config
+        .workspaces
+        .iter()
+        .filter_map(|w| crate::domain::WorkspaceSlug::parse(w.clone()).ok())
+        .collect();
+    Some(org_events::EventsTask {
+        store: Arc::clone(store),
+        client: client.clone(),
+        org,
+        clock: Arc::clone(clock),
+        interval: admin.poll_interval,
+        options: crate::sync::events::EventsOptions {
+            managed,
+            clock: Arc::clone(clock),
+            lease,
+            mass_change: crate::store::MassChangeGuard {
+                max_percent: config.mass_change_guard.max_percent,
+                min_count: config.mass_change_guard.min_count,
+                accept: false,
+            },
+            ..crate::sync::events::EventsOptions::default()
+        },
+        metrics: Arc::clone(metrics),
     })
 }
 
@@ -292,9 +341,17 @@ impl Running {
         }
         let mut scheduler = self.scheduler;
         let mut expiry = self.expiry;
+        let mut events = self.events;
         // The watch loop finishes the pass under way (its restores are recorded) within the
-        // same grace as the scheduler's job.
-        let both = async { tokio::join!(&mut scheduler, &mut expiry) };
+        // same grace as the scheduler's job, and so does the events task.
+        let both = async {
+            let events = async {
+                if let Some(task) = events.as_mut() {
+                    let _ = task.await;
+                }
+            };
+            tokio::join!(&mut scheduler, &mut expiry, events)
+        };
         let abandoned = match tokio::time::timeout(self.grace, both).await {
             Ok(_) => Vec::new(),
             Err(_) => {
@@ -305,7 +362,13 @@ impl Running {
                 warn!(jobs = ?abandoned, "shutdown grace passed: abandoning the running job (a sync run is resumed by the next sync, an ending grant is finished by the next expiry pass)");
                 // A task that finished within the grace was polled to its end by the join
                 // above and must not be awaited again.
-                for task in [scheduler, expiry] {
+                if events.as_ref().is_some_and(|t| !t.is_finished()) {
+                    abandoned.push("organization events".to_owned());
+                }
+                for task in [Some(scheduler), Some(expiry), events]
+                    .into_iter()
+                    .flatten()
+                {
                     if !task.is_finished() {
                         task.abort();
                         let _ = task.await;

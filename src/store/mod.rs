@@ -43,6 +43,7 @@ mod job_leases;
 mod key;
 mod listing;
 mod open;
+mod org_events;
 mod postgres;
 mod run_types;
 mod sqlite;
@@ -69,6 +70,7 @@ pub use idempotency::{IdempotencyClaim, IdempotencyKey};
 pub use job_leases::{JobLease, JobLeaseRequest, LeaseClaim};
 use open::Pool;
 pub use open::{open, open_read_only, open_with, OpenMode, SqlStore, CONNECT_TIMEOUT};
+pub use org_events::{CursorAdvance, OrgCursor};
 pub use run_types::{ClaimOutcome, ClaimRequest, Heartbeat, HeldWorkspace, RunOwner};
 pub use types::{
     AuditEntry, AuditFilter, AuditId, AuditKind, ExpectedChange, Fact, HeldChange, ListingFailure,
@@ -398,6 +400,22 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Gives back a claimed key whose request made no grant (it was refused), so a corrected
     /// retry may use it.
     fn release_idempotency_key<'a>(&'a self, key: &'a IdempotencyKey) -> StoreFuture<'a, ()>;
+
+    /// The organization's events cursor and own account, if any poll stored them.
+    fn org_cursor<'a>(&'a self, org_id: &'a str) -> StoreFuture<'a, Option<OrgCursor>>;
+
+    /// Moves the organization's events cursor by compare-and-set; `false` when the stored
+    /// cursor is no longer the one the poll started from (another instance moved it).
+    fn advance_org_cursor<'a>(&'a self, advance: &'a CursorAdvance) -> StoreFuture<'a, bool>;
+
+    /// Records the connector's own Bitbucket account for the organization's events.
+    fn set_org_own_account<'a>(
+        &'a self,
+        org_id: &'a str,
+        account_id: &'a str,
+        at: DateTime<Utc>,
+        by: &'a str,
+    ) -> StoreFuture<'a, ()>;
 
     /// Registers `owner` as the expiry watcher until `until`; returns the other holder when one
     /// holds a lease that has not lapsed.
@@ -829,6 +847,24 @@ impl Store for SqlStore {
 
     fn release_idempotency_key<'a>(&'a self, key: &'a IdempotencyKey) -> StoreFuture<'a, ()> {
         dispatch!(self, release_idempotency_key(key))
+    }
+
+    fn org_cursor<'a>(&'a self, org_id: &'a str) -> StoreFuture<'a, Option<OrgCursor>> {
+        dispatch!(self, org_cursor(org_id))
+    }
+
+    fn advance_org_cursor<'a>(&'a self, advance: &'a CursorAdvance) -> StoreFuture<'a, bool> {
+        dispatch!(self, advance_org_cursor(advance))
+    }
+
+    fn set_org_own_account<'a>(
+        &'a self,
+        org_id: &'a str,
+        account_id: &'a str,
+        at: DateTime<Utc>,
+        by: &'a str,
+    ) -> StoreFuture<'a, ()> {
+        dispatch!(self, set_org_own_account(org_id, account_id, at, by))
     }
 
     fn acquire_grant_watcher<'a>(

@@ -119,6 +119,7 @@ include!("sql/facts.rs");
 include!("sql/accounts.rs");
 include!("sql/grants.rs");
 include!("sql/idempotency.rs");
+include!("sql/org_events.rs");
 include!("sql/audit.rs");
 include!("sql/audit_runs.rs");
 include!("sql/health.rs");

@@ -143,6 +143,10 @@ pub struct ReplaceListing {
     /// refresh of one repository or project): their changes are recorded like any other, but
     /// the listing's freshness stays as it was, because its other items were not read.
     pub partial: bool,
+    /// The organization audit-log events whose refresh read this listing: each drift entry
+    /// names the one that explains it ([`crate::domain::pick_attribution`]), and a change the
+    /// connector's own account made is not drift.
+    pub attribution: Vec<crate::domain::Attribution>,
 }
 
 /// Holds back a replace that would remove more than `max_percent` percent of a listing's
@@ -200,6 +204,7 @@ impl ReplaceListing {
             baseline_is_drift: false,
             guard: None,
             partial: false,
+            attribution: Vec::new(),
         }
     }
 }

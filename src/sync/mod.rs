@@ -32,6 +32,7 @@
 
 mod age;
 mod cross_check;
+pub mod events;
 mod lease;
 mod permissions;
 pub mod plan;
@@ -39,6 +40,7 @@ mod progress;
 mod report;
 mod structural;
 mod sweep;
+mod target;
 pub mod targeted;
 mod workspace;
 
@@ -264,6 +266,7 @@ async fn read_claimed(
             swept: false,
             pending: Vec::new(),
             expected: &expected,
+            attributions: &[],
         };
         if !options.wait && ctx.limit.left() < STRUCTURAL_LISTINGS {
             // Reading the structure now would sit in the budget waiting for the window.

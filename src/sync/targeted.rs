@@ -34,86 +34,16 @@ use super::permissions::{
 use super::plan::{pages_for, Candidate, Priority};
 use super::report::{Failure, Held, HeldListing, Totals};
 use super::structural::{project_fact, repo_fact};
+pub use super::target::Target;
 use super::workspace::{Limit, WorkspaceRun};
 use super::{SyncError, PAGE_SIZE};
 use crate::bitbucket::convert::workspace_role;
 use crate::bitbucket::{ApiError, BitbucketClient, ErrorKind, Project, Repository};
 use crate::clock::{Clock, SystemClock};
-use crate::domain::{GroupSlug, ProjectRef, RepoRef, WorkspaceSlug};
+use crate::domain::{Attribution, GroupSlug, ProjectRef, RepoRef, WorkspaceSlug};
 use crate::store::{
     Fact, ListingKey, MassChangeGuard, ReplaceOutcome, RunOwner, Store, SyncOutcome, SyncRunFinish,
 };
-
-/// One thing that changed, named by what must be read again to see it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Target {
-    /// A repository itself (created, renamed, moved, deleted) and both its permission
-    /// listings: three requests.
-    Repository(RepoRef),
-    /// A repository's explicit user permissions.
-    RepositoryUsers(RepoRef),
-    /// A repository's explicit group permissions.
-    RepositoryGroups(RepoRef),
-    /// A project itself and both its permission listings: three requests.
-    Project(ProjectRef),
-    /// A project's explicit user permissions.
-    ProjectUsers(ProjectRef),
-    /// A project's explicit group permissions.
-    ProjectGroups(ProjectRef),
-    /// One group's members.
-    GroupMembers {
-        /// The workspace.
-        workspace: WorkspaceSlug,
-        /// The group.
-        group: GroupSlug,
-    },
-    /// The workspace's groups with every group's members (one request).
-    Groups(WorkspaceSlug),
-    /// The workspace's members and their roles.
-    WorkspaceMembers(WorkspaceSlug),
-    /// The workspace's repositories (and the permissions of those that are new).
-    Repositories(WorkspaceSlug),
-    /// The workspace's projects (and the permissions of those that are new).
-    Projects(WorkspaceSlug),
-}
-
-impl Target {
-    /// The workspace the target belongs to.
-    pub fn workspace(&self) -> &WorkspaceSlug {
-        match self {
-            Target::Repository(r) | Target::RepositoryUsers(r) | Target::RepositoryGroups(r) => {
-                &r.workspace
-            }
-            Target::Project(p) | Target::ProjectUsers(p) | Target::ProjectGroups(p) => &p.workspace,
-            Target::GroupMembers { workspace, .. }
-            | Target::Groups(workspace)
-            | Target::WorkspaceMembers(workspace)
-            | Target::Repositories(workspace)
-            | Target::Projects(workspace) => workspace,
-        }
-    }
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Repository(r) => write!(f, "repository {r}"),
-            Target::RepositoryUsers(r) => write!(f, "user permissions of {r}"),
-            Target::RepositoryGroups(r) => write!(f, "group permissions of {r}"),
-            Target::Project(p) => write!(f, "project {p}"),
-            Target::ProjectUsers(p) => write!(f, "user permissions of project {p}"),
-            Target::ProjectGroups(p) => write!(f, "group permissions of project {p}"),
-            Target::GroupMembers { workspace, group } => {
-                write!(f, "members of group {workspace}/{group}")
-            }
-            Target::Groups(ws) => write!(f, "groups of {ws}"),
-            Target::WorkspaceMembers(ws) => write!(f, "members of {ws}"),
-            Target::Repositories(ws) => write!(f, "repositories of {ws}"),
-            Target::Projects(ws) => write!(f, "projects of {ws}"),
-        }
-    }
-}
 
 /// A single repository or project read with one request and merged into its stored listing.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -216,6 +146,10 @@ pub struct TargetedOptions {
     pub lease: LeaseSettings,
     /// Holds back a replace that would remove most of a listing.
     pub mass_change: MassChangeGuard,
+    /// The organization events the targets came from (empty for a webhook's refresh): the
+    /// drift a listing shows names the event that explains it, and the connector's own
+    /// changes are not drift.
+    pub attributions: Vec<(Target, Attribution)>,
 }
 
 impl Default for TargetedOptions {
@@ -224,6 +158,7 @@ impl Default for TargetedOptions {
             clock: Arc::new(SystemClock),
             lease: LeaseSettings::default(),
             mass_change: MassChangeGuard::default(),
+            attributions: Vec::new(),
         }
     }
 }
@@ -413,6 +348,7 @@ async fn read_workspace(
         swept: false,
         pending: Vec::new(),
         expected: &expected,
+        attributions: &options.attributions,
     };
     let mut permissions = reads.permissions.clone();
     report.reads += (reads.structural.len() + reads.items.len() + reads.group_members.len()) as u64;

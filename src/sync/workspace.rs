@@ -105,6 +105,10 @@ pub(super) struct WorkspaceRun<'a> {
     pub pending: Vec<ReplaceListing>,
     /// Changes of grants in flight, by listing: the connector's own, not drift.
     pub expected: &'a HashMap<ListingKey, Vec<ExpectedChange>>,
+    /// The organization events behind a targeted refresh, each with the target it asked for:
+    /// a listing a target covers carries the event, so its drift names who made it. Empty in
+    /// a full sync.
+    pub attributions: &'a [(super::targeted::Target, crate::domain::Attribution)],
 }
 
 impl WorkspaceRun<'_> {
@@ -116,6 +120,12 @@ impl WorkspaceRun<'_> {
         request.baseline_is_drift = self.new_scopes.contains(&request.key);
         request.guard = Some(self.guard);
         request.expected = self.expected.get(&request.key).cloned().unwrap_or_default();
+        request.attribution = self
+            .attributions
+            .iter()
+            .filter(|(target, _)| target.covers(&request.key))
+            .map(|(_, a)| a.clone())
+            .collect();
         request
     }
 

@@ -5,8 +5,11 @@
 //!
 //! Events are emitted for every change of the simulated world, out-of-band ones included: the
 //! API compares the world with the snapshot it last saw whenever it is asked (and when a test
-//! calls [`OrgState::observe`]), and records one event per difference, attributed to the
-//! configured actor. An event becomes visible [`OrgSettings::delay`] after it was recorded, as
+//! calls [`OrgState::observe`]), and records one event per difference. A change made through
+//! the Bitbucket API is credited to the account whose credentials made it (the gate knows the
+//! caller: [`OrgState::before_change`], [`OrgState::after_change`]); any other change (a test's
+//! `with_world`) is out of band, credited to the configured actor (or the one a test names with
+//! `SimHandle::with_world_as`). An event becomes visible [`OrgSettings::delay`] after it was recorded, as
 //! Atlassian's events arrive minutes late. The machine-readable action names are in one table,
 //! [`ACTIONS`], because Atlassian does not document them (see atlassian-org.md): correct them
 //! there. Faults: the next answers fail with a status (500, 429 with `Retry-After`), and the
@@ -196,6 +199,30 @@ struct Inner {
     unknown_next: u32,
 }
 
+impl Actor {
+    /// The actor behind an API caller: a user's account (its API token), a workspace access
+    /// token, or, for an anonymous caller, nobody known.
+    pub fn of_caller(world: &World, caller: &crate::state::Caller) -> Option<Actor> {
+        use crate::state::Caller;
+        match caller {
+            Caller::User { account_id } => Some(Actor {
+                id: account_id.clone(),
+                name: world
+                    .users
+                    .get(account_id)
+                    .map_or_else(|| account_id.clone(), |u| u.display_name.clone()),
+                api_token: true,
+            }),
+            Caller::AccessToken { id, workspace } => Some(Actor {
+                id: format!("access-token:{id}"),
+                name: format!("Access token of {workspace}"),
+                api_token: true,
+            }),
+            Caller::Anonymous => None,
+        }
+    }
+}
+
 impl OrgState {
     /// An organization with the given settings and no events yet.
     pub fn new(settings: OrgSettings) -> Self {
@@ -267,10 +294,39 @@ impl OrgState {
         self.lock().events.len()
     }
 
-    /// Compares the world with the last snapshot and records an event for each difference.
-    /// The first call only takes the snapshot.
+    /// Compares the world with the last snapshot and records an event for each difference,
+    /// attributed to the configured actor (a change nobody made through the API: out of
+    /// band). The first call only takes the snapshot.
     pub fn observe(&self, world: &World) {
+        self.record(world, None, true);
+    }
+
+    /// Before a change made through the API: records what changed out of band since the last
+    /// snapshot, so the change that follows is not mixed with it. Does nothing while nobody
+    /// reads the events (no snapshot), so a simulator without an organization reader pays
+    /// nothing for it.
+    pub fn before_change(&self, world: &World) {
+        self.record(world, None, false);
+    }
+
+    /// After a change made through the API: records its events, attributed to the account
+    /// whose credentials made it (an anonymous caller's, to the configured actor).
+    pub fn after_change(&self, world: &World, caller: &crate::state::Caller) {
+        self.record(world, Actor::of_caller(world, caller), false);
+    }
+
+    /// Compares the world with the last snapshot and records the differences as `actor`'s
+    /// (a test's out-of-band change made as a given account). The first call only takes the
+    /// snapshot.
+    pub fn observe_as(&self, world: &World, actor: Actor) {
+        self.record(world, Some(actor), true);
+    }
+
+    fn record(&self, world: &World, actor: Option<Actor>, take_first: bool) {
         let mut inner = self.lock();
+        if inner.snapshot.is_none() && !take_first {
+            return;
+        }
         let Some(before) = inner.snapshot.replace(world.clone()) else {
             return;
         };
@@ -293,7 +349,9 @@ impl OrgState {
                 action(change).to_owned()
             };
             let seq = inner.events.len() as u64 + 1;
-            let actor = inner.settings.actor.clone();
+            let actor = actor
+                .clone()
+                .unwrap_or_else(|| inner.settings.actor.clone());
             inner.events.push(Event {
                 seq,
                 time: now,

@@ -254,7 +254,10 @@ async fn put_member(
         }
     };
     let mut w = s.write_world();
-    if let Err(e) = w.add_group_member(&ws_slug, &g, &account) {
+    s.org.before_change(&w);
+    let added = w.add_group_member(&ws_slug, &g, &account);
+    s.org.after_change(&w, &c);
+    if let Err(e) = added {
         return error(StatusCode::NOT_FOUND, &e.to_string());
     }
     match w.users.get(&account) {
@@ -287,7 +290,10 @@ async fn delete_member(
             "The user is not a member of the group",
         );
     }
-    match w.remove_group_member(&ws_slug, &g, &account) {
+    s.org.before_change(&w);
+    let removed = w.remove_group_member(&ws_slug, &g, &account);
+    s.org.after_change(&w, &c);
+    match removed {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => error(StatusCode::NOT_FOUND, &e.to_string()),
     }

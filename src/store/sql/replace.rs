@@ -229,7 +229,17 @@ async fn replace_group(
         };
         upserts.extend(diff.upserts.iter().map(|(k, v)| row(k, v.clone())));
         deletes.extend(diff.deletes.iter().map(|k| row(k, Vec::new())));
-        audit.extend(diff.drift.iter().map(|event| drift_entry(&p.listing, event)));
+        // A change an event shows the connector's own account made is applied but is not
+        // drift; any other change is, with the event that explains it when there is one.
+        let mut drift_events = diff.drift;
+        drift_events.retain(|event| {
+            crate::domain::pick_attribution(&event.key, &request.attribution)
+                .is_none_or(|a| !a.own)
+        });
+        audit.extend(drift_events.iter().map(|event| {
+            let by = crate::domain::pick_attribution(&event.key, &request.attribution);
+            drift_entry(&p.listing, event, by)
+        }));
         // A partial listing was not read whole: its freshness (and any failure) stays.
         if !request.partial {
             fresh.push(FreshRow {
@@ -242,7 +252,7 @@ async fn replace_group(
             });
         }
         let deleted = diff.deletes.len() as u64;
-        let drift = diff.drift.len() as u64;
+        let drift = drift_events.len() as u64;
         outcomes.push((
             p.index,
             ReplaceOutcome {
@@ -252,7 +262,7 @@ async fn replace_group(
                 cascaded: 0,
                 accounts_written,
                 baseline,
-                drift: diff.drift,
+                drift: drift_events,
                 rows_written: diff.inserted + diff.updated + deleted + accounts_written + drift,
                 held: None,
             },
@@ -316,7 +326,19 @@ fn held_entry(p: &Prepared, held: HeldChange) -> NewAuditEntry {
     }
 }
 
-fn drift_entry(listing: &str, event: &DriftEvent) -> NewAuditEntry {
+fn drift_entry(
+    listing: &str,
+    event: &DriftEvent,
+    by: Option<&crate::domain::Attribution>,
+) -> NewAuditEntry {
+    let mut details = serde_json::json!({
+        "listing": listing,
+        "entity": event.kind.as_str(),
+        "key": event.key,
+    });
+    if let Some(by) = by {
+        details["attribution"] = serde_json::json!(by);
+    }
     NewAuditEntry {
         at: event.observed_at,
         actor: "bitbucket".to_owned(),
@@ -324,10 +346,6 @@ fn drift_entry(listing: &str, event: &DriftEvent) -> NewAuditEntry {
         subject: format!("{} {}", event.kind, event.key),
         before: event.before.clone(),
         after: event.after.clone(),
-        details: serde_json::json!({
-            "listing": listing,
-            "entity": event.kind.as_str(),
-            "key": event.key,
-        }),
+        details,
     }
 }

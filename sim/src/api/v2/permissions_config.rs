@@ -332,7 +332,10 @@ async fn pc_put<T: PermTarget, G: GranteeKind>(
         (wsv.slug.clone(), t.key().to_string(), key, level)
     };
     let mut w = s.write_world();
-    if let Err(e) = w.set_permission::<T>(&ws_slug, &target_key, G::TO, &key, Some(level)) {
+    s.org.before_change(&w);
+    let set = w.set_permission::<T>(&ws_slug, &target_key, G::TO, &key, Some(level));
+    s.org.after_change(&w, &c);
+    if let Err(e) = set {
         return not_found(&e.to_string());
     }
     let w = &*w;
@@ -363,7 +366,10 @@ async fn pc_delete<T: PermTarget, G: GranteeKind>(
         (wsv.slug.clone(), t.key().to_string(), key)
     };
     let mut w = s.write_world();
-    match w.set_permission::<T>(&ws_slug, &target_key, G::TO, &key, None) {
+    s.org.before_change(&w);
+    let set = w.set_permission::<T>(&ws_slug, &target_key, G::TO, &key, None);
+    s.org.after_change(&w, &c);
+    match set {
         Ok(()) => no_content(),
         Err(e) => not_found(&e.to_string()),
     }
