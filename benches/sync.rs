@@ -35,9 +35,13 @@ mod budget;
 #[path = "sync/staleness.rs"]
 mod staleness;
 
-/// Targets of issue 5, on this machine.
+/// Targets of issue 10 (its table's last row: "no worse" than the figures it started from), on
+/// this machine: requests at most 2% over the minimum, SQLite's first sync within 5.2 s and
+/// 35 MiB of peak memory.
 const MAX_REQUEST_OVERHEAD: f64 = 0.02;
-const MAX_SQLITE_FULL_SYNC: Duration = Duration::from_secs(20);
+const MAX_SQLITE_FULL_SYNC: Duration = Duration::from_millis(5_200);
+const MAX_SQLITE_PEAK_MIB: f64 = 35.0;
+/// Peak memory of any other sync (issue 5's bound).
 const MAX_PEAK_MIB: f64 = 200.0;
 /// Target of issue 10: PostgreSQL's first sync takes at most this many times SQLite's.
 const MAX_POSTGRES_RATIO: f64 = 1.5;
@@ -107,7 +111,18 @@ impl Verdicts {
     }
 }
 
-fn print_run(label: &str, f: &Figures, v: &mut Verdicts, full_target: Option<Duration>) {
+/// The wall time and peak memory a run is held to; `None` prints the wall time without one.
+struct Targets {
+    wall: Option<Duration>,
+    peak_mib: f64,
+}
+
+const UNTIMED: Targets = Targets {
+    wall: None,
+    peak_mib: MAX_PEAK_MIB,
+};
+
+fn print_run(label: &str, f: &Figures, v: &mut Verdicts, targets: &Targets) {
     let r = &f.report;
     let over = if r.minimum_requests == 0 {
         0.0
@@ -140,12 +155,12 @@ fn print_run(label: &str, f: &Figures, v: &mut Verdicts, full_target: Option<Dur
             over <= MAX_REQUEST_OVERHEAD && r.minimum_requests > 0
         )
     );
-    match full_target {
+    match targets.wall {
         Some(t) => println!(
-            "    wall time         {:.2} s   target < {} s   {}",
+            "    wall time         {:.2} s   target <= {:.1} s   {}",
             f.wall.as_secs_f64(),
-            t.as_secs(),
-            v.check(&format!("{label}: wall time"), f.wall < t)
+            t.as_secs_f64(),
+            v.check(&format!("{label}: wall time"), f.wall <= t)
         ),
         None => println!("    wall time         {:.2} s", f.wall.as_secs_f64()),
     }
@@ -155,9 +170,13 @@ fn print_run(label: &str, f: &Figures, v: &mut Verdicts, full_target: Option<Dur
         100.0 * f.cpu.as_secs_f64() / f.wall.as_secs_f64().max(1e-9)
     );
     println!(
-        "    peak memory       {:.1} MiB   target < {MAX_PEAK_MIB:.0} MiB   {}",
+        "    peak memory       {:.1} MiB   target <= {:.0} MiB   {}",
         f.peak_mib,
-        v.check(&format!("{label}: peak memory"), f.peak_mib < MAX_PEAK_MIB)
+        targets.peak_mib,
+        v.check(
+            &format!("{label}: peak memory"),
+            f.peak_mib <= targets.peak_mib
+        )
     );
     println!(
         "    rows written      {} (inserted {}, updated {}, deleted {}, drift {})",
@@ -184,12 +203,24 @@ async fn bench_backend(
     println!("\n{name}");
     let client = client_for(sim, unpaced_budget())?;
     let first = measured_sync(store.as_ref(), &client).await?;
-    let target = (name == "SQLite").then_some(MAX_SQLITE_FULL_SYNC);
-    print_run("full sync", &first, v, target);
+    let targets = if name == "SQLite" {
+        Targets {
+            wall: Some(MAX_SQLITE_FULL_SYNC),
+            peak_mib: MAX_SQLITE_PEAK_MIB,
+        }
+    } else {
+        UNTIMED
+    };
+    print_run(&format!("{name} full sync"), &first, v, &targets);
 
     let client = client_for(sim, unpaced_budget())?;
     let second = measured_sync(store.as_ref(), &client).await?;
-    print_run("second sync, nothing changed", &second, v, None);
+    print_run(
+        &format!("{name} second sync, nothing changed"),
+        &second,
+        v,
+        &UNTIMED,
+    );
     println!(
         "    unchanged sync    {} rows written   target 0   {}",
         second.report.rows_written,
@@ -287,7 +318,7 @@ async fn bench_latency(bin: &PathBuf, v: &mut Verdicts) -> Result<(), String> {
         LATENCY.as_millis(),
         interval.as_millis()
     );
-    print_run("full sync", &f, v, None);
+    print_run("latency full sync", &f, v, &UNTIMED);
     println!(
         "    one at a time     {:.1} s would be needed without overlap ({n} requests x {} ms)",
         serial.as_secs_f64(),

@@ -163,22 +163,6 @@ async fn a_sync_matches_identities_and_the_commands_show_them() {
     assert!(access.stdout.contains(&visible.email), "{}", access.stdout);
 }
 
-/// The world's users that are members of a synced workspace.
-fn member_users(sim: &SimHandle) -> Vec<bitbucket_sim::User> {
-    let owned = owned_workspaces(sim);
-    sim.with_world(|w| {
-        w.users
-            .values()
-            .filter(|u| {
-                owned
-                    .iter()
-                    .any(|ws| w.workspaces[ws].members.contains_key(&u.account_id))
-            })
-            .cloned()
-            .collect()
-    })
-}
-
 async fn identities_json(sim: &SimHandle, dir: &Path, config: &Path, args: &[&str]) -> Vec<Value> {
     let mut all = vec!["identities"];
     all.extend_from_slice(args);

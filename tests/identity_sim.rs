@@ -13,8 +13,7 @@ use bitbucket_access::domain::{
 use bitbucket_access::http::{Budget, BudgetSettings, Scrubber};
 use bitbucket_access::identity::{self, Sources};
 use bitbucket_access::jira::{self, JiraClient, JiraRoute, JiraSettings};
-use bitbucket_access::store::{open, AuditFilter, AuditKind, Store};
-use bitbucket_access::sync::{self, SyncOptions};
+use bitbucket_access::store::{AuditFilter, AuditKind, Store};
 use bitbucket_sim::SimHandle;
 use chrono::{TimeZone, Utc};
 use secrecy::SecretString;
@@ -38,20 +37,6 @@ on_both_backends!(
 
 fn at(minute: u32) -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 2, 4, minute, 0).unwrap()
-}
-
-/// A store holding a complete sync of the simulator's owned workspaces.
-async fn synced(url: &str, sim: &SimHandle) -> Arc<dyn Store> {
-    let store = open(url).await.expect("store opens");
-    let options = SyncOptions {
-        workspaces: owned_workspaces(sim),
-        cross_check_sample: 0,
-        ..SyncOptions::default()
-    };
-    sync::run(store.as_ref(), &client(sim, 4), &options)
-        .await
-        .expect("sync runs");
-    store
 }
 
 fn jira_settings(sim: &SimHandle, key: &str) -> JiraSettings {
@@ -107,22 +92,6 @@ async fn by_account(store: &dyn Store) -> BTreeMap<String, Identity> {
         .into_iter()
         .map(|i| (i.account_id.to_string(), i))
         .collect()
-}
-
-/// The world's users that are members of a synced workspace.
-fn member_users(sim: &SimHandle) -> Vec<bitbucket_sim::User> {
-    let owned = owned_workspaces(sim);
-    sim.with_world(|w| {
-        w.users
-            .values()
-            .filter(|u| {
-                w.workspaces
-                    .values()
-                    .any(|ws| owned.contains(&ws.slug) && ws.members.contains_key(&u.account_id))
-            })
-            .cloned()
-            .collect()
-    })
 }
 
 async fn jira_matches_record_their_source_and_hidden_emails_stay_unmatched(url: String) {

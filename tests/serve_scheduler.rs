@@ -8,15 +8,12 @@ mod support_db;
 mod serve_support;
 
 use bitbucket_access::clock::{Clock, ManualClock};
-use bitbucket_access::config::ScheduleZone;
 use bitbucket_access::http::{Budget, BudgetSettings};
 use bitbucket_access::serve::health::{readiness, ServeState};
-use bitbucket_access::serve::lease::{LeaseError, Leases};
+use bitbucket_access::serve::lease::LeaseError;
 use bitbucket_access::serve::metrics::RunResult;
-use bitbucket_access::serve::scheduler::next_after;
 use bitbucket_access::serve::{Job, Lane, Metrics, Scheduler, SchedulerSettings};
 use bitbucket_access::store::{Backend, LeaseClaim, Store};
-use bitbucket_access::sync::LeaseSettings;
 use serve_support::*;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -27,20 +24,6 @@ fn sync_job(ws: &str) -> Job {
     Job::Sync {
         workspace: Some(ws.into()),
     }
-}
-
-/// Leases of an hour: the tests move the manual clock by minutes while the heartbeats (in real
-/// time) do not get a chance to renew, and a lease that passed would rightly let the other
-/// instance in.
-fn leases(store: &Arc<dyn Store>, clock: &ManualClock) -> Leases {
-    Leases::new(
-        Arc::clone(store),
-        dyn_clock(clock),
-        LeaseSettings {
-            lease: Duration::from_secs(3600),
-            heartbeat: Duration::from_secs(900),
-        },
-    )
 }
 
 fn scheduler(
@@ -357,41 +340,3 @@ on_both_backends!(
     failures_are_retried_with_backoff_and_three_in_a_row_make_readyz_fail,
     one_serve_per_sqlite_store_and_any_number_on_postgres,
 );
-
-#[test]
-fn cron_times_are_read_in_the_configured_zone() {
-    let zone = ScheduleZone::parse("+02:00").expect("an offset");
-    let six_daily = cron("0 0 6 * * *");
-    assert_eq!(
-        next_after(&six_daily, zone, at("2026-12-02T03:00:00Z")),
-        Some(at("2026-12-02T04:00:00Z"))
-    );
-    assert_eq!(
-        next_after(&six_daily, ScheduleZone::utc(), at("2026-12-02T03:00:00Z")),
-        Some(at("2026-12-02T06:00:00Z"))
-    );
-    let err = ScheduleZone::parse("Europe/Berlin").expect_err("a named zone");
-    assert!(err.contains("fixed offset such as \"+01:00\""), "{err}");
-    assert!(ScheduleZone::parse("+25:00").is_err());
-}
-
-#[test]
-fn a_config_names_its_time_zone_and_a_bad_one_is_reported_by_pointer() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let write = |zone: &str| {
-        let path = dir.path().join("config.json");
-        let config = serde_json::json!({
-            "email": "svc@example.com",
-            "app_token": "tok-not-a-secret",
-            "schedules": {"audit": "0 0 6 * * *", "time_zone": zone},
-        });
-        std::fs::write(&path, config.to_string()).expect("write");
-        path
-    };
-    let config = bitbucket_access::config::Config::load(&write("-05:30")).expect("valid");
-    assert_eq!(config.schedules.time_zone.to_string(), "-05:30");
-    let err = bitbucket_access::config::Config::load(&write("Europe/Berlin"))
-        .expect_err("a named zone")
-        .to_string();
-    assert!(err.contains("/schedules/time_zone"), "{err}");
-}

@@ -17,6 +17,7 @@ use crate::domain::{AccountId, AccountKind, AccountType, Conflict, IdentitySourc
 use crate::http::RetryPolicy;
 use crate::identity::{self, sources, Sources};
 use crate::jira::{JiraClient, JiraRoute};
+use crate::org::OrgClient;
 use crate::store::{OpenMode, Store};
 
 /// Options of `identities`.
@@ -37,7 +38,8 @@ pub struct Args {
 /// What `identities` does besides listing.
 #[derive(Debug, clap::Subcommand)]
 pub enum Action {
-    /// Match every stored account now (Jira, the override file, earlier member look-ups).
+    /// Match every stored account now (the override file, the organization's managed accounts,
+    /// Jira, earlier member look-ups).
     Refresh,
     /// Resolve an IdP export (CSV with an `email` column) to accounts through Bitbucket's
     /// member email filter (workspace administrators only), at most 90 addresses per request.
@@ -228,6 +230,10 @@ pub struct Setup {
     pub jira_problem: Option<String>,
     /// The override file's entries.
     pub overrides: Option<BTreeMap<AccountId, String>>,
+    /// The Organizations API client, when `atlassian_admin` is configured.
+    pub org: Option<OrgClient>,
+    /// Why `atlassian_admin` is configured but its client could not be built.
+    pub org_problem: Option<String>,
 }
 
 impl Setup {
@@ -237,18 +243,22 @@ impl Setup {
             jira: self.jira.as_ref(),
             jira_problem: self.jira_problem.as_deref(),
             overrides: self.overrides.as_ref(),
+            org: self.org.as_ref(),
+            org_problem: self.org_problem.as_deref(),
         }
     }
 }
 
-/// Reads the override file and connects Jira (a Jira failure is kept as the reason it is not
-/// read; an unusable override file is an error, since it would silently undo every override).
-pub async fn setup(config: &Config, ask_jira: bool) -> Result<Setup, String> {
+/// Reads the override file, connects Jira and builds the Organizations API client (a Jira or
+/// organization failure is kept as the reason it is not read; an unusable override file is an
+/// error, since it would silently undo every override). `ask` is false for a pass that asks
+/// neither Jira nor the organization (an import).
+pub async fn setup(config: &Config, ask: bool) -> Result<Setup, String> {
     let overrides = match &config.identity.overrides_file {
         Some(path) => Some(read_overrides(path)?),
         None => None,
     };
-    let (jira, route, jira_problem) = if ask_jira {
+    let (jira, route, jira_problem) = if ask {
         match crate::connect::jira_connect(config, RetryPolicy::default()).await {
             None => (None, None, None),
             Some(Ok((client, route))) => (Some(client), Some(route), None),
@@ -257,11 +267,18 @@ pub async fn setup(config: &Config, ask_jira: bool) -> Result<Setup, String> {
     } else {
         (None, None, None)
     };
+    let (org, org_problem) = match crate::connect::org_client_with(config, RetryPolicy::default()) {
+        Some(Ok(client)) if ask => (Some(client), None),
+        Some(Err(e)) if ask => (None, Some(e.to_string())),
+        _ => (None, None),
+    };
     Ok(Setup {
         jira,
         route,
         jira_problem,
         overrides,
+        org,
+        org_problem,
     })
 }
 
@@ -358,7 +375,9 @@ async fn refresh(config: &Config) -> u8 {
             if let Some(warning) = report.override_warning() {
                 eprintln!("{warning}");
             }
-            if report.jira_read || config.jira.is_none() {
+            let jira_ok = report.jira_read || config.jira.is_none();
+            let org_ok = report.org_read || config.atlassian_admin.is_none();
+            if jira_ok && org_ok {
                 EXIT_OK
             } else {
                 EXIT_FAILURE

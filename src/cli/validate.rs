@@ -58,11 +58,16 @@ pub fn summary(config: &Config) -> Vec<(&'static str, String)> {
         (
             "schedules:",
             format!(
-                "sync \"{}\", audit \"{}\", expiry \"{}\" ({})",
+                "sync \"{}\", audit \"{}\", expiry \"{}\" (time zone {}{})",
                 config.schedules.sync.expression(),
                 config.schedules.audit.expression(),
                 config.schedules.expiry.expression(),
-                config.schedules.time_zone
+                config.schedules.time_zone,
+                if config.schedules.time_zone.is_named() {
+                    ", daylight-saving time followed"
+                } else {
+                    ""
+                }
             ),
         ),
         (

@@ -23,6 +23,7 @@ mod schema;
 mod secret;
 mod types;
 mod validate;
+mod zone;
 
 pub use database_url::{redact_url, Backend, DatabaseUrl, DEFAULT_DATABASE_URL};
 pub use duration::{format_duration, parse_duration, HumanDuration};

@@ -3,6 +3,7 @@
 
 use super::database_url::DatabaseUrl;
 use super::raw::{ApiRole, ReportFormat};
+pub use super::zone::ScheduleZone;
 use super::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT};
 use crate::domain::ProjectLevel;
 use secrecy::SecretString;
@@ -188,61 +189,6 @@ pub struct Schedules {
     pub expiry: CronSchedule,
     /// The zone the expressions are read in (UTC unless `schedules.time_zone` says).
     pub time_zone: ScheduleZone,
-}
-
-/// `schedules.time_zone`: `UTC` or a fixed offset from it such as `+01:00`.
-///
-/// A fixed offset rather than a named zone (`Europe/Berlin`): named zones need the tz database
-/// (the `chrono-tz` crate, a large dependency) and bring the hour that happens twice or never
-/// when clocks change, where a cron time is ambiguous. An offset keeps every run time exact;
-/// the price is adjusting it at daylight-saving changes, which the README says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ScheduleZone(chrono::FixedOffset);
-
-impl ScheduleZone {
-    /// UTC.
-    pub fn utc() -> Self {
-        ScheduleZone(chrono::FixedOffset::east_opt(0).expect("zero is a valid offset"))
-    }
-
-    /// Parses `UTC`, `Z` or `+HH:MM` / `-HH:MM` (within ±18 hours).
-    pub fn parse(text: &str) -> Result<ScheduleZone, String> {
-        let t = text.trim();
-        if t.eq_ignore_ascii_case("utc") || t == "Z" {
-            return Ok(Self::utc());
-        }
-        let hint = "write UTC or a fixed offset such as \"+01:00\" or \"-05:30\" (named zones such as Europe/Berlin are not supported: give their current offset)";
-        let (sign, rest) = match t.as_bytes().first() {
-            Some(b'+') => (1, &t[1..]),
-            Some(b'-') => (-1, &t[1..]),
-            _ => return Err(format!("{text:?} is not a time zone; {hint}")),
-        };
-        let parsed = rest
-            .split_once(':')
-            .and_then(|(h, m)| Some((h.parse::<i32>().ok()?, m.parse::<i32>().ok()?)))
-            .filter(|(h, m)| (0..=18).contains(h) && (0..60).contains(m) && rest.len() == 5);
-        let Some((hours, minutes)) = parsed else {
-            return Err(format!("{text:?} is not a time zone; {hint}"));
-        };
-        chrono::FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))
-            .map(ScheduleZone)
-            .ok_or_else(|| format!("{text:?} is out of range; {hint}"))
-    }
-
-    /// The offset.
-    pub fn offset(&self) -> chrono::FixedOffset {
-        self.0
-    }
-}
-
-impl fmt::Display for ScheduleZone {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.local_minus_utc() == 0 {
-            f.write_str("UTC")
-        } else {
-            write!(f, "{}", self.0)
-        }
-    }
 }
 
 /// `grant_policy`.

@@ -3,8 +3,9 @@
 //!
 //! Pure: the sources' findings, the previous matches and the current time come in; the new
 //! matches, the changes worth an audit entry and the conflicts come out. The rules, in order of
-//! trust: the override file, then Jira (`users/search`, then `user/bulk`), then Bitbucket's
-//! member email filter. An account no source names stays unmatched: nothing here ever guesses
+//! trust: the override file, then the organization's managed accounts (`atlassian_admin`), then
+//! Jira (`users/search`, then `user/bulk`), then Bitbucket's member email filter. A source that
+//! could not be read this time (Jira, the organization) leaves its earlier matches standing. An account no source names stays unmatched: nothing here ever guesses
 //! from a display name or nickname. An app account (Bitbucket's `app_user`, or Jira's `app`)
 //! without an email is labelled `app`, not left among the unmatched people: no person stands
 //! behind it.
@@ -23,6 +24,9 @@ use super::ids::AccountId;
 pub enum IdentitySource {
     /// The override file (`identity.overrides_file`).
     Manual,
+    /// The organization's managed accounts (`atlassian_admin`, the Organizations API's users):
+    /// the email Atlassian holds for the account, whatever its profile shows.
+    AtlassianOrg,
     /// Jira's `users/search` listing.
     JiraUsersSearch,
     /// Jira's `user/bulk` look-up of accounts the listing did not return.
@@ -39,6 +43,7 @@ impl IdentitySource {
     /// Every source.
     pub const ALL: &'static [IdentitySource] = &[
         IdentitySource::Manual,
+        IdentitySource::AtlassianOrg,
         IdentitySource::JiraUsersSearch,
         IdentitySource::JiraUserBulk,
         IdentitySource::BitbucketMemberEmail,
@@ -50,6 +55,7 @@ impl IdentitySource {
     pub fn as_str(self) -> &'static str {
         match self {
             IdentitySource::Manual => "manual",
+            IdentitySource::AtlassianOrg => "atlassian_org",
             IdentitySource::JiraUsersSearch => "jira_users_search",
             IdentitySource::JiraUserBulk => "jira_user_bulk",
             IdentitySource::BitbucketMemberEmail => "bitbucket_member_email",
@@ -134,6 +140,13 @@ pub enum Conflict {
         /// What that source says.
         email: String,
     },
+    /// The organization's managed account has another email than a source below it says.
+    OrgDisagrees {
+        /// The source that disagrees.
+        source: IdentitySource,
+        /// What that source says.
+        email: String,
+    },
     /// Jira says the account is inactive, yet it still has Bitbucket access.
     InactiveWithAccess,
 }
@@ -146,6 +159,12 @@ impl fmt::Display for Conflict {
             }
             Conflict::OverrideDisagrees { source, email } => {
                 write!(f, "override disagrees with {source} ({email})")
+            }
+            Conflict::OrgDisagrees { source, email } => {
+                write!(
+                    f,
+                    "organization's managed account disagrees with {source} ({email})"
+                )
             }
             Conflict::InactiveWithAccess => {
                 f.write_str("inactive in Jira but still has Bitbucket access")
@@ -210,6 +229,9 @@ pub struct MatchInput<'a> {
     pub jira: Option<&'a BTreeMap<AccountId, JiraFact>>,
     /// Emails Bitbucket's member filter resolved to accounts.
     pub member_emails: Option<&'a BTreeMap<AccountId, String>>,
+    /// The emails of the organization's managed accounts; `None` when the organization is not
+    /// configured or could not be read.
+    pub org_emails: Option<&'a BTreeMap<AccountId, String>>,
     /// The override file.
     pub overrides: Option<&'a BTreeMap<AccountId, String>>,
     /// The accounts Bitbucket shows as `app_user` (apps, whatever Jira says or does not say).
@@ -284,9 +306,18 @@ fn match_one(input: &MatchInput<'_>, id: &AccountId, now: DateTime<Utc>) -> Iden
     let previous = input.previous.and_then(|p| p.get(id));
     let manual = input.overrides.and_then(|o| o.get(id));
     let jira = input.jira.and_then(|j| j.get(id));
-    // Jira could not be read: what it said last time still stands, with its time.
-    if input.jira.is_none() && manual.is_none() {
-        if let Some(old) = previous.filter(|p| p.source.is_jira()) {
+    let org_email = input
+        .org_emails
+        .and_then(|o| o.get(id))
+        .map(|e| (IdentitySource::AtlassianOrg, e.clone()));
+    // A source that could not be read: what it said last time still stands, with its time,
+    // unless a source above it speaks now.
+    if manual.is_none() && org_email.is_none() {
+        let unread = |source: IdentitySource| {
+            (source == IdentitySource::AtlassianOrg && input.org_emails.is_none())
+                || (source.is_jira() && input.jira.is_none())
+        };
+        if let Some(old) = previous.filter(|p| unread(p.source)) {
             let mut kept = old.clone();
             kept.conflicts
                 .retain(|c| !matches!(c, Conflict::SharedEmail { .. }));
@@ -309,8 +340,9 @@ fn match_one(input: &MatchInput<'_>, id: &AccountId, now: DateTime<Utc>) -> Iden
         .and_then(|m| m.get(id))
         .map(|e| (IdentitySource::BitbucketMemberEmail, e.clone()));
     let mut conflicts = Vec::new();
+    let below_org = || jira_email.iter().chain(member_email.iter());
     let (source, email) = if let Some(manual) = manual {
-        for (source, email) in jira_email.iter().chain(member_email.iter()) {
+        for (source, email) in org_email.iter().chain(below_org()) {
             if !same_email(manual, email) {
                 conflicts.push(Conflict::OverrideDisagrees {
                     source: *source,
@@ -319,6 +351,16 @@ fn match_one(input: &MatchInput<'_>, id: &AccountId, now: DateTime<Utc>) -> Iden
             }
         }
         (IdentitySource::Manual, Some(manual.clone()))
+    } else if let Some((_, org)) = &org_email {
+        for (source, email) in below_org() {
+            if !same_email(org, email) {
+                conflicts.push(Conflict::OrgDisagrees {
+                    source: *source,
+                    email: email.clone(),
+                });
+            }
+        }
+        (IdentitySource::AtlassianOrg, Some(org.clone()))
     } else if let Some((source, email)) = jira_email.or(member_email) {
         (source, Some(email))
     } else if account_type == AccountType::App {
@@ -416,6 +458,77 @@ mod tests {
                 email: "a@jira.example".into()
             }]
         );
+    }
+
+    #[test]
+    fn the_organization_ranks_after_overrides_and_before_jira() {
+        let accounts = [id("a"), id("b")];
+        let jira = BTreeMap::from([
+            (id("a"), fact(Some("a@jira.example"), true)),
+            (id("b"), fact(Some("b@x.example"), true)),
+        ]);
+        let org = BTreeMap::from([
+            (id("a"), "a@org.example".to_owned()),
+            (id("b"), "B@x.example".to_owned()),
+        ]);
+        let input = MatchInput {
+            accounts: &accounts,
+            jira: Some(&jira),
+            org_emails: Some(&org),
+            ..MatchInput::default()
+        };
+        let out = match_identities(&input, now());
+        let [a, b] = &out.identities[..] else {
+            panic!("two identities")
+        };
+        assert_eq!(
+            (a.source, a.email.as_deref()),
+            (IdentitySource::AtlassianOrg, Some("a@org.example"))
+        );
+        assert_eq!(
+            a.conflicts,
+            vec![Conflict::OrgDisagrees {
+                source: IdentitySource::JiraUsersSearch,
+                email: "a@jira.example".into()
+            }]
+        );
+        assert_eq!(b.source, IdentitySource::AtlassianOrg);
+        assert!(b.conflicts.is_empty(), "{:?}", b.conflicts);
+
+        let overrides = BTreeMap::from([(id("a"), "a@override.example".to_owned())]);
+        let out = match_identities(
+            &MatchInput {
+                overrides: Some(&overrides),
+                ..input
+            },
+            now(),
+        );
+        assert_eq!(out.identities[0].source, IdentitySource::Manual);
+        assert_eq!(
+            out.identities[0].conflicts[0],
+            Conflict::OverrideDisagrees {
+                source: IdentitySource::AtlassianOrg,
+                email: "a@org.example".into()
+            }
+        );
+
+        // The organization unreadable: its earlier matches stand, even against Jira.
+        let previous: BTreeMap<AccountId, Identity> = match_identities(&input, now())
+            .identities
+            .into_iter()
+            .map(|i| (i.account_id.clone(), i))
+            .collect();
+        let later = now() + chrono::Duration::hours(1);
+        let out = match_identities(
+            &MatchInput {
+                org_emails: None,
+                previous: Some(&previous),
+                ..input
+            },
+            later,
+        );
+        assert_eq!(out.identities, previous.into_values().collect::<Vec<_>>());
+        assert!(out.changes.is_empty());
     }
 
     #[test]

@@ -422,7 +422,11 @@ impl Transport {
             if response.content_length().is_some_and(|n| n > limit as u64) {
                 return Err(Failure::TooLarge { limit });
             }
-            let mut body = Vec::new();
+            // A body of announced length is allocated once: grown by doubling, a large body
+            // (the group-privileges sweep's is megabytes) would briefly need up to three times
+            // its size, and that peak stays in the process's resident memory.
+            let announced = response.content_length().map_or(0, |n| n as usize);
+            let mut body = Vec::with_capacity(announced);
             while let Some(chunk) = response.chunk().await.map_err(|e| self.failure_of(&e))? {
                 if body.len() + chunk.len() > limit {
                     return Err(Failure::TooLarge { limit });

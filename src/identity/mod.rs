@@ -1,18 +1,19 @@
 //! Identity matching: ties every Bitbucket account to a person's email, recording where each
 //! match came from and when.
 //!
-//! `sources.rs` reads Jira (`users/search`, then `user/bulk` for the rest), the override file
-//! and an IdP's list of people; `refresh.rs` runs a matching pass over every stored account
-//! (after a sync when due, or on demand), imports people through Bitbucket's member email
-//! filter, and resolves one email for `access user EMAIL`. The rules themselves are pure and
+//! `sources.rs` reads the organization's managed accounts (`atlassian_admin`), Jira
+//! (`users/search`, then `user/bulk` for the rest), the override file and an IdP's list of
+//! people; `refresh.rs` runs a matching pass over every stored account (after a sync when due,
+//! or on demand); `lookup.rs` imports people through Bitbucket's member email filter and
+//! resolves one email for `access user EMAIL`. The rules themselves are pure and
 //! live in [`crate::domain::match_identities`].
 
+mod lookup;
 mod refresh;
 pub mod sources;
 
-pub use refresh::{
-    import_people, is_due, refresh, resolve_email, ImportReport, RefreshReport, Resolution, Sources,
-};
+pub use lookup::{import_people, resolve_email, ImportReport, Resolution};
+pub use refresh::{is_due, refresh, RefreshReport, Sources};
 
 use crate::bitbucket::ApiError;
 use crate::store::StoreError;

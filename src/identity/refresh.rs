@@ -1,9 +1,9 @@
-//! A matching pass over every stored account, and the two ways a person is looked up by email:
-//! an IdP import and one address (`access user EMAIL`).
+//! A matching pass over every stored account.
 //!
 //! A pass reads what the store already knows, asks the sources, applies the domain's rules and
 //! writes every identity with the audit entries of its changed emails in one transaction. When
-//! Jira cannot be read, its earlier matches stay and the pass records why.
+//! Jira or the organization (`atlassian_admin`) cannot be read, its earlier matches stay and the
+//! pass says why.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -12,15 +12,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 
-use super::sources::read_jira;
+use super::sources::{read_jira, read_org};
 use super::IdentityError;
-use crate::bitbucket::members::EmailMatch;
-use crate::bitbucket::BitbucketClient;
 use crate::domain::{
-    match_identities, same_email, AccountId, AccountKind, Identity, IdentityChange,
-    IdentityRefresh, IdentitySource, MatchInput, WorkspaceSlug,
+    match_identities, AccountId, AccountKind, Identity, IdentityChange, IdentityRefresh,
+    IdentitySource, MatchInput,
 };
 use crate::jira::JiraClient;
+use crate::org::OrgClient;
 use crate::store::{AuditKind, NewAuditEntry, Store};
 
 /// What a pass may ask besides the store.
@@ -32,6 +31,10 @@ pub struct Sources<'a> {
     pub jira_problem: Option<&'a str>,
     /// The override file's entries, when one is configured.
     pub overrides: Option<&'a BTreeMap<AccountId, String>>,
+    /// The Organizations API client, when `atlassian_admin` is configured and it was built.
+    pub org: Option<&'a OrgClient>,
+    /// Why `atlassian_admin` is configured but its client could not be built, if so.
+    pub org_problem: Option<&'a str>,
 }
 
 /// What a pass did.
@@ -51,6 +54,12 @@ pub struct RefreshReport {
     pub jira: String,
     /// Requests sent to Jira.
     pub jira_requests: u64,
+    /// Whether the organization's managed accounts were read completely.
+    pub org_read: bool,
+    /// What happened with the organization, in words; `None` without `atlassian_admin`.
+    pub org: Option<String>,
+    /// Requests sent to the Organizations API.
+    pub org_requests: u64,
     /// Override entries naming an account the store does not know (a mistyped id, or an
     /// account no sync has read yet): they matched nothing.
     pub unknown_overrides: Vec<AccountId>,
@@ -83,8 +92,13 @@ impl RefreshReport {
             .iter()
             .map(|(s, n)| format!("{n} {s}"))
             .collect();
+        let org = self
+            .org
+            .as_ref()
+            .map(|words| format!("; organization: {words}"))
+            .unwrap_or_default();
         format!(
-            "identity matching: {} account(s): {}; {} with conflicts; {} changed email(s); Jira: {}",
+            "identity matching: {} account(s): {}; {} with conflicts; {} changed email(s); Jira: {}{org}",
             self.accounts,
             sources.join(", "),
             self.with_conflicts,
@@ -118,7 +132,7 @@ pub async fn refresh(
     run_pass(store, sources, &BTreeMap::new(), true, now).await
 }
 
-async fn run_pass(
+pub(super) async fn run_pass(
     store: &dyn Store,
     sources: Sources<'_>,
     new_member_emails: &BTreeMap<AccountId, String>,
@@ -192,6 +206,9 @@ async fn run_pass(
         },
     };
     let jira_requests = jira_requests(sources.jira) - before;
+    let org_before = sources.org.map_or(0, OrgClient::requests_used);
+    let (org_emails, org_read, org_words) = read_org_source(sources, ask_jira).await;
+    let org_requests = sources.org.map_or(0, OrgClient::requests_used) - org_before;
 
     let outcome = match_identities(
         &MatchInput {
@@ -199,6 +216,7 @@ async fn run_pass(
             with_access: Some(&with_access),
             jira: jira.as_ref(),
             member_emails: Some(&member_emails),
+            org_emails: org_emails.as_ref(),
             overrides: sources.overrides,
             app_users: Some(&app_users),
             previous: Some(&previous),
@@ -226,7 +244,10 @@ async fn run_pass(
             .record_identity_refresh(&IdentityRefresh {
                 at: now,
                 jira_read,
-                message: jira_words.clone(),
+                message: match &org_words {
+                    Some(org) => format!("{jira_words}; organization: {org}"),
+                    None => jira_words.clone(),
+                },
                 requests: jira_requests,
             })
             .await?;
@@ -247,145 +268,38 @@ async fn run_pass(
         jira_read,
         jira: jira_words,
         jira_requests,
+        org_read,
+        org: org_words,
+        org_requests,
         unknown_overrides,
     })
 }
 
+/// The organization's managed-account emails when `atlassian_admin` is configured and `ask`
+/// (a full pass), with whether they were read and what happened in words. A failure is not the
+/// pass's: the earlier `atlassian_org` matches stay, and the words say why.
+async fn read_org_source(
+    sources: Sources<'_>,
+    ask: bool,
+) -> (Option<BTreeMap<AccountId, String>>, bool, Option<String>) {
+    let kept = "earlier matches kept";
+    match (ask, sources.org, sources.org_problem) {
+        (_, None, None) => (None, false, None),
+        (false, _, _) => (None, false, Some(format!("not asked ({kept})"))),
+        (true, _, Some(problem)) => (None, false, Some(format!("not read, {kept}: {problem}"))),
+        (true, Some(client), None) => match read_org(client).await {
+            Ok(emails) => {
+                let words = format!("read ({} managed accounts with an email)", emails.len());
+                (Some(emails), true, Some(words))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "organization's managed accounts not read; earlier matches kept");
+                (None, false, Some(format!("not read, {kept}: {e}")))
+            }
+        },
+    }
+}
+
 fn jira_requests(jira: Option<&JiraClient>) -> u64 {
     jira.map_or(0, |j| j.request_counts().values().sum())
-}
-
-/// What an import of people did.
-#[derive(Debug, Clone, Serialize)]
-pub struct ImportReport {
-    /// Addresses in the file.
-    pub emails: usize,
-    /// Addresses Bitbucket resolved to a member.
-    pub resolved: usize,
-    /// Each resolved address (as the file gave it) with its account, in address order.
-    pub matches: Vec<(String, AccountId)>,
-    /// Addresses no member of the managed workspaces holds.
-    pub not_found: Vec<String>,
-    /// The matching pass that recorded them.
-    pub pass: RefreshReport,
-}
-
-/// Resolves an IdP's list of addresses to accounts through the member email filter of each
-/// workspace (at most 90 addresses per request), then records the matches in a pass that keeps
-/// Jira's earlier answers (it does not ask Jira).
-pub async fn import_people(
-    store: &dyn Store,
-    bitbucket: &BitbucketClient,
-    workspaces: &[WorkspaceSlug],
-    emails: &[String],
-    sources: Sources<'_>,
-    now: DateTime<Utc>,
-) -> Result<ImportReport, IdentityError> {
-    let mut pending: Vec<String> = emails.to_vec();
-    let mut found: BTreeMap<String, EmailMatch> = BTreeMap::new();
-    for ws in workspaces {
-        if pending.is_empty() {
-            break;
-        }
-        let matches = bitbucket
-            .resolve_member_emails(ws.as_str(), &pending)
-            .await?;
-        pending.retain(|e| !matches.contains_key(&e.to_ascii_lowercase()));
-        found.extend(matches);
-    }
-    let by_account: BTreeMap<AccountId, String> = found
-        .values()
-        .map(|m| (m.account.account_id.clone(), m.email.clone()))
-        .collect();
-    let pass = run_pass(store, sources, &by_account, false, now).await?;
-    Ok(ImportReport {
-        emails: emails.len(),
-        resolved: found.len(),
-        matches: found
-            .values()
-            .map(|m| (m.email.clone(), m.account.account_id.clone()))
-            .collect(),
-        not_found: pending,
-        pass,
-    })
-}
-
-/// How `access user EMAIL` found its account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Resolution {
-    /// The account.
-    pub account_id: AccountId,
-    /// The source that tied the email to it.
-    pub source: IdentitySource,
-    /// `store` when an earlier match answered, else the live source asked.
-    pub via: &'static str,
-}
-
-/// Resolves one email to an account: the stored matches first, then Bitbucket's member filter
-/// on each workspace, then Jira's user search (an exact, visible address only). Writes nothing.
-/// Fails only when no source found the address and the member filter was refused.
-pub async fn resolve_email(
-    store: &dyn Store,
-    bitbucket: Option<(&BitbucketClient, &[WorkspaceSlug])>,
-    jira: Option<&JiraClient>,
-    email: &str,
-) -> Result<Option<Resolution>, IdentityError> {
-    if let Some(identity) = store
-        .identities()
-        .await?
-        .into_iter()
-        .find(|i| i.email.as_deref().is_some_and(|e| same_email(e, email)))
-    {
-        return Ok(Some(Resolution {
-            account_id: identity.account_id,
-            source: identity.source,
-            via: "store",
-        }));
-    }
-    // A refusal of the member filter (a token without administrator rights, say) does not stop
-    // Jira from answering; it is reported only when no source found the address.
-    let mut refused = None;
-    if let Some((client, workspaces)) = bitbucket {
-        for ws in workspaces {
-            let matches = match client
-                .resolve_member_emails(ws.as_str(), &[email.trim().to_owned()])
-                .await
-            {
-                Ok(matches) => matches,
-                Err(e) => {
-                    refused.get_or_insert(e);
-                    continue;
-                }
-            };
-            if let Some(m) = matches.into_values().next() {
-                return Ok(Some(Resolution {
-                    account_id: m.account.account_id,
-                    source: IdentitySource::BitbucketMemberEmail,
-                    via: "Bitbucket's member email filter",
-                }));
-            }
-        }
-    }
-    if let Some(client) = jira {
-        // A Jira failure here only means this source cannot answer; the caller reports "not
-        // found" with the sources it tried.
-        if let Ok(users) = client.search_by_email(email.trim()).await {
-            if let Some(user) = users
-                .into_iter()
-                .find(|u| u.email.as_deref().is_some_and(|e| same_email(e, email)))
-            {
-                if let Ok(id) = AccountId::parse(user.account_id) {
-                    return Ok(Some(Resolution {
-                        account_id: id,
-                        source: IdentitySource::JiraUsersSearch,
-                        via: "Jira's user search",
-                    }));
-                }
-            }
-        }
-    }
-    match refused {
-        Some(e) => Err(e.into()),
-        None => Ok(None),
-    }
 }

@@ -1,5 +1,6 @@
-//! The sources of identity matching other than the rules themselves: Jira's user listing and
-//! bulk look-up, the override file and an IdP's list of people. Each turns what it read into
+//! The sources of identity matching other than the rules themselves: the organization's
+//! managed accounts, Jira's user listing and bulk look-up, the override file and an IdP's list
+//! of people. Each turns what it read into
 //! plain maps; parsing takes text, so the caller decides where the text comes from.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,6 +11,7 @@ use serde::Deserialize;
 use super::IdentityError;
 use crate::domain::{AccountId, IdentitySource, JiraFact};
 use crate::jira::{JiraClient, JiraError};
+use crate::org::{OrgClient, OrgError};
 
 /// Longest override or people file read, in bytes: far beyond any organisation's list.
 pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
@@ -50,6 +52,17 @@ pub async fn read_jira(
         }
     }
     Ok(found)
+}
+
+/// The email of every managed account of the organization that has one, by account (every page
+/// of the organization's users; any failure is the whole listing's).
+pub async fn read_org(client: &OrgClient) -> Result<BTreeMap<AccountId, String>, OrgError> {
+    Ok(client
+        .users()
+        .await?
+        .into_iter()
+        .filter_map(|u| Some((AccountId::parse(u.account_id).ok()?, u.email?)))
+        .collect())
 }
 
 fn check_size(what: &str, text: &str) -> Result<(), IdentityError> {

@@ -9,11 +9,12 @@
 //! identity refresh: they spend one token's budget, so one instance at a time runs them and the
 //! budget each run sees through the store is up to date when it starts.
 //!
-//! Times: cron expressions are read in the config's `schedules.time_zone` (UTC by default); a
-//! cron time that passes while the lane's jobs are still running is skipped, not queued. A
-//! failed job is retried after 30 s, doubling up to 30 min, or at the next cron time if sooner.
-//! A skip (nothing to do, held by another instance, not in this build) is neither success nor
-//! failure.
+//! Times: cron expressions are read in the config's `schedules.time_zone` (UTC by default; in a
+//! named zone a time the clocks skip fires when they jump, and a repeated time fires once unless
+//! the expression is hourly, see `config/zone.rs`); a cron time that passes while the lane's
+//! jobs are still running is skipped, not queued. A failed job is retried after 30 s, doubling
+//! up to 30 min, or at the next cron time if sooner. A skip (nothing to do, held by another
+//! instance, not in this build) is neither success nor failure.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -100,17 +101,14 @@ impl Default for SchedulerSettings {
     }
 }
 
-/// The next time `schedule` fires strictly after `now`, read in `zone`.
+/// The next time `schedule` fires strictly after `now`, read in `zone` (across a change of the
+/// clocks by the rules of [`ScheduleZone::next_after`]).
 pub fn next_after(
     schedule: &CronSchedule,
     zone: ScheduleZone,
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    schedule
-        .schedule()
-        .after(&now.with_timezone(&zone.offset()))
-        .next()
-        .map(|t| t.with_timezone(&Utc))
+    zone.next_after(schedule.schedule(), now)
 }
 
 /// One job as the board shows it.

@@ -6,7 +6,10 @@
 
 use bitbucket_access::clock::{Clock, ManualClock};
 use bitbucket_access::config::{Config, CronSchedule, DatabaseUrl};
+use bitbucket_access::serve::lease::Leases;
 use bitbucket_access::serve::{Job, JobError, JobOutcome, JobRunner};
+use bitbucket_access::store::Store;
+use bitbucket_access::sync::LeaseSettings;
 use bitbucket_sim::SimHandle;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -493,4 +496,18 @@ pub async fn asleep(clock: &ManualClock, n: usize) {
 /// The clock as an `Arc<dyn Clock>`.
 pub fn dyn_clock(clock: &ManualClock) -> Arc<dyn Clock> {
     Arc::new(clock.clone())
+}
+
+/// Leases of an hour: the tests move the manual clock by minutes while the heartbeats (in real
+/// time) do not get a chance to renew, and a lease that passed would rightly let the other
+/// instance in.
+pub fn leases(store: &Arc<dyn Store>, clock: &ManualClock) -> Leases {
+    Leases::new(
+        Arc::clone(store),
+        dyn_clock(clock),
+        LeaseSettings {
+            lease: Duration::from_secs(3600),
+            heartbeat: Duration::from_secs(900),
+        },
+    )
 }

@@ -501,3 +501,37 @@ pub async fn run_cli(sim: &SimHandle, dir: &Path, config: &Path, args: &[&str]) 
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+// ----- Identity matching -----
+
+/// A store at `url` holding a complete sync of the simulator's owned workspaces.
+pub async fn synced(url: &str, sim: &SimHandle) -> std::sync::Arc<dyn Store> {
+    let store = bitbucket_access::store::open(url)
+        .await
+        .expect("store opens");
+    let options = bitbucket_access::sync::SyncOptions {
+        workspaces: owned_workspaces(sim),
+        cross_check_sample: 0,
+        ..bitbucket_access::sync::SyncOptions::default()
+    };
+    bitbucket_access::sync::run(store.as_ref(), &client(sim, 4), &options)
+        .await
+        .expect("sync runs");
+    store
+}
+
+/// The world's users that are members of a synced workspace.
+pub fn member_users(sim: &SimHandle) -> Vec<bitbucket_sim::User> {
+    let owned = owned_workspaces(sim);
+    sim.with_world(|w| {
+        w.users
+            .values()
+            .filter(|u| {
+                owned
+                    .iter()
+                    .any(|ws| w.workspaces[ws].members.contains_key(&u.account_id))
+            })
+            .cloned()
+            .collect()
+    })
+}
