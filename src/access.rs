@@ -10,10 +10,15 @@ use crate::domain::{
     EffectiveAccess, Grant, GrantState, GrantTarget, Principal, RepoLevel, RepoSlug, Source,
     SourcedLevel, WorkspaceFacts, WorkspaceSlug,
 };
-use crate::store::{ListingFailure, ListingKey, Store, StoreError};
+use crate::store::{GrantFilter, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
+
+mod completeness;
+
+pub use completeness::Completeness;
+use completeness::{completeness, repository_completeness};
 
 /// One account's effective level on one repository, with its sources.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -93,35 +98,6 @@ impl AccessRow {
                 None => describe(s),
             })
             .collect()
-    }
-}
-
-/// How much of the store an answer rests on, and how old it is.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct Completeness {
-    /// The oldest complete read among the listings the answer rests on, `None` when none was read.
-    pub oldest_read_at: Option<DateTime<Utc>>,
-    /// The listings the answer rests on that were never read completely: their facts are
-    /// missing, so the answer may lack rows.
-    pub never_read: Vec<ListingKey>,
-    /// The listings the answer rests on whose last read failed: their facts are those of an
-    /// earlier read (or missing, when the listing is also never read).
-    pub failed: Vec<ListingFailure>,
-}
-
-impl Completeness {
-    /// Whether every listing behind the answer was read.
-    pub fn is_complete(&self) -> bool {
-        self.never_read.is_empty()
-    }
-
-    fn add(&mut self, other: Completeness) {
-        self.oldest_read_at = match (self.oldest_read_at, other.oldest_read_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        self.never_read.extend(other.never_read);
-        self.failed.extend(other.failed);
     }
 }
 
@@ -268,34 +244,14 @@ fn repo_projects(
         .collect()
 }
 
-/// The completeness of a workspace's listings that `relevant` picks.
-async fn completeness(
-    store: &dyn Store,
-    ws: &WorkspaceSlug,
-    relevant: impl Fn(&ListingKey) -> bool,
-) -> Result<Completeness, StoreError> {
-    let mut out = Completeness {
-        failed: store
-            .listing_failures(ws)
-            .await?
-            .into_iter()
-            .filter(|f| relevant(&f.key))
-            .collect(),
-        ..Completeness::default()
-    };
-    for status in store.listings_by_age(ws).await? {
-        if !relevant(&status.key) {
-            continue;
-        }
-        match status.read_at {
-            None => out.never_read.push(status.key),
-            Some(at) => {
-                out.oldest_read_at =
-                    Some(out.oldest_read_at.map_or(at, |o: DateTime<Utc>| o.min(at)))
-            }
-        }
-    }
-    Ok(out)
+/// Display name and matched email of these accounts.
+async fn names_of(store: &dyn Store, ids: &[AccountId]) -> Result<AccountNames, StoreError> {
+    Ok(store
+        .accounts_with_emails(ids)
+        .await?
+        .into_iter()
+        .map(|(a, email)| (a.account_id.to_string(), (a.display_name, email)))
+        .collect())
 }
 
 /// The effective access of every account on every repository of one workspace, sorted by
@@ -348,6 +304,9 @@ pub fn for_repositories(
 }
 
 /// Who can reach `ws/repo` and why, strongest first.
+///
+/// Reads only the facts the repository's access rests on ([`Store::repository_facts`]), so
+/// the cost of an answer does not grow with the size of the workspace.
 pub async fn for_repository(
     store: &dyn Store,
     full_name: &str,
@@ -356,30 +315,23 @@ pub async fn for_repository(
     let (ws, repo) = full_name.split_once('/').ok_or_else(bad)?;
     let ws = WorkspaceSlug::parse(ws.to_string()).map_err(|_| bad())?;
     let repo = RepoSlug::parse(repo.to_string()).map_err(|_| bad())?;
-    let facts = store.workspace_facts(&ws).await?;
-    let Some(stored) = facts.repositories.iter().find(|r| r.slug == repo) else {
+    let Some(facts) = store.repository_facts(&ws, &repo).await? else {
         return Err(AccessError::UnknownRepository(full_name.to_string()));
     };
-    // The answer rests on the workspace's own listings, every group's members, and the
-    // permissions of this repository and of its project.
-    let project = stored.project.clone();
-    let completeness = completeness(store, &ws, |key| match key {
-        ListingKey::RepositoryUserPermissions(r) | ListingKey::RepositoryGroupPermissions(r) => {
-            r.slug == repo
-        }
-        ListingKey::ProjectUserPermissions(p) | ListingKey::ProjectGroupPermissions(p) => {
-            Some(&p.key) == project.as_ref()
-        }
-        _ => true,
-    })
-    .await?;
-    let names = account_names(store).await?;
-    let mut out = rows(&ws, effective_access_for_repository(&facts, &repo), &names);
-    note_grants(
-        &mut out,
-        &repo_projects(&ws, &facts),
-        &store.active_grants().await?,
-    );
+    let project = facts.repositories.first().and_then(|r| r.project.clone());
+    let completeness = repository_completeness(store, &ws, &repo, project.as_ref()).await?;
+    let found = effective_access_for_repository(&facts, &repo);
+    let ids: Vec<AccountId> = found.iter().map(|e| e.account_id.clone()).collect();
+    let names = names_of(store, &ids).await?;
+    let mut out = rows(&ws, found, &names);
+    let grants = store
+        .list_grants(&GrantFilter {
+            states: GrantState::IN_FORCE.to_vec(),
+            workspace: Some(ws.to_string()),
+            ..GrantFilter::default()
+        })
+        .await?;
+    note_grants(&mut out, &repo_projects(&ws, &facts), &grants);
     out.sort_by(|a, b| {
         b.level
             .cmp(&a.level)
@@ -392,6 +344,9 @@ pub async fn for_repository(
 }
 
 /// What an account (by id, or by an email matched to it) can reach, in every stored workspace.
+///
+/// Reads only the facts the account's access rests on ([`Store::account_facts`]); the
+/// completeness covers every listing of each workspace, since any of them could give it access.
 pub async fn for_account(
     store: &dyn Store,
     who: &str,
@@ -405,12 +360,12 @@ pub async fn for_account(
         }
     }
     .ok_or_else(|| AccessError::UnknownAccount(who.to_string()))?;
-    let names = account_names(store).await?;
+    let names = names_of(store, std::slice::from_ref(&account.account_id)).await?;
     let mut out = Vec::new();
     let mut whole = Completeness::default();
     let grants = store.active_grants().await?;
     for ws in store.workspaces().await? {
-        let facts = store.workspace_facts(&ws.slug).await?;
+        let facts = store.account_facts(&ws.slug, &account.account_id).await?;
         let mut found = rows(
             &ws.slug,
             effective_access_for_account(&facts, &account.account_id),

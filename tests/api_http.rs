@@ -55,7 +55,7 @@ async fn every_documented_operation_is_served(url: String) {
             operations += 1;
         }
     }
-    assert_eq!(operations, 9, "every /v1 operation was called");
+    assert_eq!(operations, 10, "every /v1 operation was called");
     let (status, answer) = api
         .call("GET", "/v1/nothing", Some(GRANTER), None, &[])
         .await;

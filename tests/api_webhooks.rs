@@ -1,6 +1,8 @@
 //! Webhook deliveries (issue 15, item 4): a delivery signed with the secret schedules a
 //! targeted refresh of the repository it names; unsigned, wrongly signed, replayed and too old
-//! deliveries are refused and schedule nothing.
+//! deliveries are refused and schedule nothing. End to end: with the webhook installed in the
+//! simulator, a repository created there is delivered by the simulator itself, signed, and is
+//! in the store within 5 s.
 
 #[macro_use]
 mod support_db;
@@ -11,6 +13,7 @@ mod sync_support;
 use api_support::*;
 use bitbucket_access::api::webhooks::sign;
 use bitbucket_access::api::RefreshTarget;
+use bitbucket_access::cli::webhook::install;
 use bitbucket_access::domain::{RepoSlug, WorkspaceSlug};
 use bitbucket_sim::NewRepository;
 use std::time::{Duration, Instant};
@@ -108,6 +111,12 @@ async fn only_signed_fresh_deliveries_schedule_a_refresh(url: String) {
 async fn a_new_repository_is_in_the_store_within_seconds_of_its_delivery(url: String) {
     let api = Api::start_refreshing(1522, &url).await;
     let ws = grants_support::owned(&api.sim);
+    // Installed as `webhook install` does; from here on the simulator delivers the events itself.
+    let hook_url = format!("{}/webhooks/bitbucket", api.base);
+    install(&client(&api.sim, 4), &ws, &hook_url, WEBHOOK_SECRET)
+        .await
+        .expect("webhook installed");
+    let created = Instant::now();
     api.sim.with_world(|w| {
         let project = w.workspaces[&ws]
             .projects
@@ -126,33 +135,45 @@ async fn a_new_repository_is_in_the_store_within_seconds_of_its_delivery(url: St
         )
         .expect("created")
     });
-    let body = format!(r#"{{"repository": {{"full_name": "{ws}/born-today"}}}}"#);
-    let signature = sign(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
-    let delivered = Instant::now();
-    assert_eq!(
-        deliver(
-            &api,
-            &body,
-            &[("x-request-uuid", "new-1"), ("x-hub-signature", &signature)]
-        )
-        .await,
-        202
-    );
     let slug = WorkspaceSlug::parse(ws.clone()).expect("slug");
     let wanted = RepoSlug::parse("born-today".to_owned()).expect("slug");
+    let mut delivered = None;
     loop {
+        if delivered.is_none() {
+            let found = api
+                .sim
+                .deliveries()
+                .into_iter()
+                .find(|d| d.event == "repo:created");
+            if let Some(d) = found {
+                assert_eq!(
+                    d.status,
+                    Some(202),
+                    "the signed delivery is accepted: {d:?}"
+                );
+                assert_eq!(d.url, hook_url);
+                delivered = Some(Instant::now());
+            }
+        }
         let stored = api.store.repositories(&slug).await.expect("repositories");
         if stored.iter().any(|r| r.slug == wanted) {
             break;
         }
         assert!(
-            delivered.elapsed() < Duration::from_secs(5),
-            "the new repository is not in the store 5 s after its delivery"
+            created.elapsed() < Duration::from_secs(5),
+            "the new repository is not in the store 5 s after its creation (delivered: {})",
+            delivered.is_some()
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     println!(
-        "new repository stored {:?} after its delivery",
-        delivered.elapsed()
+        "new repository stored {:?} after its creation in the simulator",
+        created.elapsed()
+    );
+    // Every delivery the simulator made was signed and accepted: none was refused.
+    let deliveries = api.sim.deliveries();
+    assert!(
+        deliveries.iter().all(|d| d.status == Some(202)),
+        "{deliveries:?}"
     );
 }

@@ -31,7 +31,7 @@ on_both_backends!(
 );
 
 async fn an_out_of_band_change_is_drift_with_its_actor_for_three_requests(url: String) {
-    let (sim, store, ws) = synced(&url, 7301).await;
+    let (sim, store, ws) = synced_world(&url, 7301).await;
     // The first pass learns the connector's account and where the stream stands.
     let first = pass(&sim, store.as_ref(), &ws, "a").await;
     assert_eq!(first.events, 0, "{first:#?}");
@@ -69,7 +69,7 @@ async fn an_out_of_band_change_is_drift_with_its_actor_for_three_requests(url: S
 }
 
 async fn a_restart_resumes_from_the_stored_cursor(url: String) {
-    let (sim, store, ws) = synced(&url, 7302).await;
+    let (sim, store, ws) = synced_world(&url, 7302).await;
     pass(&sim, store.as_ref(), &ws, "before").await;
     let actor = other_admin(&sim);
     let (repo_a, member_a) = repo_and_member(&sim, &ws, 0);
@@ -125,7 +125,7 @@ async fn a_restart_resumes_from_the_stored_cursor(url: String) {
 }
 
 async fn two_instances_do_not_both_apply_one_event(url: String) {
-    let (sim, store, ws) = synced(&url, 7303).await;
+    let (sim, store, ws) = synced_world(&url, 7303).await;
     pass(&sim, store.as_ref(), &ws, "one").await;
     let (repo, member) = repo_and_member(&sim, &ws, 0);
     grant_as(&sim, other_admin(&sim), &ws, &repo, &member);
@@ -167,7 +167,7 @@ async fn two_instances_do_not_both_apply_one_event(url: String) {
 }
 
 async fn an_unknown_action_is_refreshed_conservatively(url: String) {
-    let (sim, store, ws) = synced(&url, 7304).await;
+    let (sim, store, ws) = synced_world(&url, 7304).await;
     pass(&sim, store.as_ref(), &ws, "a").await;
     sim.org().unknown_action_next(1);
     let (repo, member) = repo_and_member(&sim, &ws, 0);
@@ -189,7 +189,7 @@ async fn an_unknown_action_is_refreshed_conservatively(url: String) {
 }
 
 async fn the_connectors_own_change_is_not_drift(url: String) {
-    let (sim, store, ws) = synced(&url, 7305).await;
+    let (sim, store, ws) = synced_world(&url, 7305).await;
     pass(&sim, store.as_ref(), &ws, "a").await;
     let before = drift_entries(store.as_ref()).await.len();
     // The connector's own credentials change a permission the store does not know about yet
@@ -230,7 +230,7 @@ async fn the_connectors_own_change_is_not_drift(url: String) {
 }
 
 async fn without_guard_or_link_no_event_arrives_and_sync_works_as_before(url: String) {
-    let (sim, store, ws) = synced(&url, 7306).await;
+    let (sim, store, ws) = synced_world(&url, 7306).await;
     pass(&sim, store.as_ref(), &ws, "a").await;
     sim.org().configure(|s| s.linked = Some(BTreeSet::new()));
     let (repo, member) = repo_and_member(&sim, &ws, 0);
@@ -278,7 +278,7 @@ async fn without_guard_or_link_no_event_arrives_and_sync_works_as_before(url: St
 }
 
 async fn events_on_one_listing_merge_and_each_change_names_its_own_actor(url: String) {
-    let (sim, store, ws) = synced(&url, 7307).await;
+    let (sim, store, ws) = synced_world(&url, 7307).await;
     pass(&sim, store.as_ref(), &ws, "a").await;
     let (repo, first) = repo_and_member(&sim, &ws, 0);
     let first_actor = other_admin(&sim);

@@ -39,7 +39,7 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 async fn serve_records_an_out_of_band_change_within_one_poll_interval(url: String) {
-    let (sim, store, ws) = synced(&url, 7311).await;
+    let (sim, store, ws) = synced_world(&url, 7311).await;
     let clock = ManualClock::new(at("2026-12-02T10:00:30Z"));
     let mut config = sim_config(&sim, &url, std::slice::from_ref(&ws), 100_000);
     // Full reads, audits and expiry passes stay out of the way of this test.
@@ -133,7 +133,7 @@ fn read_one(dir: &std::path::Path, suffix: &str) -> String {
 }
 
 async fn sync_events_applies_them_once_and_the_audit_shows_the_actor(url: String) {
-    let (sim, store, ws) = synced(&url, 7312).await;
+    let (sim, store, ws) = synced_world(&url, 7312).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let config = write_config(&sim, dir.path(), &url, &ws);
     let first = run_cli(&sim, dir.path(), &config, &["sync", "--events"]).await;

@@ -141,11 +141,13 @@ impl Sim {
             )
             .await;
         });
+        // Webhook deliveries the simulator sends itself, when a hook is installed.
+        let t3 = tokio::spawn(api::hooks_out::run(shared.clone()));
         Ok(SimHandle {
             shared,
             admin_email,
             admin_token,
-            tasks: vec![t1, t2],
+            tasks: vec![t1, t2, t3],
         })
     }
 }
@@ -268,6 +270,11 @@ impl SimHandle {
     /// A legacy app password (username, password): Basic auth with it answers 410 CHANGE-3222.
     pub fn legacy_app_password(&self) -> (String, String) {
         self.shared.read_creds().app_password.clone()
+    }
+
+    /// The webhook deliveries the simulator has made so far, oldest first.
+    pub fn deliveries(&self) -> Vec<api::hooks_out::Delivery> {
+        self.shared.deliveries.all()
     }
 
     /// Requests served for `METHOD template`, e.g.

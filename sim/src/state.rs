@@ -212,6 +212,10 @@ pub struct Shared {
     pub jira_unlisted: RwLock<std::collections::BTreeSet<String>>,
     /// The Atlassian organization the workspaces are linked to (Organizations API).
     pub org: crate::api::org::OrgState,
+    /// The webhook deliveries the simulator made (`api/hooks_out.rs`).
+    pub deliveries: crate::api::hooks_out::Deliveries,
+    /// The state of each workspace watched for webhook events, as last delivered.
+    pub hook_snapshots: crate::api::hooks_out::Snapshots,
     counters: Mutex<HashMap<String, u64>>,
     total: AtomicU64,
     windows: Mutex<HashMap<String, Window>>,
@@ -237,6 +241,8 @@ impl Shared {
             faults: Faults::new(seed),
             jira_unlisted: RwLock::new(std::collections::BTreeSet::new()),
             org,
+            deliveries: Default::default(),
+            hook_snapshots: Default::default(),
             counters: Mutex::new(HashMap::new()),
             total: AtomicU64::new(0),
             windows: Mutex::new(HashMap::new()),
@@ -251,6 +257,11 @@ impl Shared {
     /// Reads the world; a poisoned lock (a panicking test closure) still yields the data.
     pub fn read_world(&self) -> std::sync::RwLockReadGuard<'_, World> {
         self.world.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The world's generation: it grows with every write.
+    pub fn world_generation(&self) -> u64 {
+        self.world_gen.load(Ordering::SeqCst)
     }
 
     /// Writes the world; every write invalidates the rendered-object cache.

@@ -4,7 +4,7 @@
 //! - [`router`] builds the routes over one [`ApiState`]; `serve` merges them into its own
 //!   router, so one listener carries health, metrics and the API.
 //! - `auth.rs`: bearer tokens and roles; `errors.rs`: the one error shape; `grants.rs`,
-//!   `access.rs`, `identities.rs`, `syncs.rs`: the endpoints; `webhooks.rs`: signed deliveries that
+//!   `access.rs`, `identities.rs`, `audits.rs`, `syncs.rs`: the endpoints; `webhooks.rs`: signed deliveries that
 //!   schedule a targeted refresh.
 //!
 //! Limits: request bodies over [`BODY_LIMIT`] are refused with 413, and a request that takes
@@ -12,6 +12,7 @@
 //! Bitbucket cannot hold a connection for ever.
 
 pub mod access;
+pub mod audits;
 pub mod auth;
 pub mod errors;
 pub mod grants;
@@ -74,6 +75,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/v1/access/people/{who}", get(access::person))
         .route("/v1/identities", get(identities::list))
+        .route("/v1/audits/latest", get(audits::latest))
         .route("/v1/syncs", post(syncs::start))
         .route("/v1/syncs/{id}", get(syncs::show))
         .fallback(errors::no_route)

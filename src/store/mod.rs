@@ -57,8 +57,8 @@ use futures::future::BoxFuture;
 
 use crate::domain::{
     Account, AccountId, Grant, GrantId, GrantState, Group, GroupMembers, Identity, IdentityRefresh,
-    NewGrant, Project, ProjectPermission, Repository, RepositoryPermission, SlotKey, Workspace,
-    WorkspaceFacts, WorkspaceMember, WorkspaceSlug,
+    NewGrant, Project, ProjectPermission, RepoSlug, Repository, RepositoryPermission, SlotKey,
+    Workspace, WorkspaceFacts, WorkspaceMember, WorkspaceSlug,
 };
 
 pub use crate::config::{redact_url, Backend, DatabaseUrl};
@@ -204,6 +204,37 @@ pub trait Store: Send + Sync + fmt::Debug {
         &'a self,
         workspace: &'a WorkspaceSlug,
     ) -> StoreFuture<'a, WorkspaceFacts>;
+
+    /// The part of [`Store::workspace_facts`] that one repository's effective access rests on
+    /// (its permissions, its project's, the groups they name, the owners, every member when it
+    /// is public), `None` when the repository is not stored. The domain's rules give the same
+    /// answer for the repository on these as on the whole workspace.
+    fn repository_facts<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+        repository: &'a RepoSlug,
+    ) -> StoreFuture<'a, Option<WorkspaceFacts>>;
+
+    /// The part of [`Store::workspace_facts`] that one account's effective access rests on (its
+    /// membership, its groups, their and its own permissions, the repositories these reach).
+    fn account_facts<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+        account: &'a AccountId,
+    ) -> StoreFuture<'a, WorkspaceFacts>;
+
+    /// The stored accounts among `ids`, each with the email its identity was matched to.
+    fn accounts_with_emails<'a>(
+        &'a self,
+        ids: &'a [AccountId],
+    ) -> StoreFuture<'a, Vec<(Account, Option<String>)>>;
+
+    /// The status of each of these listings, ordered as [`Store::listings_by_age`] orders its
+    /// answer (never read first, in the order given, then the oldest read first).
+    fn listing_statuses<'a>(
+        &'a self,
+        keys: &'a [ListingKey],
+    ) -> StoreFuture<'a, Vec<ListingStatus>>;
 
     /// Every known account.
     fn accounts(&self) -> StoreFuture<'_, Vec<Account>>;
@@ -634,6 +665,36 @@ impl Store for SqlStore {
         workspace: &'a WorkspaceSlug,
     ) -> StoreFuture<'a, WorkspaceFacts> {
         dispatch!(self, workspace_facts(workspace))
+    }
+
+    fn repository_facts<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+        repository: &'a RepoSlug,
+    ) -> StoreFuture<'a, Option<WorkspaceFacts>> {
+        dispatch!(self, repository_facts(workspace, repository))
+    }
+
+    fn account_facts<'a>(
+        &'a self,
+        workspace: &'a WorkspaceSlug,
+        account: &'a AccountId,
+    ) -> StoreFuture<'a, WorkspaceFacts> {
+        dispatch!(self, account_facts(workspace, account))
+    }
+
+    fn accounts_with_emails<'a>(
+        &'a self,
+        ids: &'a [AccountId],
+    ) -> StoreFuture<'a, Vec<(Account, Option<String>)>> {
+        dispatch!(self, accounts_with_emails(ids))
+    }
+
+    fn listing_statuses<'a>(
+        &'a self,
+        keys: &'a [ListingKey],
+    ) -> StoreFuture<'a, Vec<ListingStatus>> {
+        dispatch!(self, listing_statuses(keys))
     }
 
     fn accounts(&self) -> StoreFuture<'_, Vec<Account>> {

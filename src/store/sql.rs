@@ -116,6 +116,7 @@ include!("sql/batch.rs");
 include!("sql/replace.rs");
 include!("sql/freshness.rs");
 include!("sql/facts.rs");
+include!("sql/scoped_facts.rs");
 include!("sql/accounts.rs");
 include!("sql/grants.rs");
 include!("sql/idempotency.rs");

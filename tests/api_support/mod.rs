@@ -166,6 +166,47 @@ impl Api {
         check(&self.doc, method, path, status, &value);
         (status, value)
     }
+
+    /// Sends a GET and answers the status, the headers and the body as text, after checking
+    /// that the status and the body's content type are documented for the operation (and, for
+    /// JSON, that the body validates as `call` checks it).
+    pub async fn get_text(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await.expect("send");
+        let status = response.status().as_u16();
+        let head = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let media = head
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let template = template_of(&self.doc, path).expect("a documented path");
+        let content =
+            &self.doc["paths"][&template]["get"]["responses"][status.to_string()]["content"];
+        assert!(
+            content.get(&media).is_some(),
+            "GET {path} answered {status} as {media:?}, which the document does not list"
+        );
+        if media == "application/json" {
+            let value: Value = serde_json::from_str(&text).expect("JSON body");
+            check(&self.doc, "GET", path, status, &value);
+        }
+        (status, head, text)
+    }
 }
 
 /// The documented path template `path` matches.

@@ -35,7 +35,7 @@ pub fn org_client(sim: &SimHandle) -> OrgClient {
 }
 
 /// The simulator, a store holding a complete first read of the owned workspace, and its slug.
-pub async fn synced(url: &str, seed: u64) -> (SimHandle, Arc<dyn Store>, String) {
+pub async fn synced_world(url: &str, seed: u64) -> (SimHandle, Arc<dyn Store>, String) {
     let sim = start_sim(seed).await;
     let store = open(url).await.expect("store opens");
     let ws = owned_workspaces(&sim).remove(0);

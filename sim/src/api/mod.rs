@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 mod gate;
+pub mod hooks_out;
 pub mod jira;
 pub mod org;
 pub mod render;

@@ -49,14 +49,27 @@ pub(crate) async fn repositories(
     pool: &Pool<Db>,
     workspace: &WorkspaceSlug,
 ) -> Result<Vec<Repository>, StoreError> {
-    let rows = sqlx::query(
+    repositories_where(pool, workspace, &Cond::Any).await
+}
+
+/// The repositories of a workspace that `cond` picks, by slug.
+async fn repositories_where(
+    pool: &Pool<Db>,
+    workspace: &WorkspaceSlug,
+    cond: &Cond,
+) -> Result<Vec<Repository>, StoreError> {
+    let mut qb = QueryBuilder::<Db>::new(
         "SELECT repo_slug, uuid, name, project_key, is_private FROM repositories \
-         WHERE workspace = $1 ORDER BY repo_slug",
-    )
-    .bind(workspace.to_string())
-    .fetch_all(pool)
-    .await
-    .map_err(db_err("read repositories"))?;
+         WHERE workspace = ",
+    );
+    qb.push_bind(workspace.to_string());
+    cond.push(&mut qb);
+    qb.push(" ORDER BY repo_slug");
+    let rows = qb
+        .build()
+        .fetch_all(pool)
+        .await
+        .map_err(db_err("read repositories"))?;
     rows.iter()
         .map(|row| {
             let decode = db_err("decode a repository");
@@ -77,13 +90,25 @@ pub(crate) async fn workspace_members(
     pool: &Pool<Db>,
     workspace: &WorkspaceSlug,
 ) -> Result<Vec<WorkspaceMember>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT account_id, role FROM workspace_members WHERE workspace = $1 ORDER BY account_id",
-    )
-    .bind(workspace.to_string())
-    .fetch_all(pool)
-    .await
-    .map_err(db_err("read workspace members"))?;
+    workspace_members_where(pool, workspace, &Cond::Any).await
+}
+
+/// The members of a workspace that `cond` picks, by account id.
+async fn workspace_members_where(
+    pool: &Pool<Db>,
+    workspace: &WorkspaceSlug,
+    cond: &Cond,
+) -> Result<Vec<WorkspaceMember>, StoreError> {
+    let mut qb =
+        QueryBuilder::<Db>::new("SELECT account_id, role FROM workspace_members WHERE workspace = ");
+    qb.push_bind(workspace.to_string());
+    cond.push(&mut qb);
+    qb.push(" ORDER BY account_id");
+    let rows = qb
+        .build()
+        .fetch_all(pool)
+        .await
+        .map_err(db_err("read workspace members"))?;
     rows.iter()
         .map(|row| {
             let decode = db_err("decode a workspace member");
@@ -123,14 +148,26 @@ pub(crate) async fn group_members(
     pool: &Pool<Db>,
     workspace: &WorkspaceSlug,
 ) -> Result<Vec<GroupMembers>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT group_slug, account_id FROM group_members WHERE workspace = $1 \
-         ORDER BY group_slug, account_id",
-    )
-    .bind(workspace.to_string())
-    .fetch_all(pool)
-    .await
-    .map_err(db_err("read group members"))?;
+    group_members_where(pool, workspace, &Cond::Any).await
+}
+
+/// The memberships of a workspace's groups that `cond` picks, grouped by group.
+async fn group_members_where(
+    pool: &Pool<Db>,
+    workspace: &WorkspaceSlug,
+    cond: &Cond,
+) -> Result<Vec<GroupMembers>, StoreError> {
+    let mut qb = QueryBuilder::<Db>::new(
+        "SELECT group_slug, account_id FROM group_members WHERE workspace = ",
+    );
+    qb.push_bind(workspace.to_string());
+    cond.push(&mut qb);
+    qb.push(" ORDER BY group_slug, account_id");
+    let rows = qb
+        .build()
+        .fetch_all(pool)
+        .await
+        .map_err(db_err("read group members"))?;
     let mut out: Vec<GroupMembers> = Vec::new();
     for row in &rows {
         let decode = db_err("decode a group member");
@@ -151,17 +188,34 @@ pub(crate) async fn project_permissions(
     pool: &Pool<Db>,
     workspace: &WorkspaceSlug,
 ) -> Result<Vec<ProjectPermission>, StoreError> {
-    let rows = sqlx::query(
+    project_permissions_where(pool, workspace, &Cond::Any, &Cond::Any).await
+}
+
+/// The explicit project permissions of a workspace: the user rows `users` picks and the group
+/// rows `groups` picks, sorted.
+async fn project_permissions_where(
+    pool: &Pool<Db>,
+    workspace: &WorkspaceSlug,
+    users: &Cond,
+    groups: &Cond,
+) -> Result<Vec<ProjectPermission>, StoreError> {
+    let mut qb = QueryBuilder::<Db>::new(
         "SELECT project_key, 'user' AS principal_kind, account_id AS principal, level \
-         FROM project_user_permissions WHERE workspace = $1 \
-         UNION ALL \
-         SELECT project_key, 'group' AS principal_kind, group_slug AS principal, level \
-         FROM project_group_permissions WHERE workspace = $1",
-    )
-    .bind(workspace.to_string())
-    .fetch_all(pool)
-    .await
-    .map_err(db_err("read project permissions"))?;
+         FROM project_user_permissions WHERE workspace = ",
+    );
+    qb.push_bind(workspace.to_string());
+    users.push(&mut qb);
+    qb.push(
+        " UNION ALL SELECT project_key, 'group' AS principal_kind, group_slug AS principal, \
+         level FROM project_group_permissions WHERE workspace = ",
+    );
+    qb.push_bind(workspace.to_string());
+    groups.push(&mut qb);
+    let rows = qb
+        .build()
+        .fetch_all(pool)
+        .await
+        .map_err(db_err("read project permissions"))?;
     let mut out = rows
         .iter()
         .map(|row| {
@@ -186,17 +240,34 @@ pub(crate) async fn repository_permissions(
     pool: &Pool<Db>,
     workspace: &WorkspaceSlug,
 ) -> Result<Vec<RepositoryPermission>, StoreError> {
-    let rows = sqlx::query(
+    repository_permissions_where(pool, workspace, &Cond::Any, &Cond::Any).await
+}
+
+/// The explicit repository permissions of a workspace: the user rows `users` picks and the
+/// group rows `groups` picks, sorted.
+async fn repository_permissions_where(
+    pool: &Pool<Db>,
+    workspace: &WorkspaceSlug,
+    users: &Cond,
+    groups: &Cond,
+) -> Result<Vec<RepositoryPermission>, StoreError> {
+    let mut qb = QueryBuilder::<Db>::new(
         "SELECT repo_slug, 'user' AS principal_kind, account_id AS principal, level \
-         FROM repository_user_permissions WHERE workspace = $1 \
-         UNION ALL \
-         SELECT repo_slug, 'group' AS principal_kind, group_slug AS principal, level \
-         FROM repository_group_permissions WHERE workspace = $1",
-    )
-    .bind(workspace.to_string())
-    .fetch_all(pool)
-    .await
-    .map_err(db_err("read repository permissions"))?;
+         FROM repository_user_permissions WHERE workspace = ",
+    );
+    qb.push_bind(workspace.to_string());
+    users.push(&mut qb);
+    qb.push(
+        " UNION ALL SELECT repo_slug, 'group' AS principal_kind, group_slug AS principal, \
+         level FROM repository_group_permissions WHERE workspace = ",
+    );
+    qb.push_bind(workspace.to_string());
+    groups.push(&mut qb);
+    let rows = qb
+        .build()
+        .fetch_all(pool)
+        .await
+        .map_err(db_err("read repository permissions"))?;
     let mut out = rows
         .iter()
         .map(|row| {

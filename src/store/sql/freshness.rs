@@ -62,12 +62,6 @@ pub(crate) async fn listings_by_age(
     .fetch_all(pool)
     .await
     .map_err(db_err("read listing freshness"))?;
-    let mut fresh: BTreeMap<ListingKey, ListingFreshness> = BTreeMap::new();
-    for row in &rows {
-        let f = freshness_from_row(row)?;
-        fresh.insert(f.key.clone(), f);
-    }
-
     let mut keys = vec![
         ListingKey::Workspace(workspace.clone()),
         ListingKey::WorkspaceMembers(workspace.clone()),
@@ -97,6 +91,45 @@ pub(crate) async fn listings_by_age(
             group: group.slug,
         });
     }
+    statuses_by_age(keys, &rows)
+}
+
+/// The status of each of `keys` (the order of the answer as [`listings_by_age`]'s).
+pub(crate) async fn listing_statuses(
+    pool: &Pool<Db>,
+    keys: &[ListingKey],
+) -> Result<Vec<ListingStatus>, StoreError> {
+    let mut rows = Vec::new();
+    for chunk in keys.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<Db>::new(format!(
+            "SELECT {FRESHNESS_COLS} FROM listing_freshness WHERE listing IN ("
+        ));
+        let mut list = qb.separated(", ");
+        for key in chunk {
+            list.push_bind(key.to_string());
+        }
+        qb.push(")");
+        rows.extend(
+            qb.build()
+                .fetch_all(pool)
+                .await
+                .map_err(db_err("read listing freshness"))?,
+        );
+    }
+    statuses_by_age(keys.to_vec(), &rows)
+}
+
+/// `keys` with their freshness from `rows`: never read first (in the order given), then the
+/// oldest read first.
+fn statuses_by_age(
+    keys: Vec<ListingKey>,
+    rows: &[<Db as sqlx::Database>::Row],
+) -> Result<Vec<ListingStatus>, StoreError> {
+    let mut fresh: BTreeMap<ListingKey, ListingFreshness> = BTreeMap::new();
+    for row in rows {
+        let f = freshness_from_row(row)?;
+        fresh.insert(f.key.clone(), f);
+    }
     let mut out: Vec<ListingStatus> = keys
         .into_iter()
         .map(|key| {
@@ -108,7 +141,7 @@ pub(crate) async fn listings_by_age(
             }
         })
         .collect();
-    // Never read first (in discovery order), then the oldest read first. The sort is stable.
+    // The sort is stable, so listings never read keep the order they were given in.
     out.sort_by_key(|s| (s.read_at.is_some(), s.read_at));
     Ok(out)
 }

@@ -99,6 +99,8 @@ pub(super) async fn create_hook(
     };
     wsv.hooks.insert(uuid, hook.clone());
     let wsv = &*wsv;
+    // From now on the workspace's changes are delivered to its hooks.
+    crate::api::hooks_out::watch(&s, wsv);
     object_response(StatusCode::CREATED, hook_json(&s.bb_url, wsv, &hook), &p)
 }
 
