@@ -9,6 +9,7 @@
 mod support_db;
 mod api_support;
 mod grants_support;
+mod org_support;
 mod sync_support;
 
 use api_support::{Api, READER};
@@ -23,6 +24,7 @@ use bitbucket_access::org::{OrgClient, OrgSettings};
 use bitbucket_access::store::Store;
 use bitbucket_sim::{SimHandle, World, WorldSpec};
 use chrono::{DateTime, TimeZone, Utc};
+use org_support::org_client;
 use secrecy::SecretString;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -75,21 +77,6 @@ async fn refresh_as_configured(
     identity::refresh(store, setup.sources(), now)
         .await
         .expect("refresh")
-}
-
-/// An Organizations API client with short retries.
-fn org_client(sim: &SimHandle) -> OrgClient {
-    let settings = sim.org().settings();
-    OrgClient::new(
-        OrgSettings::new(
-            Url::parse(&sim.org_url()).expect("org url"),
-            settings.org_id,
-            SecretString::from(settings.api_key),
-        ),
-        quick_retries(),
-        Scrubber::new(),
-    )
-    .expect("client")
 }
 
 async fn by_account(store: &dyn Store) -> BTreeMap<String, Identity> {

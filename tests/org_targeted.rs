@@ -5,16 +5,16 @@
 
 #[macro_use]
 mod support_db;
+mod org_support;
 mod sync_support;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use bitbucket_access::domain::{GroupSlug, RepoRef, RepoSlug};
-use bitbucket_access::store::{open, AuditFilter, AuditKind, ListingKey, Store, SyncOutcome};
+use bitbucket_access::store::{AuditFilter, AuditKind, ListingKey, Store};
 use bitbucket_access::sync::targeted::{self, Target, TargetedOptions, TargetedReport};
-use bitbucket_access::sync::{self, SyncOptions};
 use bitbucket_sim::{Level, NewRepository, SimHandle};
+use org_support::synced_world;
 use sync_support::*;
 
 on_both_backends!(
@@ -23,29 +23,6 @@ on_both_backends!(
     a_deleted_repository_leaves_the_store_for_one_request,
     a_groups_members_cost_one_request,
 );
-
-async fn store_at(url: &str) -> Arc<dyn Store> {
-    open(url).await.expect("store opens")
-}
-
-/// The simulator, a store holding a complete first read of the owned workspace, and its slug.
-async fn synced(url: &str, seed: u64) -> (SimHandle, Arc<dyn Store>, String) {
-    let sim = start_sim(seed).await;
-    let store = store_at(url).await;
-    let ws = owned_workspaces(&sim).remove(0);
-    let report = sync::run(
-        store.as_ref(),
-        &client(&sim, 4),
-        &SyncOptions {
-            workspaces: vec![ws.clone()],
-            ..SyncOptions::default()
-        },
-    )
-    .await
-    .expect("first sync");
-    assert_eq!(report.outcome, SyncOutcome::Complete, "{report:#?}");
-    (sim, store, ws)
-}
 
 fn repo(ws: &str, name: &str) -> RepoRef {
     RepoRef {
@@ -77,7 +54,7 @@ async fn drift_subjects(store: &dyn Store) -> BTreeSet<String> {
 }
 
 async fn a_new_repository_is_stored_after_one_refresh_of_three_requests(url: String) {
-    let (sim, store, ws) = synced(&url, 7101).await;
+    let (sim, store, ws) = synced_world(&url, 7101).await;
     let listing = ListingKey::Repositories(slug(&ws));
     let read_before = store
         .listing_freshness(&listing)
@@ -158,7 +135,7 @@ async fn a_new_repository_is_stored_after_one_refresh_of_three_requests(url: Str
 }
 
 async fn duplicate_targets_cost_one_read(url: String) {
-    let (sim, store, ws) = synced(&url, 7102).await;
+    let (sim, store, ws) = synced_world(&url, 7102).await;
     let (slug, group) = sim.with_world(|w| {
         let r = w.workspaces[&ws]
             .repositories
@@ -194,7 +171,7 @@ async fn duplicate_targets_cost_one_read(url: String) {
 }
 
 async fn a_deleted_repository_leaves_the_store_for_one_request(url: String) {
-    let (sim, store, ws) = synced(&url, 7103).await;
+    let (sim, store, ws) = synced_world(&url, 7103).await;
     let gone = sim.with_world(|w| {
         let slug = w.workspaces[&ws]
             .repositories
@@ -225,7 +202,7 @@ async fn a_deleted_repository_leaves_the_store_for_one_request(url: String) {
 }
 
 async fn a_groups_members_cost_one_request(url: String) {
-    let (sim, store, ws) = synced(&url, 7104).await;
+    let (sim, store, ws) = synced_world(&url, 7104).await;
     let (group, account) = sim.with_world(|w| {
         let space = &w.workspaces[&ws];
         let (group, g) = space.groups.iter().next().expect("a group");

@@ -19,7 +19,7 @@
 //! for the items not read, stays as it was. A repository with its two permission listings
 //! costs three requests.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -35,107 +35,16 @@ use super::plan::{pages_for, Candidate, Priority};
 use super::report::{Failure, Held, HeldListing, Totals};
 use super::structural::{project_fact, repo_fact};
 pub use super::target::Target;
+use super::target::{merge, Item, Reads};
 use super::workspace::{Limit, WorkspaceRun};
 use super::{SyncError, PAGE_SIZE};
 use crate::bitbucket::convert::workspace_role;
 use crate::bitbucket::{ApiError, BitbucketClient, ErrorKind, Project, Repository};
 use crate::clock::{Clock, SystemClock};
-use crate::domain::{Attribution, GroupSlug, ProjectRef, RepoRef, WorkspaceSlug};
+use crate::domain::{Attribution, GroupSlug, WorkspaceSlug};
 use crate::store::{
     Fact, ListingKey, MassChangeGuard, ReplaceOutcome, RunOwner, Store, SyncOutcome, SyncRunFinish,
 };
-
-/// A single repository or project read with one request and merged into its stored listing.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Item {
-    Project(ProjectRef),
-    Repository(RepoRef),
-}
-
-/// What one workspace's targets come to once merged.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Reads {
-    /// Whole workspace listings (members, projects, repositories, groups with their members).
-    structural: BTreeSet<ListingKey>,
-    /// Single projects and repositories.
-    items: BTreeSet<Item>,
-    /// Members of single groups.
-    group_members: BTreeSet<GroupSlug>,
-    /// Permission listings.
-    permissions: BTreeSet<ListingKey>,
-}
-
-/// Groups the targets by workspace and merges them: duplicates go, a single repository or
-/// project is not read when its workspace's whole listing is, and a group's members are not
-/// read alone when the groups listing (which carries every group's members) is.
-fn merge(targets: &[Target]) -> BTreeMap<WorkspaceSlug, Reads> {
-    let mut out: BTreeMap<WorkspaceSlug, Reads> = BTreeMap::new();
-    for target in targets {
-        let reads = out.entry(target.workspace().clone()).or_default();
-        let ws = target.workspace().clone();
-        match target {
-            Target::Repository(r) => {
-                reads.items.insert(Item::Repository(r.clone()));
-                reads.permissions.extend(repo_listings(r.clone()));
-            }
-            Target::Project(p) => {
-                reads.items.insert(Item::Project(p.clone()));
-                reads.permissions.extend(project_listings(p.clone()));
-            }
-            Target::RepositoryUsers(r) => {
-                reads
-                    .permissions
-                    .insert(ListingKey::RepositoryUserPermissions(r.clone()));
-            }
-            Target::RepositoryGroups(r) => {
-                reads
-                    .permissions
-                    .insert(ListingKey::RepositoryGroupPermissions(r.clone()));
-            }
-            Target::ProjectUsers(p) => {
-                reads
-                    .permissions
-                    .insert(ListingKey::ProjectUserPermissions(p.clone()));
-            }
-            Target::ProjectGroups(p) => {
-                reads
-                    .permissions
-                    .insert(ListingKey::ProjectGroupPermissions(p.clone()));
-            }
-            Target::GroupMembers { group, .. } => {
-                reads.group_members.insert(group.clone());
-            }
-            Target::Groups(_) => {
-                reads.structural.insert(ListingKey::Groups(ws));
-            }
-            Target::WorkspaceMembers(_) => {
-                reads.structural.insert(ListingKey::WorkspaceMembers(ws));
-            }
-            Target::Repositories(_) => {
-                reads.structural.insert(ListingKey::Repositories(ws));
-            }
-            Target::Projects(_) => {
-                reads.structural.insert(ListingKey::Projects(ws));
-            }
-        }
-    }
-    for (ws, reads) in &mut out {
-        let whole = |key: ListingKey| reads.structural.contains(&key);
-        let (repos, projects, groups) = (
-            whole(ListingKey::Repositories(ws.clone())),
-            whole(ListingKey::Projects(ws.clone())),
-            whole(ListingKey::Groups(ws.clone())),
-        );
-        reads.items.retain(|item| match item {
-            Item::Repository(_) => !repos,
-            Item::Project(_) => !projects,
-        });
-        if groups {
-            reads.group_members.clear();
-        }
-    }
-    out
-}
 
 /// How a targeted refresh runs.
 #[derive(Debug, Clone)]
@@ -635,57 +544,5 @@ async fn read_group_members(
             ctx.fail(&key, &e);
             Ok(false)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ws() -> WorkspaceSlug {
-        WorkspaceSlug::parse("acme".to_owned()).unwrap()
-    }
-
-    fn repo(slug: &str) -> RepoRef {
-        RepoRef {
-            workspace: ws(),
-            slug: crate::domain::RepoSlug::parse(slug.to_owned()).unwrap(),
-        }
-    }
-
-    #[test]
-    fn duplicates_merge_into_one_read() {
-        let merged = merge(&[
-            Target::RepositoryUsers(repo("api")),
-            Target::Repository(repo("api")),
-            Target::RepositoryUsers(repo("api")),
-            Target::RepositoryGroups(repo("api")),
-        ]);
-        let reads = &merged[&ws()];
-        assert_eq!(reads.items.len(), 1);
-        assert_eq!(
-            reads.permissions,
-            repo_listings(repo("api")).into_iter().collect()
-        );
-    }
-
-    #[test]
-    fn a_whole_listing_covers_its_single_items_and_groups_cover_members() {
-        let group = GroupSlug::parse("devs".to_owned()).unwrap();
-        let merged = merge(&[
-            Target::Repository(repo("api")),
-            Target::Repositories(ws()),
-            Target::GroupMembers {
-                workspace: ws(),
-                group,
-            },
-            Target::Groups(ws()),
-        ]);
-        let reads = &merged[&ws()];
-        assert!(reads.items.is_empty(), "{reads:?}");
-        assert!(reads.group_members.is_empty(), "{reads:?}");
-        assert_eq!(reads.structural.len(), 2);
-        // The repository's permissions are still read: the listing does not carry them.
-        assert_eq!(reads.permissions.len(), 2);
     }
 }

@@ -199,34 +199,19 @@ async fn project_permissions_where(
     users: &Cond,
     groups: &Cond,
 ) -> Result<Vec<ProjectPermission>, StoreError> {
-    let mut qb = QueryBuilder::<Db>::new(
-        "SELECT project_key, 'user' AS principal_kind, account_id AS principal, level \
-         FROM project_user_permissions WHERE workspace = ",
-    );
-    qb.push_bind(workspace.to_string());
-    users.push(&mut qb);
-    qb.push(
-        " UNION ALL SELECT project_key, 'group' AS principal_kind, group_slug AS principal, \
-         level FROM project_group_permissions WHERE workspace = ",
-    );
-    qb.push_bind(workspace.to_string());
-    groups.push(&mut qb);
-    let rows = qb
-        .build()
-        .fetch_all(pool)
-        .await
-        .map_err(db_err("read project permissions"))?;
-    let mut out = rows
-        .iter()
-        .map(|row| {
-            let decode = db_err("decode a project permission");
-            let level: String = row.try_get(3).map_err(&decode)?;
+    let tables = PermissionTables {
+        action: "read project permissions",
+        key_col: "project_key",
+        user_table: "project_user_permissions",
+        group_table: "project_group_permissions",
+    };
+    let mut out = permission_rows(pool, workspace, &tables, users, groups)
+        .await?
+        .into_iter()
+        .map(|(key, principal, level)| {
             Ok(ProjectPermission {
-                project: project_key(row.try_get(0).map_err(&decode)?)?,
-                principal: principal(
-                    &row.try_get::<String, _>(1).map_err(&decode)?,
-                    row.try_get(2).map_err(&decode)?,
-                )?,
+                project: project_key(key)?,
+                principal,
                 level: ProjectLevel::parse(&level)
                     .map_err(|e| corrupt("project level")(e.to_string()))?,
             })
@@ -251,34 +236,19 @@ async fn repository_permissions_where(
     users: &Cond,
     groups: &Cond,
 ) -> Result<Vec<RepositoryPermission>, StoreError> {
-    let mut qb = QueryBuilder::<Db>::new(
-        "SELECT repo_slug, 'user' AS principal_kind, account_id AS principal, level \
-         FROM repository_user_permissions WHERE workspace = ",
-    );
-    qb.push_bind(workspace.to_string());
-    users.push(&mut qb);
-    qb.push(
-        " UNION ALL SELECT repo_slug, 'group' AS principal_kind, group_slug AS principal, \
-         level FROM repository_group_permissions WHERE workspace = ",
-    );
-    qb.push_bind(workspace.to_string());
-    groups.push(&mut qb);
-    let rows = qb
-        .build()
-        .fetch_all(pool)
-        .await
-        .map_err(db_err("read repository permissions"))?;
-    let mut out = rows
-        .iter()
-        .map(|row| {
-            let decode = db_err("decode a repository permission");
-            let level: String = row.try_get(3).map_err(&decode)?;
+    let tables = PermissionTables {
+        action: "read repository permissions",
+        key_col: "repo_slug",
+        user_table: "repository_user_permissions",
+        group_table: "repository_group_permissions",
+    };
+    let mut out = permission_rows(pool, workspace, &tables, users, groups)
+        .await?
+        .into_iter()
+        .map(|(key, principal, level)| {
             Ok(RepositoryPermission {
-                repository: repo_slug(row.try_get(0).map_err(&decode)?)?,
-                principal: principal(
-                    &row.try_get::<String, _>(1).map_err(&decode)?,
-                    row.try_get(2).map_err(&decode)?,
-                )?,
+                repository: repo_slug(key)?,
+                principal,
                 level: RepoLevel::parse(&level)
                     .map_err(|e| corrupt("repository level")(e.to_string()))?,
             })
@@ -286,6 +256,64 @@ async fn repository_permissions_where(
         .collect::<Result<Vec<_>, StoreError>>()?;
     out.sort();
     Ok(out)
+}
+
+/// The two tables of one kind of explicit permission (on projects or on repositories).
+struct PermissionTables {
+    /// What reading them is called in errors.
+    action: &'static str,
+    /// The column naming the project or repository.
+    key_col: &'static str,
+    user_table: &'static str,
+    group_table: &'static str,
+}
+
+/// The user rows `users` picks and the group rows `groups` picks of one kind of explicit
+/// permission in a workspace, as (project or repository key, principal, level text), in one
+/// statement.
+async fn permission_rows(
+    pool: &Pool<Db>,
+    workspace: &WorkspaceSlug,
+    tables: &PermissionTables,
+    users: &Cond,
+    groups: &Cond,
+) -> Result<Vec<(String, Principal, String)>, StoreError> {
+    let PermissionTables {
+        action,
+        key_col,
+        user_table,
+        group_table,
+    } = tables;
+    let mut qb = QueryBuilder::<Db>::new(format!(
+        "SELECT {key_col}, 'user' AS principal_kind, account_id AS principal, level \
+         FROM {user_table} WHERE workspace = "
+    ));
+    qb.push_bind(workspace.to_string());
+    users.push(&mut qb);
+    qb.push(format!(
+        " UNION ALL SELECT {key_col}, 'group' AS principal_kind, group_slug AS principal, \
+         level FROM {group_table} WHERE workspace = "
+    ));
+    qb.push_bind(workspace.to_string());
+    groups.push(&mut qb);
+    let rows = qb
+        .build()
+        .fetch_all(pool)
+        .await
+        .map_err(db_err(action))?;
+    rows.iter()
+        .map(|row| {
+            let decode = db_err("decode an explicit permission");
+            Ok((
+                row.try_get(0).map_err(&decode)?,
+                principal(
+                    &row.try_get::<String, _>(1).map_err(&decode)?,
+                    row.try_get(2).map_err(&decode)?,
+                )?,
+                row.try_get(3).map_err(&decode)?,
+            ))
+        })
+        .collect()
 }
 
 fn principal(kind: &str, id: String) -> Result<Principal, StoreError> {
