@@ -96,15 +96,16 @@ pub(crate) async fn connect(
         // Create the file with one connection, then open the pool without creating: a pool
         // connection opened after the file was removed must fail, not start an empty store
         // that a sync would fill and report as complete.
-        let first = options
-            .clone()
-            .connect()
-            .await
-            .map_err(|e| fail(url.scrub(e)))?;
+        let first = retry_locked(|| {
+            let options = options.clone();
+            async move { options.connect().await }
+        })
+        .await
+        .map_err(|e| fail(url.scrub(e)))?;
         let _ = first.close().await;
     }
     let options = options.create_if_missing(false);
-    let pool = match pool_options().connect_with(options.clone()).await {
+    let pool = match retry_locked(|| pool_options().connect_with(options.clone())).await {
         Ok(pool) => pool,
         Err(e) if is_damage(&e.to_string()) => return Err(damaged(url.scrub(e))),
         // A WAL file read-only in a read-only folder cannot get its shared-memory file; opened
@@ -122,6 +123,27 @@ pub(crate) async fn connect(
         }
     }
     Ok((pool, path))
+}
+
+/// Runs `open` again when SQLite says the file is locked: processes opening one fresh file at
+/// the same moment can each wait on the other's first connection (creating the file, switching
+/// it to WAL) until the busy timeout; the loser's next attempt finds the file settled.
+async fn retry_locked<T, Fut>(mut open: impl FnMut() -> Fut) -> Result<T, sqlx::Error>
+where
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        match open().await {
+            Err(e)
+                if attempt < MIGRATE_ATTEMPTS && e.to_string().contains("database is locked") =>
+            {
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Whether a driver message says the file is not a (sound) SQLite database.
